@@ -1,0 +1,251 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { timestampNow } from '@bufbuild/protobuf/wkt';
+import type { ServiceError } from '@grpc/grpc-js';
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import { Engine } from '../gen/switchboard/v1/fleet_pb.js';
+import { AgentMessageSchema, type ControlMessage } from '../gen/switchboard/v1/worker_pb.js';
+import type { Logger } from '../src/platform/logger.js';
+import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
+import { MetricsCollector } from './metrics.js';
+
+/**
+ * The agent's lifecycle:
+ * - `idle`: built, not started.
+ * - `connecting`: a stream is open and the Hello sent; waiting for the Welcome.
+ * - `connected`: welcomed; heartbeating at the interval the control plane set.
+ * - `backoff`: the stream ended; waiting (jittered, capped) before the next attempt.
+ * - `stopping`: stop() was called; the stream is being ended.
+ * - `stopped`: nothing runs; final.
+ */
+export type AgentState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stopping' | 'stopped';
+
+/** Everything the agent needs, compiled once (defaults applied) by agent/config.ts. */
+export interface AgentOptions {
+  controlPlaneAddress: string;
+  workerName: string;
+  capacity: number;
+  labels: Record<string, string>;
+  engines: ('SANDBOX' | 'BAILEYS')[];
+  version: string;
+  backoff: BackoffPolicy;
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+  /** How long to wait for the Welcome before giving up on a stream. */
+  welcomeTimeoutMs: number;
+}
+
+const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
+
+/**
+ * One worker process's link to the control plane: keeps a single stream
+ * open, says Hello, heartbeats real metrics, and reconnects with backoff,
+ * keeping its worker id and instance id across reconnects.
+ */
+export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string] }> {
+  private _state: AgentState = 'idle';
+  private readonly instanceId = randomBytes(12).toString('hex');
+  private readonly client: ControlPlaneClient;
+  private readonly metrics = new MetricsCollector();
+  private stream: AgentStream | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private backoffTimer: NodeJS.Timeout | undefined;
+  private wakeBackoff: (() => void) | undefined;
+  private sequence = 0n;
+  private attempt = 0;
+  private running: Promise<void> | undefined;
+  /** Assigned by the first Welcome; presented on every reconnect. */
+  workerId = '';
+
+  constructor(
+    readonly options: AgentOptions,
+    private readonly log: Logger,
+  ) {
+    super();
+    this.client = new ControlPlaneClient(options.controlPlaneAddress, {
+      keepaliveTimeMs: options.keepaliveTimeMs,
+      keepaliveTimeoutMs: options.keepaliveTimeoutMs,
+    });
+  }
+
+  get state(): AgentState {
+    return this._state;
+  }
+
+  start(): void {
+    if (this._state !== 'idle') throw new Error(`agent cannot start from state ${this._state}`);
+    this.running = this.run();
+  }
+
+  /** Ends the stream cleanly (the control plane marks the worker offline at once) and stops. */
+  async stop(): Promise<void> {
+    if (this._state === 'stopped') return;
+    if (this._state === 'idle') {
+      this.setState('stopped');
+      return;
+    }
+    this.setState('stopping');
+    this.stopHeartbeats();
+    clearTimeout(this.backoffTimer);
+    this.wakeBackoff?.();
+    this.stream?.end();
+    await this.running;
+    this.client.close();
+    this.metrics.close();
+    this.setState('stopped');
+  }
+
+  /** Resolves when the agent is connected (welcomed). */
+  async connected(): Promise<void> {
+    if (this._state === 'connected') return;
+    await new Promise<void>((resolve) => {
+      const onState = (state: AgentState) => {
+        if (state === 'connected') {
+          this.off('state', onState);
+          resolve();
+        }
+      };
+      this.on('state', onState);
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (this._state !== 'stopping') {
+      const outcome = await this.holdStream();
+      if (this.isStopping()) break;
+      const delay = backoffDelay(this.attempt++, this.options.backoff);
+      this.log.warn({ reason: outcome, retryInMs: delay, attempt: this.attempt }, 'stream ended; reconnecting');
+      this.setState('backoff');
+      await new Promise<void>((resolve) => {
+        this.wakeBackoff = resolve;
+        this.backoffTimer = setTimeout(resolve, delay);
+      });
+    }
+  }
+
+  /** Opens one stream and holds it until it ends; returns why it ended. */
+  private holdStream(): Promise<string> {
+    this.setState('connecting');
+    return new Promise<string>((resolve) => {
+      const stream = this.client.openStream();
+      this.stream = stream;
+      let settled = false;
+      const welcomeTimer = setTimeout(() => {
+        stream.cancel();
+      }, this.options.welcomeTimeoutMs);
+      const finish = (reason: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(welcomeTimer);
+        this.stopHeartbeats();
+        this.stream = undefined;
+        resolve(reason);
+      };
+
+      stream.on('data', (message: ControlMessage) => {
+        if (message.payload.case === 'welcome') clearTimeout(welcomeTimer);
+        this.onControlMessage(stream, message);
+      });
+      stream.on('error', (error: ServiceError) => {
+        finish(`${GrpcStatus[error.code] ?? error.code}: ${error.details || error.message}`);
+      });
+      stream.on('end', () => finish('stream closed by control plane'));
+      stream.on('close', () => finish('stream closed'));
+
+      this.send(stream, {
+        case: 'hello',
+        value: {
+          workerName: this.options.workerName,
+          agentVersion: this.options.version,
+          capacity: this.options.capacity,
+          supportedEngines: this.options.engines.map((engine) => ENGINES[engine]),
+          labels: this.options.labels,
+          instanceId: this.instanceId,
+          workerId: this.workerId,
+        },
+      });
+    });
+  }
+
+  private onControlMessage(stream: AgentStream, message: ControlMessage): void {
+    switch (message.payload.case) {
+      case 'welcome': {
+        const welcome = message.payload.value;
+        const intervalMs = welcome.heartbeatInterval
+          ? Number(welcome.heartbeatInterval.seconds) * 1000 + welcome.heartbeatInterval.nanos / 1e6
+          : 2000;
+        this.workerId = welcome.workerId;
+        this.attempt = 0;
+        this.log.info(
+          { workerId: welcome.workerId, heartbeatIntervalMs: intervalMs, replicaId: welcome.replicaId },
+          'connected to control plane',
+        );
+        this.setState('connected');
+        this.emit('welcome', welcome.workerId);
+        this.startHeartbeats(stream, intervalMs);
+        break;
+      }
+      case 'heartbeatAck':
+        break;
+      case undefined:
+        this.log.warn({ correlationId: message.correlationId }, 'control message without payload ignored');
+        break;
+      default:
+        message.payload satisfies never;
+    }
+  }
+
+  private startHeartbeats(stream: AgentStream, intervalMs: number): void {
+    this.stopHeartbeats();
+    const beat = () => {
+      this.sequence += 1n;
+      this.send(stream, {
+        case: 'heartbeat',
+        value: { sequence: this.sequence, metrics: toResourceMetrics(this.metrics.sample()), sentAt: timestampNow() },
+      });
+    };
+    beat();
+    this.heartbeatTimer = setInterval(beat, intervalMs);
+  }
+
+  private stopHeartbeats(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  private send(stream: AgentStream, payload: MessageInitShape<typeof AgentMessageSchema>['payload']): void {
+    if (stream.writable) {
+      stream.write(create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
+    }
+  }
+
+  private isStopping(): boolean {
+    return this._state === 'stopping' || this._state === 'stopped';
+  }
+
+  private setState(state: AgentState): void {
+    if (this._state === state) return;
+    this.log.debug({ from: this._state, to: state }, 'agent state');
+    this._state = state;
+    this.emit('state', state);
+  }
+}
+
+function toResourceMetrics(sample: ReturnType<MetricsCollector['sample']>) {
+  return {
+    cpuPercent: sample.cpuPercent,
+    rssBytes: BigInt(sample.rssBytes),
+    heapUsedBytes: BigInt(sample.heapUsedBytes),
+    heapTotalBytes: BigInt(sample.heapTotalBytes),
+    loadAverage1m: sample.loadAverage[0],
+    loadAverage5m: sample.loadAverage[1],
+    loadAverage15m: sample.loadAverage[2],
+    freeMemoryBytes: BigInt(sample.freeMemoryBytes),
+    totalMemoryBytes: BigInt(sample.totalMemoryBytes),
+    eventLoopLagMs: sample.eventLoopLagMs,
+    sessionCount: sample.sessionCount,
+    cpuCount: sample.cpuCount,
+  };
+}

@@ -1,0 +1,44 @@
+import { createLogger } from '../src/platform/logger.js';
+import { Agent } from './agent.js';
+import { AgentConfigError, loadAgentConfig } from './config.js';
+
+/** Entry point of `npm run agent`: config -> Agent -> run until SIGTERM/SIGINT. */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadAgentConfig(process.argv.slice(2), process.env);
+  } catch (error) {
+    if (error instanceof AgentConfigError) {
+      process.stderr.write(`${error.message}\n\n${error.usage}`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const logger = createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'agent' }).child({
+    worker: config.workerName,
+  });
+  const agent = new Agent(config, logger);
+  logger.info(
+    { controlPlane: config.controlPlaneAddress, capacity: config.capacity, labels: config.labels, engines: config.engines },
+    'agent starting',
+  );
+  agent.start();
+
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'agent stopping');
+    agent.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'agent did not stop cleanly');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+await main();

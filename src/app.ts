@@ -1,0 +1,179 @@
+import { createContextValues, type ConnectRouter } from '@connectrpc/connect';
+import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { AdminService } from '../gen/switchboard/v1/admin_pb.js';
+import { WorkerService } from '../gen/switchboard/v1/worker_pb.js';
+import { Health } from '../gen/grpc/health/v1/health_pb.js';
+import { ServerReflection as ServerReflectionV1 } from '../gen/grpc/reflection/v1/reflection_pb.js';
+import { ServerReflection as ServerReflectionV1alpha } from '../gen/grpc/reflection/v1alpha/reflection_pb.js';
+import type { Config } from './config.js';
+import { createAdminServiceHandler } from './admin/admin.handler.js';
+import { FleetService } from './fleet/fleet.service.js';
+import { createWorkerServiceHandler } from './fleet/worker-stream.handler.js';
+import { systemClock, type Clock } from './platform/clock.js';
+import type { CoordinationStore } from './platform/coordination/coordination-store.js';
+import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
+import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
+import { databaseTarget, migrate, openDatabase, type Database } from './platform/db/database.js';
+import { createLogger, type Logger } from './platform/logger.js';
+import type { Resources } from './platform/resources.js';
+import { peerKey } from './transport/context.js';
+import { registerHealth } from './transport/health.handler.js';
+import { createEntityManagerInterceptor, createObservabilityInterceptor } from './transport/interceptors.js';
+import { listen, type Listeners, type NodeHandlerFn } from './transport/listeners.js';
+import { createApiRegistry } from './transport/api-registry.js';
+import { registerReflection } from './transport/reflection.handler.js';
+import { ServiceHealth } from './transport/service-health.js';
+
+/** The running control plane, as main() and the tests drive it. */
+export interface App {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly database: Database;
+  readonly store: CoordinationStore;
+  readonly fleet: FleetService;
+  /** Binds the ports and starts background work. */
+  start(): Promise<{ httpUrl: string; grpcUrl: string; httpPort: number; grpcPort: number }>;
+  /** Graceful stop: refuse new work, end agent streams, close connections, database and store. */
+  close(): Promise<void>;
+}
+
+/** Services this process serves, as their fully-qualified names (health and reflection list them). */
+const SERVICES = [AdminService, WorkerService, Health, ServerReflectionV1, ServerReflectionV1alpha];
+
+/**
+ * The composition root: builds every piece once, in dependency order, and
+ * hands each capability the shared resources. Opening the database and the
+ * coordination store (and migrating) happens here; listening in start().
+ */
+export async function createApp(config: Config, overrides: { logger?: Logger; clock?: Clock } = {}): Promise<App> {
+  const logger =
+    overrides.logger ?? createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'control-plane' });
+  const clock = overrides.clock ?? systemClock;
+  const log = logger.child({ replicaId: config.replicaId });
+
+  const database = await openDatabase(databaseTarget(config), log);
+  let store: CoordinationStore;
+  try {
+    await migrate(database, log);
+    store = config.redisUrl
+      ? await RedisCoordinationStore.connect({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, logger: log })
+      : new MemoryCoordinationStore(clock);
+  } catch (error) {
+    await database.close();
+    throw error;
+  }
+
+  const resources: Resources = { orm: database.orm, store, clock, logger: log };
+  const fleet = new FleetService(resources, {
+    heartbeatIntervalMs: config.heartbeatIntervalMs,
+    leaseTtlMs: config.leaseTtlMs,
+    sweepIntervalMs: config.sweepIntervalMs,
+    metricsFlushIntervalMs: config.metricsFlushIntervalMs,
+    replicaId: config.replicaId,
+  });
+
+  const serviceNames = SERVICES.map((service) => service.typeName);
+  const health = new ServiceHealth(serviceNames);
+  const registry = createApiRegistry();
+  const shutdown = new AbortController();
+
+  const routes = (router: ConnectRouter) => {
+    router.service(AdminService, createAdminServiceHandler(fleet));
+    router.service(WorkerService, createWorkerServiceHandler(fleet));
+    registerHealth(router, health);
+    registerReflection(router, registry, () => serviceNames);
+  };
+
+  const ready = async (): Promise<Record<string, string>> => {
+    const check = async (probe: () => Promise<void>) => {
+      try {
+        await withTimeout(probe(), 2000);
+        return 'ok';
+      } catch (error) {
+        return error instanceof Error ? error.message : String(error);
+      }
+    };
+    const [db, coordination] = await Promise.all([check(() => database.ping()), check(() => store.ping())]);
+    return { database: db, coordinationStore: coordination, ...(shutdown.signal.aborted ? { server: 'shutting down' } : {}) };
+  };
+
+  const handler = connectNodeAdapter({
+    routes,
+    interceptors: [createObservabilityInterceptor(log.child({ component: 'rpc' })), createEntityManagerInterceptor(database.orm)],
+    shutdownSignal: shutdown.signal,
+    contextValues: (req) => createContextValues().set(peerKey, remoteAddress(req)),
+    fallback: (req, res) => void serveProbes(req, res, ready),
+  });
+
+  let listeners: Listeners | undefined;
+  let closing: Promise<void> | undefined;
+
+  return {
+    config,
+    logger: log,
+    database,
+    store,
+    fleet,
+    async start() {
+      listeners = await listen({ host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort, handler });
+      fleet.start();
+      health.setAll('SERVING');
+      const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
+      const urls = {
+        httpPort: listeners.httpPort,
+        grpcPort: listeners.grpcPort,
+        httpUrl: `http://${host}:${listeners.httpPort}`,
+        grpcUrl: `http://${host}:${listeners.grpcPort}`,
+      };
+      log.info({ ...urls, database: database.kind, coordinationStore: store.kind }, 'control plane listening');
+      return urls;
+    },
+    close() {
+      closing ??= (async () => {
+        log.info('shutting down');
+        health.setAll('NOT_SERVING');
+        shutdown.abort();
+        listeners?.stopAccepting();
+        await fleet.shutdown();
+        await listeners?.close(config.shutdownTimeoutMs);
+        await Promise.allSettled([store.close(), database.close()]);
+        log.info('shut down');
+      })();
+      return closing;
+    },
+  };
+}
+
+type AnyRequest = Parameters<NodeHandlerFn>[0];
+type AnyResponse = Parameters<NodeHandlerFn>[1];
+
+function remoteAddress(req: AnyRequest): string {
+  const socket = req.socket;
+  return socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort ?? ''}` : '';
+}
+
+/** /healthz: the process answers. /readyz: the database and coordination store answer too. */
+async function serveProbes(req: AnyRequest, res: AnyResponse, ready: () => Promise<Record<string, string>>) {
+  const path = (req.url ?? '').split('?')[0];
+  const reply = (status: number, body: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    res.end(JSON.stringify(body));
+  };
+  if (path === '/healthz') return reply(200, { status: 'ok' });
+  if (path === '/readyz') {
+    const checks = await ready();
+    const ok = Object.values(checks).every((value) => value === 'ok');
+    return reply(ok ? 200 : 503, { status: ok ? 'ok' : 'unavailable', checks });
+  }
+  return reply(404, { code: 'not_found', message: `no route for ${req.method ?? ''} ${path}` });
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -1,0 +1,137 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { StartupError } from './platform/errors.js';
+
+/**
+ * Control-plane configuration, read once from environment variables at start.
+ * Every variable is documented in .env.example and in the README table.
+ */
+export interface Config {
+  /** Run as the all-in-one developer setup (`npm start`): embedded defaults and a local agent. */
+  readonly dev: boolean;
+  readonly host: string;
+  readonly httpPort: number;
+  readonly grpcPort: number;
+  /** PostgreSQL connection string; undefined means embedded PGlite in `dataDir`. */
+  readonly databaseUrl: string | undefined;
+  readonly databasePoolMax: number;
+  readonly dataDir: string;
+  /** Redis connection string; undefined means the in-process coordination store. */
+  readonly redisUrl: string | undefined;
+  /** Prefix for every Redis key and channel, so deployments and test runs can share one Redis. */
+  readonly redisKeyPrefix: string;
+  readonly logLevel: string;
+  readonly logFormat: 'json' | 'pretty';
+  readonly heartbeatIntervalMs: number;
+  readonly leaseTtlMs: number;
+  readonly sweepIntervalMs: number;
+  /** How often buffered heartbeat metrics are written to PostgreSQL. */
+  readonly metricsFlushIntervalMs: number;
+  readonly shutdownTimeoutMs: number;
+  /** Identifies this control-plane process among replicas sharing one Redis. */
+  readonly replicaId: string;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+const port = (fallback: number) =>
+  z.coerce
+    .number({ error: 'expected a port number' })
+    .int('expected a whole number')
+    .min(0, 'expected a port from 0 to 65535')
+    .max(65535, 'expected a port from 0 to 65535')
+    .default(fallback);
+
+const milliseconds = (fallback: number, min = 1) =>
+  z.coerce
+    .number({ error: 'expected a number of milliseconds' })
+    .int('expected a whole number of milliseconds')
+    .min(min, `expected at least ${min} ms`)
+    .default(fallback);
+
+const url = (protocols: readonly string[]) =>
+  z
+    .string()
+    .trim()
+    .transform((value) => (value === '' ? undefined : value))
+    .refine(
+      (value) => {
+        if (value === undefined) return true;
+        try {
+          return protocols.includes(new URL(value).protocol);
+        } catch {
+          return false;
+        }
+      },
+      { message: `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
+    )
+    .optional();
+
+const envSchema = z
+  .object({
+    HOST: z.string().min(1).optional(),
+    HTTP_PORT: port(8080),
+    GRPC_PORT: port(50051),
+    DATABASE_URL: url(['postgres:', 'postgresql:']),
+    DATABASE_POOL_MAX: z.coerce.number().int().min(1).max(1000).default(10),
+    DATA_DIR: z.string().min(1).default('./data'),
+    REDIS_URL: url(['redis:', 'rediss:']),
+    REDIS_KEY_PREFIX: z.string().default('switchboard:'),
+    LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    LOG_FORMAT: z.enum(['json', 'pretty']).optional(),
+    HEARTBEAT_INTERVAL_MS: milliseconds(2000, 100),
+    LEASE_TTL_MS: milliseconds(10000, 300),
+    SWEEP_INTERVAL_MS: milliseconds(1000, 50),
+    METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
+    SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
+    REPLICA_ID: z.string().min(1).optional(),
+  })
+  .superRefine((env, ctx) => {
+    // A lease must survive at least two lost heartbeats, or one delayed
+    // packet would take a healthy worker offline.
+    if (env.LEASE_TTL_MS < 2 * env.HEARTBEAT_INTERVAL_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LEASE_TTL_MS'],
+        message: `must be at least twice HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS} ms)`,
+      });
+    }
+  });
+
+/** Thrown for configuration a person must fix; names every bad variable. */
+export class ConfigError extends StartupError {}
+
+export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => {
+      const variable = String(issue.path[0] ?? 'configuration');
+      const given = env[variable];
+      return `${variable}: ${issue.message}${given === undefined ? '' : ` (got ${JSON.stringify(given)})`}`;
+    });
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const e = parsed.data;
+  const dev = options.dev ?? false;
+  return {
+    dev,
+    // The developer setup stays on loopback: it prints an admin credential.
+    host: e.HOST ?? (dev ? '127.0.0.1' : '0.0.0.0'),
+    httpPort: e.HTTP_PORT,
+    grpcPort: e.GRPC_PORT,
+    databaseUrl: e.DATABASE_URL,
+    databasePoolMax: e.DATABASE_POOL_MAX,
+    dataDir: e.DATA_DIR,
+    redisUrl: e.REDIS_URL,
+    redisKeyPrefix: e.REDIS_KEY_PREFIX,
+    logLevel: e.LOG_LEVEL,
+    logFormat: e.LOG_FORMAT ?? (dev ? 'pretty' : 'json'),
+    heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
+    leaseTtlMs: e.LEASE_TTL_MS,
+    sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
+    shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
+  };
+}

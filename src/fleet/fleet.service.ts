@@ -1,0 +1,231 @@
+import { randomUUID } from 'node:crypto';
+import type { Resources } from '../platform/resources.js';
+import { DomainError } from '../platform/errors.js';
+import type { Logger } from '../platform/logger.js';
+import type { AgentHeartbeat, AgentHello, FleetOptions, WorkerQuery } from './fleet.types.js';
+import { validateHello } from './hello.validation.js';
+import { WorkerConnection } from './worker-connection.js';
+import type { Worker } from './worker.entity.js';
+import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
+import { isLeaseExpired, leaseKey } from './lease.js';
+
+/**
+ * The fleet as seen by this replica: accepts agent streams, keeps each
+ * worker's lease in the coordination store, records heartbeats, and turns
+ * workers offline when their stream ends or their lease runs out.
+ */
+export class FleetService {
+  private readonly connections = new Map<string, WorkerConnection>(); // by worker id
+  private readonly pendingHeartbeats = new Map<string, HeartbeatRecord>(); // by worker id
+  private readonly log: Logger;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    private readonly resources: Resources,
+    private readonly options: FleetOptions,
+  ) {
+    this.log = resources.logger.child({ component: 'fleet' });
+  }
+
+  start(): void {
+    this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
+    this.flushTimer = setInterval(() => void this.flushHeartbeats(), this.options.metricsFlushIntervalMs);
+  }
+
+  /** Number of agent streams this replica holds. */
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  /** A new, not yet introduced agent stream. */
+  openConnection(peer: string): WorkerConnection {
+    if (this.stopped) throw new DomainError('UNAVAILABLE', 'control plane is shutting down; reconnect to another replica');
+    return new WorkerConnection(randomUUID(), peer);
+  }
+
+  /** Accepts the agent's Hello: registers the worker, takes its lease and sends the Welcome. */
+  async accept(connection: WorkerConnection, hello: AgentHello, correlationId: string): Promise<void> {
+    if (connection.state !== 'open') {
+      throw new DomainError('FAILED_PRECONDITION', 'hello was already received on this stream');
+    }
+    validateHello(hello);
+    const { store, clock } = this.resources;
+    const now = clock.now();
+    const worker = await this.repository().attachStream({
+      hello,
+      streamId: connection.streamId,
+      replicaId: this.options.replicaId,
+      now,
+      canTakeOver: async (current) => {
+        // The same agent process reconnecting (its old stream not yet noticed
+        // dead) may take over; another process may not while the lease lives.
+        if (current.instanceId === hello.instanceId) return true;
+        const [holder] = await store.readLeases([leaseKey(current.id)]);
+        return holder === null;
+      },
+    });
+    const superseded = this.connections.get(worker.id);
+    if (superseded && superseded !== connection) {
+      superseded.terminate('superseded by a new stream', new DomainError('ABORTED', 'superseded by a newer stream of the same worker'));
+    }
+    await store.forceLease(leaseKey(worker.id), connection.streamId, this.options.leaseTtlMs);
+    connection.workerId = worker.id;
+    connection.workerName = worker.name;
+    connection.instanceId = hello.instanceId;
+    connection.lastRenewalMs = clock.monotonicMs();
+    connection.state = 'live';
+    this.connections.set(worker.id, connection);
+    this.log.info(
+      { workerId: worker.id, worker: worker.name, streamId: connection.streamId, peer: connection.peer, capacity: hello.capacity },
+      'worker online',
+    );
+    connection.send({
+      correlationId,
+      kind: 'welcome',
+      workerId: worker.id,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      leaseTtlMs: this.options.leaseTtlMs,
+      replicaId: this.options.replicaId,
+    });
+  }
+
+  /** Renews the worker's lease, buffers its metrics for the database and acknowledges. */
+  async heartbeat(connection: WorkerConnection, heartbeat: AgentHeartbeat, correlationId: string): Promise<void> {
+    if (connection.state !== 'live') {
+      throw new DomainError('FAILED_PRECONDITION', 'the first message on a stream must be a hello');
+    }
+    const { store, clock } = this.resources;
+    const renewed = await store.renewLease(leaseKey(connection.workerId), connection.streamId, this.options.leaseTtlMs);
+    if (!renewed) {
+      connection.terminate('lease lost', new DomainError('ABORTED', 'lease lost: the worker is held by another stream or expired; reconnect'));
+      return;
+    }
+    connection.lastRenewalMs = clock.monotonicMs();
+    const now = clock.now();
+    this.pendingHeartbeats.set(connection.workerId, {
+      workerId: connection.workerId,
+      streamId: connection.streamId,
+      at: now,
+      metrics: heartbeat.metrics,
+    });
+    connection.send({
+      correlationId,
+      kind: 'heartbeatAck',
+      sequence: heartbeat.sequence,
+      leaseExpiresAt: new Date(now.getTime() + this.options.leaseTtlMs),
+    });
+  }
+
+  /** The stream is over (agent gone, error, or terminated by us): release the lease and go offline. */
+  async disconnect(connection: WorkerConnection, reason: string): Promise<void> {
+    if (connection.state === 'closed') return;
+    const wasLive = connection.state === 'live' || connection.workerId !== '';
+    const finalReason = connection.endReason ?? reason;
+    connection.state = 'closed';
+    connection.outbound.close();
+    if (!wasLive) return;
+    if (this.connections.get(connection.workerId) === connection) this.connections.delete(connection.workerId);
+    const pending = this.pendingHeartbeats.get(connection.workerId);
+    if (pending?.streamId === connection.streamId) this.pendingHeartbeats.delete(connection.workerId);
+    const { store, clock } = this.resources;
+    try {
+      await store.releaseLease(leaseKey(connection.workerId), connection.streamId);
+      const changed = await this.repository().detachStream({
+        workerId: connection.workerId,
+        streamId: connection.streamId,
+        reason: finalReason,
+        now: clock.now(),
+        lastHeartbeat: pending?.streamId === connection.streamId ? pending : undefined,
+      });
+      if (changed) {
+        this.log.info({ workerId: connection.workerId, worker: connection.workerName, reason: finalReason }, 'worker offline');
+      }
+    } catch (error) {
+      // The sweeper finds the worker when its lease expires, so nothing is lost.
+      this.log.error({ err: error, workerId: connection.workerId }, 'could not record worker offline; the sweeper will');
+    }
+  }
+
+  /**
+   * Finds workers whose lease ran out: streams on this replica whose agent
+   * stopped heartbeating with the connection still open, and workers whose
+   * stream lived on a replica that is gone.
+   */
+  async sweep(): Promise<void> {
+    if (this.stopped) return;
+    const { clock, store } = this.resources;
+    const nowMs = clock.monotonicMs();
+    for (const connection of this.connections.values()) {
+      if (connection.state === 'live' && isLeaseExpired(connection.lastRenewalMs, this.options.leaseTtlMs, nowMs)) {
+        connection.terminate(
+          'lease expired',
+          new DomainError('DEADLINE_EXCEEDED', `no heartbeat for ${this.options.leaseTtlMs} ms: lease expired`),
+        );
+      }
+    }
+    try {
+      const online = (await this.repository().findOnline()).filter((w) => !this.connections.has(w.id));
+      if (online.length === 0) return;
+      const holders = await store.readLeases(online.map((w) => leaseKey(w.id)));
+      const expired = online.filter((w, i) => holders[i] === null && w.streamId !== null);
+      for (const worker of expired) {
+        const changed = await this.repository().detachStream({
+          workerId: worker.id,
+          streamId: worker.streamId as string,
+          reason: 'lease expired',
+          now: clock.now(),
+        });
+        if (changed) this.log.warn({ workerId: worker.id }, 'worker offline: lease expired');
+      }
+    } catch (error) {
+      this.log.error({ err: error }, 'lease sweep failed; retrying next interval');
+    }
+  }
+
+  /** Writes buffered heartbeats; one statement per interval whatever the fleet size. */
+  async flushHeartbeats(): Promise<void> {
+    if (this.pendingHeartbeats.size === 0) return this.flushing;
+    const batch = [...this.pendingHeartbeats.values()];
+    this.pendingHeartbeats.clear();
+    this.flushing = this.flushing
+      .then(() => this.repository().recordHeartbeats(batch))
+      .catch((error: unknown) => this.log.error({ err: error, workers: batch.length }, 'could not record heartbeats'));
+    return this.flushing;
+  }
+
+  async listWorkers(repository: WorkerRepository, query: WorkerQuery): Promise<Worker[]> {
+    return repository.list(query);
+  }
+
+  async getWorker(repository: WorkerRepository, id: string): Promise<Worker> {
+    const worker = await repository.findById(id);
+    if (!worker) throw DomainError.notFound('worker', id);
+    return worker;
+  }
+
+  /**
+   * Ends every stream so agents reconnect to another replica, waits for them
+   * to be recorded offline, then stops the timers.
+   */
+  async shutdown(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.sweepTimer);
+    clearInterval(this.flushTimer);
+    const live = [...this.connections.values()];
+    for (const connection of live) {
+      connection.terminate(
+        'control plane replica shutting down',
+        new DomainError('UNAVAILABLE', 'control plane replica is shutting down; reconnect'),
+      );
+    }
+    await Promise.all(live.map((connection) => this.disconnect(connection, 'control plane replica shutting down')));
+    await this.flushHeartbeats();
+  }
+
+  private repository(): WorkerRepository {
+    return new WorkerRepository(this.resources.orm.em.fork());
+  }
+}

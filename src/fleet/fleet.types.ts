@@ -1,0 +1,48 @@
+import type { EngineKind, WorkerMetrics, WorkerStatus } from './worker.entity.js';
+
+/** What an agent says about itself when it opens a stream (protocol-free). */
+export interface AgentHello {
+  workerName: string;
+  agentVersion: string;
+  capacity: number;
+  supportedEngines: EngineKind[];
+  labels: Record<string, string>;
+  instanceId: string;
+  /** The id a previous Welcome gave; empty on first contact. */
+  workerId: string;
+}
+
+/** One heartbeat from an agent (protocol-free). */
+export interface AgentHeartbeat {
+  sequence: bigint;
+  metrics: WorkerMetrics;
+}
+
+/** Messages the fleet sends down a worker's stream; the handler maps them to protobuf. */
+export type ControlEnvelope = { correlationId: string } & (
+  | {
+      kind: 'welcome';
+      workerId: string;
+      heartbeatIntervalMs: number;
+      leaseTtlMs: number;
+      replicaId: string;
+    }
+  | { kind: 'heartbeatAck'; sequence: bigint; leaseExpiresAt: Date }
+);
+
+/** Filters for listing workers. */
+export interface WorkerQuery {
+  status?: WorkerStatus;
+  pageSize: number;
+  /** Name of the last worker on the previous page. */
+  afterName?: string;
+}
+
+/** Timing the fleet enforces; compiled once from configuration. */
+export interface FleetOptions {
+  heartbeatIntervalMs: number;
+  leaseTtlMs: number;
+  sweepIntervalMs: number;
+  metricsFlushIntervalMs: number;
+  replicaId: string;
+}

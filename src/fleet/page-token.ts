@@ -1,0 +1,30 @@
+import { DomainError } from '../platform/errors.js';
+
+/**
+ * Opaque cursor for keyset pagination. Callers must not build or parse it;
+ * encoding the last key (rather than an offset) keeps pages stable while
+ * workers come and go.
+ */
+export function encodePageToken(afterKey: string): string {
+  return Buffer.from(JSON.stringify({ a: afterKey }), 'utf8').toString('base64url');
+}
+
+export function decodePageToken(token: string): string | undefined {
+  if (token === '') return undefined;
+  try {
+    const decoded: unknown = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+    if (typeof decoded === 'object' && decoded !== null && 'a' in decoded && typeof decoded.a === 'string') {
+      return decoded.a;
+    }
+  } catch {
+    // fall through to the error below
+  }
+  throw DomainError.invalidArgument('page_token', 'not a page token returned by this API');
+}
+
+/** AIP-158 page size: 0 means the default; more than the maximum is lowered to it. */
+export function normalisePageSize(requested: number, defaults: { default: number; max: number }): number {
+  if (requested < 0) throw DomainError.invalidArgument('page_size', 'must not be negative');
+  if (requested === 0) return defaults.default;
+  return Math.min(requested, defaults.max);
+}

@@ -1,0 +1,43 @@
+import { AsyncQueue } from '../platform/async-queue.js';
+import { DomainError } from '../platform/errors.js';
+import type { ControlEnvelope } from './fleet.types.js';
+
+/**
+ * Where a stream is in its life. `open` until the Hello is accepted,
+ * `live` while the lease is held, `closing` once an end was decided (lease
+ * lost, shutdown, agent gone) and `closed` when the worker was marked offline.
+ */
+export type ConnectionState = 'open' | 'live' | 'closing' | 'closed';
+
+/**
+ * One agent stream on this replica: the outbound queue the transport drains,
+ * and the lease bookkeeping the fleet service updates.
+ */
+export class WorkerConnection {
+  readonly outbound = new AsyncQueue<ControlEnvelope>();
+  state: ConnectionState = 'open';
+  workerId = '';
+  workerName = '';
+  instanceId = '';
+  /** Monotonic time of the last successful lease renewal. */
+  lastRenewalMs = 0;
+  /** Why the stream is ending, once that is decided. */
+  endReason: string | undefined;
+
+  constructor(
+    readonly streamId: string,
+    readonly peer: string,
+  ) {}
+
+  send(envelope: ControlEnvelope): void {
+    this.outbound.push(envelope);
+  }
+
+  /** Ends the stream from the control plane's side with an error the agent will see. */
+  terminate(reason: string, error: DomainError): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.state = 'closing';
+    this.endReason = reason;
+    this.outbound.close(error);
+  }
+}

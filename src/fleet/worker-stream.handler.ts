@@ -1,0 +1,116 @@
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { create } from '@bufbuild/protobuf';
+import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
+import {
+  type AgentMessage,
+  type ControlMessage,
+  ControlMessageSchema,
+  type WorkerService,
+} from '../../gen/switchboard/v1/worker_pb.js';
+import { DomainError } from '../platform/errors.js';
+import { peerKey } from '../transport/context.js';
+import type { FleetService } from './fleet.service.js';
+import type { ControlEnvelope } from './fleet.types.js';
+import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
+
+/**
+ * WorkerService.Connect: decodes agent envelopes, hands them to the fleet
+ * service, and encodes what the fleet sends back. Inbound and outbound run
+ * concurrently: the fleet may push to the agent at any time.
+ */
+export function createWorkerServiceHandler(fleet: FleetService): Partial<ServiceImpl<typeof WorkerService>> {
+  return {
+    async *connect(requests: AsyncIterable<AgentMessage>, ctx: HandlerContext): AsyncIterable<ControlMessage> {
+      const connection = fleet.openConnection(ctx.values.get(peerKey));
+      let endReason = 'stream closed by agent';
+      const inbound = (async () => {
+        for await (const message of requests) {
+          const { correlationId, payload } = message;
+          switch (payload.case) {
+            case 'hello':
+              await fleet.accept(
+                connection,
+                {
+                  workerName: payload.value.workerName,
+                  agentVersion: payload.value.agentVersion,
+                  capacity: payload.value.capacity,
+                  supportedEngines: payload.value.supportedEngines.map(engineFromProto),
+                  labels: { ...payload.value.labels },
+                  instanceId: payload.value.instanceId,
+                  workerId: payload.value.workerId,
+                },
+                correlationId,
+              );
+              break;
+            case 'heartbeat':
+              await fleet.heartbeat(
+                connection,
+                { sequence: payload.value.sequence, metrics: metricsFromProto(payload.value.metrics) },
+                correlationId,
+              );
+              break;
+            case undefined:
+              throw DomainError.invalidArgument('payload', 'envelope has no payload');
+            default:
+              payload satisfies never;
+          }
+          if (connection.state === 'closing') return;
+        }
+      })().then(
+        () => connection.outbound.close(),
+        (error: unknown) => {
+          endReason = 'stream failed';
+          connection.outbound.close(error);
+        },
+      );
+      try {
+        for await (const envelope of connection.outbound) yield toProto(envelope);
+      } catch (error) {
+        if (!connection.endReason) endReason = 'stream failed';
+        throw error;
+      } finally {
+        // Stop reading before recording the end, so a Hello still being
+        // processed cannot mark the worker online after it went offline.
+        await Promise.race([inbound, abortedOrTimeout(ctx.signal)]);
+        await fleet.disconnect(connection, endReason);
+      }
+    },
+  };
+}
+
+function toProto(envelope: ControlEnvelope): ControlMessage {
+  switch (envelope.kind) {
+    case 'welcome':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: {
+          case: 'welcome',
+          value: {
+            workerId: envelope.workerId,
+            heartbeatInterval: durationFromMs(envelope.heartbeatIntervalMs),
+            leaseTtl: durationFromMs(envelope.leaseTtlMs),
+            replicaId: envelope.replicaId,
+          },
+        },
+      });
+    case 'heartbeatAck':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: {
+          case: 'heartbeatAck',
+          value: { sequence: envelope.sequence, leaseExpiresAt: timestampFromDate(envelope.leaseExpiresAt) },
+        },
+      });
+  }
+}
+
+// The request stream normally ends as soon as the call does; this bounds the
+// wait if a half-closed connection never delivers its end.
+function abortedOrTimeout(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 5000);
+    timer.unref();
+    if (signal.aborted) resolve();
+    signal.addEventListener('abort', () => resolve(), { once: true });
+  });
+}

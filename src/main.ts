@@ -1,0 +1,102 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createApp, type App } from './app.js';
+import { loadConfig } from './config.js';
+import { StartupError } from './platform/errors.js';
+
+/**
+ * Entry point. `npm start` runs the developer setup (`--dev`): control plane
+ * on embedded defaults plus one local agent. `npm run serve` runs the control
+ * plane alone, as in production.
+ */
+async function main(): Promise<void> {
+  const dev = process.argv.includes('--dev');
+  let app: App;
+  try {
+    const config = loadConfig(process.env, { dev });
+    app = await createApp(config);
+  } catch (error) {
+    exitOnStartupError(error);
+  }
+  let urls: Awaited<ReturnType<App['start']>>;
+  try {
+    urls = await app.start();
+  } catch (error) {
+    await app.close();
+    exitOnStartupError(error);
+  }
+
+  const agent = dev ? startLocalAgent(app, urls.grpcPort) : undefined;
+  if (dev) printBanner(app, urls);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    app.logger.info({ signal }, 'signal received');
+    await stopChild(agent);
+    await app.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+function exitOnStartupError(error: unknown): never {
+  if (error instanceof StartupError) {
+    process.stderr.write(`switchboard: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}
+
+/** The developer setup's worker: a real agent process, so it behaves like any other worker. */
+function startLocalAgent(app: App, grpcPort: number): ChildProcess {
+  const agentMain = fileURLToPath(new URL('../agent/main.ts', import.meta.url));
+  const host = app.config.host === '0.0.0.0' ? '127.0.0.1' : app.config.host;
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', agentMain, '--control-plane', `${host}:${grpcPort}`, '--name', 'local-agent', '--labels', 'zone=local'],
+    {
+      stdio: 'inherit',
+      env: { ...process.env, AGENT_LOG_FORMAT: process.env.AGENT_LOG_FORMAT ?? app.config.logFormat },
+    },
+  );
+  child.on('exit', (code, signal) => {
+    app.logger.warn({ code, signal }, 'local agent exited');
+  });
+  return child;
+}
+
+function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function printBanner(app: App, urls: { httpUrl: string; grpcUrl: string; grpcPort: number }): void {
+  const grpcHost = urls.grpcUrl.replace(/^http:\/\//, '');
+  const lines = [
+    '',
+    'Switchboard is running (developer setup)',
+    `  Connect/HTTP  ${urls.httpUrl}`,
+    `  gRPC (h2c)    ${urls.grpcUrl}`,
+    `  database      ${app.database.kind === 'pglite' ? `embedded PostgreSQL in ${app.database.location}` : app.database.location}`,
+    `  coordination  ${app.store.kind === 'memory' ? 'in-process (single replica)' : 'Redis'}`,
+    '',
+    'Try it:',
+    `  curl -s -X POST -H 'content-type: application/json' ${urls.httpUrl}/switchboard.v1.AdminService/ListWorkers -d '{}'`,
+    `  npx buf curl --http2-prior-knowledge --protocol grpc --list-services ${urls.grpcUrl}`,
+    `  grpcurl -plaintext ${grpcHost} list`,
+    '',
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+await main();

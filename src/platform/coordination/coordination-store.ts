@@ -1,0 +1,31 @@
+/**
+ * Shared, short-lived coordination state between control-plane replicas:
+ * leases (worker liveness, later leadership and session ownership) and
+ * pub/sub (commands for a worker whose stream lives on another replica).
+ * PostgreSQL stays the source of truth; everything here may be lost and
+ * rebuilt. Two adapters: Redis (several replicas) and in-process (one
+ * replica, nothing to install). Both pass tests/integration/coordination-store.contract.test.ts.
+ */
+export interface CoordinationStore {
+  /** Which adapter this is, for logs and /readyz. */
+  readonly kind: 'redis' | 'memory';
+
+  /** Takes (or extends) the lease unless someone else holds it. Returns whether `holder` now holds it. */
+  acquireLease(key: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Sets the lease to `holder` whoever held it before (a worker's stream owner takes over). */
+  forceLease(key: string, holder: string, ttlMs: number): Promise<void>;
+  /** Extends the lease only while `holder` still holds it. Returns false when it was lost. */
+  renewLease(key: string, holder: string, ttlMs: number): Promise<boolean>;
+  /** Deletes the lease only while `holder` still holds it. */
+  releaseLease(key: string, holder: string): Promise<boolean>;
+  /** Current holders, in the order of `keys`; null where no live lease exists. */
+  readLeases(keys: readonly string[]): Promise<(string | null)[]>;
+
+  publish(channel: string, message: string): Promise<void>;
+  /** Resolves once the subscription is active; the returned function ends it. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+
+  /** Throws when the store cannot be reached. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,95 @@
+import type { Clock } from '../clock.js';
+import type { CoordinationStore } from './coordination-store.js';
+
+interface Lease {
+  holder: string;
+  expiresAtMs: number;
+}
+
+/**
+ * In-process coordination store for a single control-plane replica (the
+ * embedded developer setup). Leases expire lazily against the injected clock.
+ */
+export class MemoryCoordinationStore implements CoordinationStore {
+  readonly kind = 'memory' as const;
+  private readonly leases = new Map<string, Lease>();
+  private readonly channels = new Map<string, Set<(message: string) => void>>();
+  private closed = false;
+
+  constructor(private readonly clock: Clock) {}
+
+  async acquireLease(key: string, holder: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen();
+    const current = this.live(key);
+    if (current && current.holder !== holder) return false;
+    this.leases.set(key, { holder, expiresAtMs: this.clock.monotonicMs() + ttlMs });
+    return true;
+  }
+
+  async forceLease(key: string, holder: string, ttlMs: number): Promise<void> {
+    this.assertOpen();
+    this.leases.set(key, { holder, expiresAtMs: this.clock.monotonicMs() + ttlMs });
+  }
+
+  async renewLease(key: string, holder: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen();
+    const lease = this.live(key);
+    if (lease?.holder !== holder) return false;
+    lease.expiresAtMs = this.clock.monotonicMs() + ttlMs;
+    return true;
+  }
+
+  async releaseLease(key: string, holder: string): Promise<boolean> {
+    this.assertOpen();
+    if (this.live(key)?.holder !== holder) return false;
+    this.leases.delete(key);
+    return true;
+  }
+
+  async readLeases(keys: readonly string[]): Promise<(string | null)[]> {
+    this.assertOpen();
+    return keys.map((key) => this.live(key)?.holder ?? null);
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    this.assertOpen();
+    for (const listener of this.channels.get(channel) ?? []) {
+      // Delivered asynchronously, like Redis, so publishers never re-enter subscribers.
+      queueMicrotask(() => listener(message));
+    }
+  }
+
+  async subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>> {
+    this.assertOpen();
+    const listeners = this.channels.get(channel) ?? new Set();
+    listeners.add(onMessage);
+    this.channels.set(channel, listeners);
+    return async () => {
+      listeners.delete(onMessage);
+      if (listeners.size === 0) this.channels.delete(channel);
+    };
+  }
+
+  async ping(): Promise<void> {
+    this.assertOpen();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.leases.clear();
+    this.channels.clear();
+  }
+
+  private live(key: string): Lease | undefined {
+    const lease = this.leases.get(key);
+    if (lease && lease.expiresAtMs <= this.clock.monotonicMs()) {
+      this.leases.delete(key);
+      return undefined;
+    }
+    return lease;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('coordination store is closed');
+  }
+}

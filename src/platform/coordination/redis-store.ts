@@ -1,0 +1,167 @@
+import { Redis } from 'ioredis';
+import { StartupError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import type { CoordinationStore } from './coordination-store.js';
+
+// Compare-and-set scripts: a lease is only touched by the holder it names,
+// atomically, so a replica that lost a lease can never extend or delete the
+// new holder's.
+const ACQUIRE = `
+local current = redis.call('GET', KEYS[1])
+if current == false or current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0`;
+const RENEW = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0`;
+const RELEASE = `
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
+/** Options for connecting the Redis adapter. */
+export interface RedisStoreOptions {
+  url: string;
+  keyPrefix: string;
+  logger: Logger;
+  connectTimeoutMs?: number;
+}
+
+/**
+ * Redis adapter of the coordination store; lets several control-plane
+ * replicas share leases and route commands to each other.
+ */
+export class RedisCoordinationStore implements CoordinationStore {
+  readonly kind = 'redis' as const;
+  private subscriber: Redis | undefined;
+  private readonly handlers = new Map<string, Set<(message: string) => void>>();
+
+  private constructor(
+    private readonly client: Redis,
+    private readonly options: RedisStoreOptions,
+  ) {}
+
+  /** Connects and proves the server answers, or fails with one line that says how to fix it. */
+  static async connect(options: RedisStoreOptions): Promise<RedisCoordinationStore> {
+    const client = createClient(options);
+    try {
+      await client.connect();
+      await client.ping();
+    } catch (cause) {
+      client.disconnect();
+      throw new StartupError(
+        `Cannot reach Redis at ${redactUrl(options.url)} (${describe(cause)}). ` +
+          'Start Redis there, fix REDIS_URL, or unset REDIS_URL to use the in-process store (single replica only).',
+      );
+    }
+    return new RedisCoordinationStore(client, options);
+  }
+
+  async acquireLease(key: string, holder: string, ttlMs: number): Promise<boolean> {
+    return (await this.client.eval(ACQUIRE, 1, this.key(key), holder, ttlMs)) === 1;
+  }
+
+  async forceLease(key: string, holder: string, ttlMs: number): Promise<void> {
+    await this.client.set(this.key(key), holder, 'PX', ttlMs);
+  }
+
+  async renewLease(key: string, holder: string, ttlMs: number): Promise<boolean> {
+    return (await this.client.eval(RENEW, 1, this.key(key), holder, ttlMs)) === 1;
+  }
+
+  async releaseLease(key: string, holder: string): Promise<boolean> {
+    return (await this.client.eval(RELEASE, 1, this.key(key), holder)) === 1;
+  }
+
+  async readLeases(keys: readonly string[]): Promise<(string | null)[]> {
+    if (keys.length === 0) return [];
+    return this.client.mget(...keys.map((key) => this.key(key)));
+  }
+
+  async publish(channel: string, message: string): Promise<void> {
+    await this.client.publish(this.key(channel), message);
+  }
+
+  async subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>> {
+    const subscriber = await this.subscriberConnection();
+    const name = this.key(channel);
+    let handlers = this.handlers.get(name);
+    if (!handlers) {
+      handlers = new Set();
+      this.handlers.set(name, handlers);
+      await subscriber.subscribe(name);
+    }
+    handlers.add(onMessage);
+    return async () => {
+      const current = this.handlers.get(name);
+      if (!current) return;
+      current.delete(onMessage);
+      if (current.size === 0) {
+        this.handlers.delete(name);
+        await subscriber.unsubscribe(name);
+      }
+    };
+  }
+
+  async ping(): Promise<void> {
+    await this.client.ping();
+  }
+
+  async close(): Promise<void> {
+    this.handlers.clear();
+    await Promise.allSettled([this.client.quit(), this.subscriber?.quit()]);
+  }
+
+  private key(name: string): string {
+    return `${this.options.keyPrefix}${name}`;
+  }
+
+  // Subscribing puts a Redis connection into subscriber mode, so pub/sub
+  // gets a second connection, opened on first use.
+  private async subscriberConnection(): Promise<Redis> {
+    if (this.subscriber) return this.subscriber;
+    const subscriber = createClient(this.options);
+    subscriber.on('message', (channel: string, message: string) => {
+      for (const handler of this.handlers.get(channel) ?? []) handler(message);
+    });
+    await subscriber.connect();
+    this.subscriber = subscriber;
+    return subscriber;
+  }
+}
+
+function createClient(options: RedisStoreOptions): Redis {
+  const client = new Redis(options.url, {
+    lazyConnect: true,
+    connectTimeout: options.connectTimeoutMs ?? 3000,
+    maxRetriesPerRequest: 2,
+    // Reconnect forever after start-up, with a capped delay; start-up itself
+    // fails fast through connect() above.
+    retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
+  });
+  client.on('error', (error: Error) => {
+    options.logger.warn({ err: describe(error) }, 'redis connection error');
+  });
+  return client;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof AggregateError) return error.errors.map(describe).join(', ');
+  if (error instanceof Error) return error.message || error.name;
+  return String(error);
+}
+
+export function redactUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '(unparseable URL)';
+  }
+}

@@ -1,0 +1,10 @@
+import type { MigrationObject } from '@mikro-orm/core';
+import { Migration20261125000000CreateWorker } from './Migration20261125000000CreateWorker.js';
+
+/**
+ * Migrations in the order they apply. Listed explicitly (not discovered from
+ * the file system) so they run the same under tsx, vitest and a bundle.
+ */
+export const migrationsList: MigrationObject[] = [
+  { name: 'Migration20261125000000CreateWorker', class: Migration20261125000000CreateWorker },
+];

@@ -1,0 +1,13 @@
+import { createContextKey } from '@connectrpc/connect';
+import type { EntityManager } from '@mikro-orm/postgresql';
+
+/** Correlates every log line of one RPC; taken from `x-request-id` or generated. */
+export const requestIdKey = createContextKey<string>('', { description: 'request id' });
+
+/** The caller's network address, for logs and (later) per-IP limits. */
+export const peerKey = createContextKey<string>('', { description: 'peer address' });
+
+/** The RPC's own EntityManager fork, so no identity map is shared between requests. */
+export const entityManagerKey = createContextKey<EntityManager | undefined>(undefined, {
+  description: 'request-scoped entity manager',
+});

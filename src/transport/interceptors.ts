@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import { Code, type ConnectError, type HandlerContext, type Interceptor, type StreamResponse } from '@connectrpc/connect';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { Logger } from '../platform/logger.js';
+import { entityManagerKey, peerKey, requestIdKey } from './context.js';
+import { toConnectError } from './error-mapping.js';
+
+const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * Outermost interceptor: assigns the request id, maps every error through the
+ * one table, and logs each RPC once with its method, code and duration
+ * (for streams, when the stream ends).
+ */
+export function createObservabilityInterceptor(logger: Logger): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const given = req.header.get('x-request-id');
+    const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
+    req.contextValues.set(requestIdKey, requestId);
+    const rpc = `${req.service.typeName}/${req.method.name}`;
+    const base = { rpc, requestId, protocol: protocolOf(req.header), peer: req.contextValues.get(peerKey) };
+
+    const finish = (thrown?: unknown): ConnectError | undefined => {
+      const durationMs = Math.round((performance.now() - started) * 100) / 100;
+      if (thrown === undefined) {
+        logger.info({ ...base, code: 'ok', durationMs }, 'rpc');
+        return undefined;
+      }
+      const { error, unexpected } = toConnectError(thrown, requestId);
+      const fields = { ...base, code: Code[error.code], durationMs };
+      if (unexpected) logger.error({ ...fields, err: thrown }, 'rpc failed unexpectedly');
+      else logger.info({ ...fields, error: error.rawMessage }, 'rpc');
+      return error;
+    };
+
+    try {
+      const res = await next(req);
+      res.header.set('x-request-id', requestId);
+      if (!res.stream) {
+        finish();
+        return res;
+      }
+      return { ...res, message: observe(res, finish) } as StreamResponse;
+    } catch (thrown) {
+      const error = finish(thrown) as ConnectError;
+      error.metadata.set('x-request-id', requestId);
+      throw error;
+    }
+  };
+}
+
+async function* observe<T>(
+  res: { message: AsyncIterable<T> },
+  finish: (thrown?: unknown) => ConnectError | undefined,
+): AsyncGenerator<T> {
+  try {
+    yield* res.message;
+  } catch (thrown) {
+    throw finish(thrown);
+  }
+  finish();
+}
+
+/** Gives each RPC its own EntityManager fork. */
+export function createEntityManagerInterceptor(orm: MikroORM): Interceptor {
+  return (next) => (req) => {
+    req.contextValues.set(entityManagerKey, orm.em.fork());
+    return next(req);
+  };
+}
+
+/** Reads the RPC's EntityManager; a missing one is a wiring bug, not a caller error. */
+export function requestEntityManager(ctx: HandlerContext): EntityManager {
+  const em = ctx.values.get(entityManagerKey);
+  if (!em) throw new Error('entity manager missing from the request context');
+  return em;
+}
+
+function protocolOf(header: Headers): string {
+  const contentType = header.get('content-type') ?? '';
+  if (contentType.startsWith('application/grpc-web')) return 'grpc-web';
+  if (contentType.startsWith('application/grpc')) return 'grpc';
+  return 'connect';
+}
