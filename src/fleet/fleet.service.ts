@@ -67,6 +67,17 @@ export class FleetService {
         return holder === null;
       },
     });
+    if (connection.state === 'closed') {
+      // The stream ended while the Hello was being stored: undo, or the
+      // worker would look online with nobody behind it.
+      await this.repository().detachStream({
+        workerId: worker.id,
+        streamId: connection.streamId,
+        reason: 'stream closed during registration',
+        now: clock.now(),
+      });
+      return;
+    }
     const superseded = this.connections.get(worker.id);
     if (superseded && superseded !== connection) {
       superseded.terminate('superseded by a new stream', new DomainError('ABORTED', 'superseded by a newer stream of the same worker'));

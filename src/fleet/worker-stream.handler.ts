@@ -59,19 +59,16 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
       })().then(
         () => connection.outbound.close(),
         (error: unknown) => {
-          endReason = 'stream failed';
+          endReason = error instanceof DomainError ? `refused: ${error.message}` : 'agent connection lost';
           connection.outbound.close(error);
         },
       );
       try {
         for await (const envelope of connection.outbound) yield toProto(envelope);
-      } catch (error) {
-        if (!connection.endReason) endReason = 'stream failed';
-        throw error;
       } finally {
-        // Stop reading before recording the end, so a Hello still being
-        // processed cannot mark the worker online after it went offline.
-        await Promise.race([inbound, abortedOrTimeout(ctx.signal)]);
+        // A Hello still being processed notices the closed connection and
+        // undoes its registration (FleetService.accept), so no need to wait.
+        void inbound;
         await fleet.disconnect(connection, endReason);
       }
     },
@@ -102,15 +99,4 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
         },
       });
   }
-}
-
-// The request stream normally ends as soon as the call does; this bounds the
-// wait if a half-closed connection never delivers its end.
-function abortedOrTimeout(signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, 5000);
-    timer.unref();
-    if (signal.aborted) resolve();
-    signal.addEventListener('abort', () => resolve(), { once: true });
-  });
 }

@@ -1,10 +1,7 @@
-import { Code, ConnectError } from "@connectrpc/connect";
-import type { ConnectRouter } from "@connectrpc/connect";
-import {
-  Health,
-  HealthCheckResponse_ServingStatus,
-} from "../../gen/grpc/health/v1/health_pb.js";
-import type { ServiceHealth, ServingStatus } from "./service-health.js";
+import { Code, ConnectError } from '@connectrpc/connect';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { Health, HealthCheckResponse_ServingStatus } from '../../gen/grpc/health/v1/health_pb.js';
+import type { ServiceHealth, ServingStatus } from './service-health.js';
 
 /**
  * Serves the standard gRPC health protocol
@@ -12,29 +9,20 @@ import type { ServiceHealth, ServingStatus } from "./service-health.js";
  * `health`, so Kubernetes gRPC probes, grpc_health_probe and load balancers
  * can check the control plane without knowing our API.
  */
-export function registerHealth(
-  router: ConnectRouter,
-  health: ServiceHealth,
-): void {
+export function registerHealth(router: ConnectRouter, health: ServiceHealth): void {
   router.service(Health, {
     check(request) {
       const status = health.get(request.service);
       if (status === undefined) {
         // The protocol asks for NOT_FOUND, which probes read as "misconfigured", not "down".
-        throw new ConnectError(
-          `unknown service: ${request.service}`,
-          Code.NotFound,
-        );
+        throw new ConnectError(`unknown service: ${request.service}`, Code.NotFound);
       }
       return { status: toProtoStatus(status) };
     },
 
     list() {
       const statuses = Object.fromEntries(
-        [...health.list()].map(([service, status]) => [
-          service,
-          { status: toProtoStatus(status) },
-        ]),
+        [...health.list()].map(([service, status]) => [service, { status: toProtoStatus(status) }]),
       );
       return { statuses };
     },
@@ -51,7 +39,7 @@ export function registerHealth(
         if (changed === service) wake?.();
       });
       const onAbort = (): void => wake?.();
-      signal.addEventListener("abort", onAbort);
+      signal.addEventListener('abort', onAbort);
       try {
         // Each turn reads the current status instead of queueing every
         // change, so a slow client gets the latest status, not a backlog.
@@ -72,19 +60,17 @@ export function registerHealth(
         }
       } finally {
         unsubscribe();
-        signal.removeEventListener("abort", onAbort);
+        signal.removeEventListener('abort', onAbort);
       }
     },
   });
 }
 
-function toProtoStatus(
-  status: ServingStatus | undefined,
-): HealthCheckResponse_ServingStatus {
+function toProtoStatus(status: ServingStatus | undefined): HealthCheckResponse_ServingStatus {
   switch (status) {
-    case "SERVING":
+    case 'SERVING':
       return HealthCheckResponse_ServingStatus.SERVING;
-    case "NOT_SERVING":
+    case 'NOT_SERVING':
       return HealthCheckResponse_ServingStatus.NOT_SERVING;
     case undefined:
       return HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN;

@@ -1,27 +1,11 @@
-import { create, createFileRegistry, toBinary } from "@bufbuild/protobuf";
-import type { DescExtension, DescFile, FileRegistry } from "@bufbuild/protobuf";
-import {
-  FileDescriptorProtoSchema,
-  FileDescriptorSetSchema,
-} from "@bufbuild/protobuf/wkt";
-import type {
-  DescriptorProto,
-  EnumDescriptorProto,
-} from "@bufbuild/protobuf/wkt";
-import { Code } from "@connectrpc/connect";
-import type { ConnectRouter } from "@connectrpc/connect";
-import { file_grpc_health_v1_health } from "../../gen/grpc/health/v1/health_pb.js";
-import {
-  ServerReflection as ServerReflectionV1,
-  file_grpc_reflection_v1_reflection,
-} from "../../gen/grpc/reflection/v1/reflection_pb.js";
-import {
-  ServerReflection as ServerReflectionV1alpha,
-  file_grpc_reflection_v1alpha_reflection,
-} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
-import { file_switchboard_v1_admin } from "../../gen/switchboard/v1/admin_pb.js";
-import { file_switchboard_v1_fleet } from "../../gen/switchboard/v1/fleet_pb.js";
-import { file_switchboard_v1_worker } from "../../gen/switchboard/v1/worker_pb.js";
+import { toBinary } from '@bufbuild/protobuf';
+import type { DescExtension, DescFile, FileRegistry } from '@bufbuild/protobuf';
+import { FileDescriptorProtoSchema } from '@bufbuild/protobuf/wkt';
+import type { DescriptorProto, EnumDescriptorProto } from '@bufbuild/protobuf/wkt';
+import { Code } from '@connectrpc/connect';
+import type { ConnectRouter } from '@connectrpc/connect';
+import { ServerReflection as ServerReflectionV1 } from '../../gen/grpc/reflection/v1/reflection_pb.js';
+import { ServerReflection as ServerReflectionV1alpha } from '../../gen/grpc/reflection/v1alpha/reflection_pb.js';
 
 /**
  * Serves gRPC server reflection (https://github.com/grpc/grpc/blob/master/doc/server-reflection.md)
@@ -57,69 +41,21 @@ export function registerReflection(
   });
 }
 
-/**
- * Every .proto file the control plane serves, so server reflection can
- * describe our API, the standard gRPC services (itself included) and every
- * import they pull in.
- *
- * What reflection clients receive is `file.proto` of the descriptors that
- * protoc-gen-es embedded in gen/. Checked against `buf build
- * --exclude-source-info` for these files: identical. The generator strips
- * `json_name` and `dependency` before embedding, and `fileDesc()` restores
- * both when gen/ is loaded, so we do not have to repair anything. What is
- * lost for good is `source_code_info`, so clients see no comments. The
- * google/protobuf WKT files come from @bufbuild/protobuf/wkt with their
- * options intact. The exception is descriptor.proto, which protobuf-es
- * "boots" without options or reserved ranges. None of our files import it,
- * so it is left out rather than served incomplete.
- */
-export function createApiRegistry(): FileRegistry {
-  return createRegistryOfFiles([
-    file_switchboard_v1_fleet,
-    file_switchboard_v1_worker,
-    file_switchboard_v1_admin,
-    file_grpc_health_v1_health,
-    file_grpc_reflection_v1_reflection,
-    file_grpc_reflection_v1alpha_reflection,
-  ]);
-}
-
-/**
- * createFileRegistry() takes a FileDescriptorSet whose files come after their
- * imports, so we add the transitive imports of `roots` in dependency order.
- */
-function createRegistryOfFiles(roots: readonly DescFile[]): FileRegistry {
-  const ordered: DescFile[] = [];
-  const seen = new Set<string>();
-  const visit = (file: DescFile): void => {
-    if (seen.has(file.proto.name)) return;
-    seen.add(file.proto.name);
-    file.dependencies.forEach(visit);
-    ordered.push(file);
-  };
-  roots.forEach(visit);
-  return createFileRegistry(
-    create(FileDescriptorSetSchema, {
-      file: ordered.map((file) => file.proto),
-    }),
-  );
-}
-
 /** A reflection request as both protocol versions shape it, so one reflector serves both. */
 interface ReflectionRequest {
   readonly host: string;
   readonly messageRequest:
-    | { readonly case: "fileByFilename"; readonly value: string }
-    | { readonly case: "fileContainingSymbol"; readonly value: string }
+    | { readonly case: 'fileByFilename'; readonly value: string }
+    | { readonly case: 'fileContainingSymbol'; readonly value: string }
     | {
-        readonly case: "fileContainingExtension";
+        readonly case: 'fileContainingExtension';
         readonly value: {
           readonly containingType: string;
           readonly extensionNumber: number;
         };
       }
-    | { readonly case: "allExtensionNumbersOfType"; readonly value: string }
-    | { readonly case: "listServices"; readonly value: string }
+    | { readonly case: 'allExtensionNumbersOfType'; readonly value: string }
+    | { readonly case: 'listServices'; readonly value: string }
     | { readonly case: undefined; readonly value?: undefined };
 }
 
@@ -128,16 +64,16 @@ interface ReflectionAnswer {
   validHost: string;
   messageResponse:
     | {
-        case: "fileDescriptorResponse";
+        case: 'fileDescriptorResponse';
         value: { fileDescriptorProto: Uint8Array[] };
       }
     | {
-        case: "allExtensionNumbersResponse";
+        case: 'allExtensionNumbersResponse';
         value: { baseTypeName: string; extensionNumber: number[] };
       }
-    | { case: "listServicesResponse"; value: { service: { name: string }[] } }
+    | { case: 'listServicesResponse'; value: { service: { name: string }[] } }
     | {
-        case: "errorResponse";
+        case: 'errorResponse';
         value: { errorCode: number; errorMessage: string };
       };
 }
@@ -147,10 +83,7 @@ interface Reflector {
   answer(request: ReflectionRequest): ReflectionAnswer;
 }
 
-function createReflector(
-  registry: FileRegistry,
-  serviceNames: () => readonly string[],
-): Reflector {
+function createReflector(registry: FileRegistry, serviceNames: () => readonly string[]): Reflector {
   const fileOfSymbol = indexSymbols(registry);
   const extensionsOf = indexExtensions(registry);
   // Descriptors never change after start, so each file is serialised once.
@@ -170,48 +103,40 @@ function createReflector(
   // takes the first entry as the answer to a symbol lookup. We resend imports
   // on every request instead of tracking what this stream has already seen:
   // clients cache by file name, and the files are small.
-  const files = (file: DescFile): ReflectionAnswer["messageResponse"] => ({
-    case: "fileDescriptorResponse",
+  const files = (file: DescFile): ReflectionAnswer['messageResponse'] => ({
+    case: 'fileDescriptorResponse',
     value: { fileDescriptorProto: withImports(file).map(encode) },
   });
 
   // NOT_FOUND goes in an error_response, not a stream error, so one bad
   // lookup does not end a session the client may still use for others.
-  const error = (
-    code: Code,
-    message: string,
-  ): ReflectionAnswer["messageResponse"] => ({
-    case: "errorResponse",
+  const error = (code: Code, message: string): ReflectionAnswer['messageResponse'] => ({
+    case: 'errorResponse',
     value: { errorCode: code, errorMessage: message },
   });
 
   const respond = (
-    request: ReflectionRequest["messageRequest"],
-  ): ReflectionAnswer["messageResponse"] => {
+    request: ReflectionRequest['messageRequest'],
+  ): ReflectionAnswer['messageResponse'] => {
     switch (request.case) {
-      case "listServices":
+      case 'listServices':
         // The request's value is unused: the spec says list_services lists all.
         return {
-          case: "listServicesResponse",
+          case: 'listServicesResponse',
           value: { service: serviceNames().map((name) => ({ name })) },
         };
-      case "fileByFilename": {
+      case 'fileByFilename': {
         const file = registry.getFile(request.value);
-        return file
-          ? files(file)
-          : error(Code.NotFound, `file not found: ${request.value}`);
+        return file ? files(file) : error(Code.NotFound, `file not found: ${request.value}`);
       }
-      case "fileContainingSymbol": {
+      case 'fileContainingSymbol': {
         const file = fileOfSymbol.get(request.value);
-        return file
-          ? files(file)
-          : error(Code.NotFound, `symbol not found: ${request.value}`);
+        return file ? files(file) : error(Code.NotFound, `symbol not found: ${request.value}`);
       }
-      case "fileContainingExtension": {
+      case 'fileContainingExtension': {
         const { containingType, extensionNumber } = request.value;
         const extendee = registry.getMessage(containingType);
-        const extension =
-          extendee && registry.getExtensionFor(extendee, extensionNumber);
+        const extension = extendee && registry.getExtensionFor(extendee, extensionNumber);
         return extension
           ? files(extension.file)
           : error(
@@ -219,28 +144,20 @@ function createReflector(
               `extension not found: ${containingType} field ${String(extensionNumber)}`,
             );
       }
-      case "allExtensionNumbersOfType": {
+      case 'allExtensionNumbersOfType': {
         if (!registry.getMessage(request.value)) {
-          return error(
-            Code.NotFound,
-            `message type not found: ${request.value}`,
-          );
+          return error(Code.NotFound, `message type not found: ${request.value}`);
         }
-        const numbers = (extensionsOf.get(request.value) ?? []).map(
-          (ext) => ext.number,
-        );
+        const numbers = (extensionsOf.get(request.value) ?? []).map((ext) => ext.number);
         return {
-          case: "allExtensionNumbersResponse",
+          case: 'allExtensionNumbersResponse',
           value: { baseTypeName: request.value, extensionNumber: numbers },
         };
       }
       case undefined:
         // grpc-go ends the stream here; answering keeps the session usable
         // and still tells the client what it did wrong.
-        return error(
-          Code.InvalidArgument,
-          "reflection request has no message_request set",
-        );
+        return error(Code.InvalidArgument, 'reflection request has no message_request set');
     }
   };
 
@@ -280,30 +197,20 @@ function indexSymbols(registry: FileRegistry): Map<string, DescFile> {
   const index = new Map<string, DescFile>();
   for (const file of registry.files) {
     const add = (scope: string, name: string): string => {
-      const fullName = scope === "" ? name : `${scope}.${name}`;
+      const fullName = scope === '' ? name : `${scope}.${name}`;
       index.set(fullName, file);
       return fullName;
     };
-    const addEnums = (
-      scope: string,
-      enums: readonly EnumDescriptorProto[],
-    ): void => {
+    const addEnums = (scope: string, enums: readonly EnumDescriptorProto[]): void => {
       for (const enumType of enums) {
         add(scope, enumType.name);
         for (const value of enumType.value) add(scope, value.name);
       }
     };
-    const addMessages = (
-      scope: string,
-      messages: readonly DescriptorProto[],
-    ): void => {
+    const addMessages = (scope: string, messages: readonly DescriptorProto[]): void => {
       for (const message of messages) {
         const name = add(scope, message.name);
-        for (const member of [
-          ...message.field,
-          ...message.extension,
-          ...message.oneofDecl,
-        ]) {
+        for (const member of [...message.field, ...message.extension, ...message.oneofDecl]) {
           add(name, member.name);
         }
         addEnums(name, message.enumType);
@@ -326,7 +233,7 @@ function indexSymbols(registry: FileRegistry): Map<string, DescFile> {
 function indexExtensions(registry: FileRegistry): Map<string, DescExtension[]> {
   const index = new Map<string, DescExtension[]>();
   for (const type of registry) {
-    if (type.kind !== "extension") continue;
+    if (type.kind !== 'extension') continue;
     const list = index.get(type.extendee.typeName) ?? [];
     list.push(type);
     index.set(type.extendee.typeName, list);

@@ -3,13 +3,10 @@
  * SERVICE_UNKNOWN are not statuses a service can be in, so they are not here:
  * the health handler derives them.
  */
-export type ServingStatus = "SERVING" | "NOT_SERVING";
+export type ServingStatus = 'SERVING' | 'NOT_SERVING';
 
 /** Told about every status change, so the health Watch stream can push it. */
-export type ServiceHealthListener = (
-  service: string,
-  status: ServingStatus,
-) => void;
+export type ServiceHealthListener = (service: string, status: ServingStatus) => void;
 
 /**
  * The serving status of each service this process exposes, under the service
@@ -24,7 +21,7 @@ export type ServiceHealthListener = (
  */
 export class ServiceHealth {
   /** The name health clients use for the server as a whole. */
-  static readonly SERVER = "";
+  static readonly SERVER = '';
 
   private readonly statuses = new Map<string, ServingStatus>();
   // A set of wrapper objects, not of functions, so subscribing the same
@@ -35,7 +32,7 @@ export class ServiceHealth {
 
   constructor(serviceNames: readonly string[]) {
     for (const name of [ServiceHealth.SERVER, ...serviceNames]) {
-      this.statuses.set(name, "NOT_SERVING");
+      this.statuses.set(name, 'NOT_SERVING');
     }
   }
 
@@ -49,8 +46,7 @@ export class ServiceHealth {
     if (this.statuses.get(service) === status) return;
     this.statuses.set(service, status);
     // Copied because a listener may unsubscribe while being notified.
-    for (const listener of [...this.listeners])
-      listener.notify(service, status);
+    for (const listener of [...this.listeners]) listener.notify(service, status);
   }
 
   /** Marks every known service, the server included, e.g. NOT_SERVING at the start of shutdown. */
