@@ -43,7 +43,10 @@ const schema = z.object({
   AGENT_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(10_000),
 });
 
-export function loadAgentConfig(argv: readonly string[], env: Readonly<Record<string, string | undefined>>): AgentConfig {
+export function loadAgentConfig(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): AgentConfig {
   let flags: Record<string, string | undefined>;
   try {
     flags = parseArgs({
@@ -58,7 +61,7 @@ export function loadAgentConfig(argv: readonly string[], env: Readonly<Record<st
         'log-format': { type: 'string' },
       },
       strict: true,
-    }).values as Record<string, string | undefined>;
+    }).values;
   } catch (error) {
     throw new AgentConfigError(error instanceof Error ? error.message : String(error));
   }
@@ -99,7 +102,10 @@ export function loadAgentConfig(argv: readonly string[], env: Readonly<Record<st
 /** "region=eu, zone=a" -> { region: "eu", zone: "a" } */
 export function parseLabels(text: string): Record<string, string> {
   const labels: Record<string, string> = {};
-  for (const part of text.split(',').map((p) => p.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((p) => p.trim())
+    .filter(Boolean)) {
     const eq = part.indexOf('=');
     if (eq <= 0) throw new AgentConfigError(`WORKER_LABELS: expected key=value, got ${JSON.stringify(part)}`);
     labels[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
@@ -108,10 +114,15 @@ export function parseLabels(text: string): Record<string, string> {
 }
 
 function parseEngines(text: string): ('SANDBOX' | 'BAILEYS')[] {
-  const engines = text.split(',').map((p) => p.trim().toUpperCase()).filter(Boolean);
+  const engines = text
+    .split(',')
+    .map((p) => p.trim().toUpperCase())
+    .filter(Boolean);
   for (const engine of engines) {
     if (engine !== 'SANDBOX' && engine !== 'BAILEYS') {
-      throw new AgentConfigError(`WORKER_ENGINES: unknown engine ${JSON.stringify(engine.toLowerCase())} (use sandbox, baileys)`);
+      throw new AgentConfigError(
+        `WORKER_ENGINES: unknown engine ${JSON.stringify(engine.toLowerCase())} (use sandbox, baileys)`,
+      );
     }
   }
   if (engines.length === 0) throw new AgentConfigError('WORKER_ENGINES: name at least one engine');
@@ -119,5 +130,7 @@ function parseEngines(text: string): ('SANDBOX' | 'BAILEYS')[] {
 }
 
 function definedOnly(values: Record<string, string | undefined>): Record<string, string> {
-  return Object.fromEntries(Object.entries(values).filter((entry): entry is [string, string] => entry[1] !== undefined));
+  return Object.fromEntries(
+    Object.entries(values).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
 }

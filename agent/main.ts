@@ -19,7 +19,12 @@ async function main(): Promise<void> {
   });
   const agent = new Agent(config, logger);
   logger.info(
-    { controlPlane: config.controlPlaneAddress, capacity: config.capacity, labels: config.labels, engines: config.engines },
+    {
+      controlPlane: config.controlPlaneAddress,
+      capacity: config.capacity,
+      labels: config.labels,
+      engines: config.engines,
+    },
     'agent starting',
   );
   agent.start();

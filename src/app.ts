@@ -47,7 +47,8 @@ const SERVICES = [AdminService, WorkerService, Health, ServerReflectionV1, Serve
  */
 export async function createApp(config: Config, overrides: { logger?: Logger; clock?: Clock } = {}): Promise<App> {
   const logger =
-    overrides.logger ?? createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'control-plane' });
+    overrides.logger ??
+    createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'control-plane' });
   const clock = overrides.clock ?? systemClock;
   const log = logger.child({ replicaId: config.replicaId });
 
@@ -94,12 +95,19 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
       }
     };
     const [db, coordination] = await Promise.all([check(() => database.ping()), check(() => store.ping())]);
-    return { database: db, coordinationStore: coordination, ...(shutdown.signal.aborted ? { server: 'shutting down' } : {}) };
+    return {
+      database: db,
+      coordinationStore: coordination,
+      ...(shutdown.signal.aborted ? { server: 'shutting down' } : {}),
+    };
   };
 
   const handler = connectNodeAdapter({
     routes,
-    interceptors: [createObservabilityInterceptor(log.child({ component: 'rpc' })), createEntityManagerInterceptor(database.orm)],
+    interceptors: [
+      createObservabilityInterceptor(log.child({ component: 'rpc' })),
+      createEntityManagerInterceptor(database.orm),
+    ],
     shutdownSignal: shutdown.signal,
     contextValues: (req) => createContextValues().set(peerKey, remoteAddress(req)),
     fallback: (req, res) => void serveProbes(req, res, ready),

@@ -56,7 +56,17 @@ function startLocalAgent(app: App, grpcPort: number): ChildProcess {
   const host = app.config.host === '0.0.0.0' ? '127.0.0.1' : app.config.host;
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', agentMain, '--control-plane', `${host}:${grpcPort}`, '--name', 'local-agent', '--labels', 'zone=local'],
+    [
+      '--import',
+      'tsx',
+      agentMain,
+      '--control-plane',
+      `${host}:${grpcPort}`,
+      '--name',
+      'local-agent',
+      '--labels',
+      'zone=local',
+    ],
     {
       stdio: 'inherit',
       env: { ...process.env, AGENT_LOG_FORMAT: process.env.AGENT_LOG_FORMAT ?? app.config.logFormat },

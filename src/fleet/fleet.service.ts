@@ -42,7 +42,8 @@ export class FleetService {
 
   /** A new, not yet introduced agent stream. */
   openConnection(peer: string): WorkerConnection {
-    if (this.stopped) throw new DomainError('UNAVAILABLE', 'control plane is shutting down; reconnect to another replica');
+    if (this.stopped)
+      throw new DomainError('UNAVAILABLE', 'control plane is shutting down; reconnect to another replica');
     return new WorkerConnection(randomUUID(), peer);
   }
 
@@ -67,7 +68,7 @@ export class FleetService {
         return holder === null;
       },
     });
-    if (connection.state === 'closed') {
+    if (connection.isClosed()) {
       // The stream ended while the Hello was being stored: undo, or the
       // worker would look online with nobody behind it.
       await this.repository().detachStream({
@@ -80,7 +81,10 @@ export class FleetService {
     }
     const superseded = this.connections.get(worker.id);
     if (superseded && superseded !== connection) {
-      superseded.terminate('superseded by a new stream', new DomainError('ABORTED', 'superseded by a newer stream of the same worker'));
+      superseded.terminate(
+        'superseded by a new stream',
+        new DomainError('ABORTED', 'superseded by a newer stream of the same worker'),
+      );
     }
     await store.forceLease(leaseKey(worker.id), connection.streamId, this.options.leaseTtlMs);
     connection.workerId = worker.id;
@@ -90,7 +94,13 @@ export class FleetService {
     connection.state = 'live';
     this.connections.set(worker.id, connection);
     this.log.info(
-      { workerId: worker.id, worker: worker.name, streamId: connection.streamId, peer: connection.peer, capacity: hello.capacity },
+      {
+        workerId: worker.id,
+        worker: worker.name,
+        streamId: connection.streamId,
+        peer: connection.peer,
+        capacity: hello.capacity,
+      },
       'worker online',
     );
     connection.send({
@@ -111,7 +121,10 @@ export class FleetService {
     const { store, clock } = this.resources;
     const renewed = await store.renewLease(leaseKey(connection.workerId), connection.streamId, this.options.leaseTtlMs);
     if (!renewed) {
-      connection.terminate('lease lost', new DomainError('ABORTED', 'lease lost: the worker is held by another stream or expired; reconnect'));
+      connection.terminate(
+        'lease lost',
+        new DomainError('ABORTED', 'lease lost: the worker is held by another stream or expired; reconnect'),
+      );
       return;
     }
     connection.lastRenewalMs = clock.monotonicMs();
@@ -152,11 +165,17 @@ export class FleetService {
         lastHeartbeat: pending?.streamId === connection.streamId ? pending : undefined,
       });
       if (changed) {
-        this.log.info({ workerId: connection.workerId, worker: connection.workerName, reason: finalReason }, 'worker offline');
+        this.log.info(
+          { workerId: connection.workerId, worker: connection.workerName, reason: finalReason },
+          'worker offline',
+        );
       }
     } catch (error) {
       // The sweeper finds the worker when its lease expires, so nothing is lost.
-      this.log.error({ err: error, workerId: connection.workerId }, 'could not record worker offline; the sweeper will');
+      this.log.error(
+        { err: error, workerId: connection.workerId },
+        'could not record worker offline; the sweeper will',
+      );
     }
   }
 

@@ -1,5 +1,5 @@
 import { AsyncQueue } from '../platform/async-queue.js';
-import { DomainError } from '../platform/errors.js';
+import { type DomainError } from '../platform/errors.js';
 import type { ControlEnvelope } from './fleet.types.js';
 
 /**
@@ -28,6 +28,11 @@ export class WorkerConnection {
     readonly streamId: string,
     readonly peer: string,
   ) {}
+
+  /** A method, not a field read, because the state changes across awaits. */
+  isClosed(): boolean {
+    return this.state === 'closed';
+  }
 
   send(envelope: ControlEnvelope): void {
     this.outbound.push(envelope);

@@ -33,11 +33,7 @@ export class WorkerRepository {
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.em.transactional(async (em) => {
-          let worker = await em.findOne(
-            Worker,
-            { name: hello.workerName },
-            { lockMode: LockMode.PESSIMISTIC_WRITE },
-          );
+          let worker = await em.findOne(Worker, { name: hello.workerName }, { lockMode: LockMode.PESSIMISTIC_WRITE });
           if (worker && hello.workerId !== '' && hello.workerId !== worker.id) {
             throw new DomainError(
               'FAILED_PRECONDITION',

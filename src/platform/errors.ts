@@ -24,11 +24,7 @@ export class DomainError extends Error {
   readonly code: DomainErrorCode;
   readonly details: DomainErrorDetails;
 
-  constructor(
-    code: DomainErrorCode,
-    message: string,
-    options: { cause?: unknown; details?: DomainErrorDetails } = {},
-  ) {
+  constructor(code: DomainErrorCode, message: string, options: { cause?: unknown; details?: DomainErrorDetails } = {}) {
     super(message, { cause: options.cause });
     this.code = code;
     this.details = options.details ?? {};

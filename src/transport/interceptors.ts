@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Code, type ConnectError, type HandlerContext, type Interceptor, type StreamResponse } from '@connectrpc/connect';
+import { Code, type ConnectError, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../platform/logger.js';
 import { entityManagerKey, peerKey, requestIdKey } from './context.js';
@@ -21,16 +21,14 @@ export function createObservabilityInterceptor(logger: Logger): Interceptor {
     const rpc = `${req.service.typeName}/${req.method.name}`;
     const base = { rpc, requestId, protocol: protocolOf(req.header), peer: req.contextValues.get(peerKey) };
 
-    const finish = (thrown?: unknown): ConnectError | undefined => {
-      const durationMs = Math.round((performance.now() - started) * 100) / 100;
-      if (thrown === undefined) {
-        logger.info({ ...base, code: 'ok', durationMs }, 'rpc');
-        return undefined;
-      }
+    const elapsed = () => Math.round((performance.now() - started) * 100) / 100;
+    const succeeded = () => logger.info({ ...base, code: 'ok', durationMs: elapsed() }, 'rpc');
+    const failed = (thrown: unknown): ConnectError => {
       const { error, unexpected } = toConnectError(thrown, requestId);
-      const fields = { ...base, code: Code[error.code], durationMs };
+      const fields = { ...base, code: Code[error.code], durationMs: elapsed() };
       if (unexpected) logger.error({ ...fields, err: thrown }, 'rpc failed unexpectedly');
       else logger.info({ ...fields, error: error.rawMessage }, 'rpc');
+      error.metadata.set('x-request-id', requestId);
       return error;
     };
 
@@ -38,30 +36,28 @@ export function createObservabilityInterceptor(logger: Logger): Interceptor {
       const res = await next(req);
       res.header.set('x-request-id', requestId);
       if (!res.stream) {
-        finish();
+        succeeded();
         return res;
       }
-      return { ...res, message: observe(res, finish) } as StreamResponse;
+      return { ...res, message: observe(res.message, succeeded, failed) };
     } catch (thrown) {
-      const error = finish(thrown) as ConnectError;
-      error.metadata.set('x-request-id', requestId);
-      throw error;
+      throw failed(thrown);
     }
   };
 }
 
 async function* observe<T>(
-  res: { message: AsyncIterable<T> },
-  finish: (thrown?: unknown) => ConnectError | undefined,
+  messages: AsyncIterable<T>,
+  succeeded: () => void,
+  failed: (thrown: unknown) => ConnectError,
 ): AsyncGenerator<T> {
   try {
-    yield* res.message;
+    yield* messages;
   } catch (thrown) {
-    throw finish(thrown);
+    throw failed(thrown);
   }
-  finish();
+  succeeded();
 }
-
 /** Gives each RPC its own EntityManager fork. */
 export function createEntityManagerInterceptor(orm: MikroORM): Interceptor {
   return (next) => (req) => {

@@ -89,7 +89,9 @@ function bind(server: http.Server | http2.Http2Server, host: string, port: numbe
     const onError = (error: NodeJS.ErrnoException) => {
       reject(
         error.code === 'EADDRINUSE'
-          ? new StartupError(`Port ${port} on ${host} is already in use (${variable}): stop the other process or set ${variable}.`)
+          ? new StartupError(
+              `Port ${port} on ${host} is already in use (${variable}): stop the other process or set ${variable}.`,
+            )
           : new StartupError(`Cannot listen on ${host}:${port} (${variable}): ${error.message}`),
       );
     };

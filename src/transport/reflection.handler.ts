@@ -115,9 +115,7 @@ function createReflector(registry: FileRegistry, serviceNames: () => readonly st
     value: { errorCode: code, errorMessage: message },
   });
 
-  const respond = (
-    request: ReflectionRequest['messageRequest'],
-  ): ReflectionAnswer['messageResponse'] => {
+  const respond = (request: ReflectionRequest['messageRequest']): ReflectionAnswer['messageResponse'] => {
     switch (request.case) {
       case 'listServices':
         // The request's value is unused: the spec says list_services lists all.
@@ -139,10 +137,7 @@ function createReflector(registry: FileRegistry, serviceNames: () => readonly st
         const extension = extendee && registry.getExtensionFor(extendee, extensionNumber);
         return extension
           ? files(extension.file)
-          : error(
-              Code.NotFound,
-              `extension not found: ${containingType} field ${String(extensionNumber)}`,
-            );
+          : error(Code.NotFound, `extension not found: ${containingType} field ${String(extensionNumber)}`);
       }
       case 'allExtensionNumbersOfType': {
         if (!registry.getMessage(request.value)) {

@@ -24,7 +24,12 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
 
   beforeAll(async () => {
     cp = await startControlPlane({
-      env: { HEARTBEAT_INTERVAL_MS: '200', LEASE_TTL_MS: '1000', SWEEP_INTERVAL_MS: '100', METRICS_FLUSH_INTERVAL_MS: '100' },
+      env: {
+        HEARTBEAT_INTERVAL_MS: '200',
+        LEASE_TTL_MS: '1000',
+        SWEEP_INTERVAL_MS: '100',
+        METRICS_FLUSH_INTERVAL_MS: '100',
+      },
     });
     admin = createClient(AdminService, createGrpcTransport({ baseUrl: cp.grpcUrl }));
   });
@@ -79,11 +84,17 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
     const name = `killed-${Date.now().toString(36)}`;
     const child = spawnAgentProcess(['--control-plane', cp.grpcAddress, '--name', name]);
     try {
-      await eventually(async () => ((await workerNamed(name))?.status === 'WORKER_STATUS_ONLINE' ? true : undefined), 20_000);
+      await eventually(
+        async () => ((await workerNamed(name))?.status === 'WORKER_STATUS_ONLINE' ? true : undefined),
+        20_000,
+      );
       const killedAt = Date.now();
       child.kill('SIGKILL');
       await waitForExit(child);
-      await eventually(async () => ((await workerNamed(name))?.status === 'WORKER_STATUS_OFFLINE' ? true : undefined), 3000);
+      await eventually(
+        async () => ((await workerNamed(name))?.status === 'WORKER_STATUS_OFFLINE' ? true : undefined),
+        3000,
+      );
       // Far below the lease TTL would allow: the stream's end is the signal.
       expect(Date.now() - killedAt).toBeLessThan(3000);
     } finally {

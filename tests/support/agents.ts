@@ -19,7 +19,10 @@ export function createTestAgent(controlPlaneAddress: string, overrides: Partial<
     welcomeTimeoutMs: 5_000,
     ...overrides,
   };
-  return new Agent(options, createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', pretty: false, name: 'agent' }));
+  return new Agent(
+    options,
+    createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', pretty: false, name: 'agent' }),
+  );
 }
 
 const agentMain = fileURLToPath(new URL('../../agent/main.ts', import.meta.url));

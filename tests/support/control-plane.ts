@@ -75,14 +75,20 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
       lastError = error;
     }
     if (Date.now() > deadline) {
-      throw new Error(`condition not met within ${timeoutMs} ms${lastError ? `: ${String(lastError)}` : ''}`);
+      throw new Error(
+        `condition not met within ${timeoutMs} ms${lastError instanceof Error ? `: ${lastError.message}` : ''}`,
+      );
     }
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
 
 /** Calls a Connect unary RPC with plain JSON over HTTP/1.1, as curl would. */
-export async function postJson(baseUrl: string, path: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+export async function postJson(
+  baseUrl: string,
+  path: string,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
   const response = await fetch(`${baseUrl}/${path}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },

@@ -83,15 +83,9 @@ describe('grpc.health.v1.Health', () => {
     health.setAll('SERVING');
     health.set(WORKER, 'NOT_SERVING');
 
-    expect((await client.check({ service: '' })).status).toBe(
-      HealthCheckResponse_ServingStatus.SERVING,
-    );
-    expect((await client.check({ service: ADMIN })).status).toBe(
-      HealthCheckResponse_ServingStatus.SERVING,
-    );
-    expect((await client.check({ service: WORKER })).status).toBe(
-      HealthCheckResponse_ServingStatus.NOT_SERVING,
-    );
+    expect((await client.check({ service: '' })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect((await client.check({ service: ADMIN })).status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect((await client.check({ service: WORKER })).status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
   });
 
   it('answers NOT_FOUND for a service it does not know', async () => {
@@ -105,9 +99,7 @@ describe('grpc.health.v1.Health', () => {
     const { health, client } = setup();
     health.set(ADMIN, 'SERVING');
     const { statuses } = await client.list({});
-    expect(
-      Object.fromEntries(Object.entries(statuses).map(([name, r]) => [name, r.status])),
-    ).toEqual({
+    expect(Object.fromEntries(Object.entries(statuses).map(([name, r]) => [name, r.status]))).toEqual({
       '': HealthCheckResponse_ServingStatus.NOT_SERVING,
       [ADMIN]: HealthCheckResponse_ServingStatus.SERVING,
       [WORKER]: HealthCheckResponse_ServingStatus.NOT_SERVING,
@@ -117,9 +109,7 @@ describe('grpc.health.v1.Health', () => {
   it('watches: sends the current status, then each change, and lets go when cancelled', async () => {
     const { health, client } = setup();
     const abort = new AbortController();
-    const stream = client
-      .watch({ service: ADMIN }, { signal: abort.signal })
-      [Symbol.asyncIterator]();
+    const stream = client.watch({ service: ADMIN }, { signal: abort.signal })[Symbol.asyncIterator]();
 
     expect((await stream.next()).value?.status).toBe(HealthCheckResponse_ServingStatus.NOT_SERVING);
     health.set(ADMIN, 'SERVING');
@@ -138,13 +128,9 @@ describe('grpc.health.v1.Health', () => {
   it('watches an unknown service: SERVICE_UNKNOWN without ending, then its status once it is set', async () => {
     const { health, client } = setup();
     const abort = new AbortController();
-    const stream = client
-      .watch({ service: 'switchboard.v1.Later' }, { signal: abort.signal })
-      [Symbol.asyncIterator]();
+    const stream = client.watch({ service: 'switchboard.v1.Later' }, { signal: abort.signal })[Symbol.asyncIterator]();
 
-    expect((await stream.next()).value?.status).toBe(
-      HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN,
-    );
+    expect((await stream.next()).value?.status).toBe(HealthCheckResponse_ServingStatus.SERVICE_UNKNOWN);
     health.set('switchboard.v1.Later', 'SERVING');
     const next = await stream.next();
     expect(next.done).toBe(false);

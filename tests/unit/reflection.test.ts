@@ -28,19 +28,13 @@ const SERVICES = [
 
 type Request = MessageInitShape<typeof ServerReflectionRequestSchema>;
 
-function transportFor(
-  registry: FileRegistry,
-  serviceNames: () => readonly string[] = () => SERVICES,
-) {
+function transportFor(registry: FileRegistry, serviceNames: () => readonly string[] = () => SERVICES) {
   return createRouterTransport((router) => {
     registerReflection(router, registry, serviceNames);
   });
 }
 
-function v1Client(
-  registry: FileRegistry = createApiRegistry(),
-  serviceNames?: () => readonly string[],
-) {
+function v1Client(registry: FileRegistry = createApiRegistry(), serviceNames?: () => readonly string[]) {
   return createClient(ServerReflectionV1, transportFor(registry, serviceNames));
 }
 
@@ -60,10 +54,7 @@ async function converse(
   return responses;
 }
 
-async function ask(
-  client: ReturnType<typeof v1Client>,
-  request: Request,
-): Promise<ServerReflectionResponse> {
+async function ask(client: ReturnType<typeof v1Client>, request: Request): Promise<ServerReflectionResponse> {
   const responses = await converse(client, [request]);
   expect(responses).toHaveLength(1);
   return responses[0]!;
@@ -168,9 +159,9 @@ describe('server reflection v1', () => {
       'ListWorkers',
       'GetWorker',
     ]);
-    expect(
-      resolved.getMessage('switchboard.v1.Worker')?.field['connectedSince']?.message?.typeName,
-    ).toBe('google.protobuf.Timestamp');
+    expect(resolved.getMessage('switchboard.v1.Worker')?.field['connectedSince']?.message?.typeName).toBe(
+      'google.protobuf.Timestamp',
+    );
   });
 
   it('sends json names, which protoc-gen-es strips from the embedded descriptors', async () => {
@@ -202,16 +193,8 @@ describe('server reflection v1', () => {
     ['a oneof', 'switchboard.v1.AgentMessage.payload', 'switchboard/v1/worker.proto'],
     ['a map entry', 'switchboard.v1.Worker.LabelsEntry', 'switchboard/v1/fleet.proto'],
     ['an enum', 'switchboard.v1.WorkerStatus', 'switchboard/v1/fleet.proto'],
-    [
-      'an enum value (sibling scope)',
-      'switchboard.v1.WORKER_STATUS_ONLINE',
-      'switchboard/v1/fleet.proto',
-    ],
-    [
-      'a nested enum',
-      'grpc.health.v1.HealthCheckResponse.ServingStatus',
-      'grpc/health/v1/health.proto',
-    ],
+    ['an enum value (sibling scope)', 'switchboard.v1.WORKER_STATUS_ONLINE', 'switchboard/v1/fleet.proto'],
+    ['a nested enum', 'grpc.health.v1.HealthCheckResponse.ServingStatus', 'grpc/health/v1/health.proto'],
     ['a well-known type', 'google.protobuf.Duration', 'google/protobuf/duration.proto'],
   ])('finds the file declaring %s', async (_kind, symbol, fileName) => {
     const files = decodeFiles(
@@ -403,11 +386,8 @@ describe('server reflection v1alpha', () => {
     }
     const [response] = responses;
     expect(response?.$typeName).toBe('grpc.reflection.v1alpha.ServerReflectionResponse');
-    expect(response?.originalRequest?.$typeName).toBe(
-      'grpc.reflection.v1alpha.ServerReflectionRequest',
-    );
-    if (response?.messageResponse.case !== 'fileDescriptorResponse')
-      throw new Error('expected files');
+    expect(response?.originalRequest?.$typeName).toBe('grpc.reflection.v1alpha.ServerReflectionRequest');
+    if (response?.messageResponse.case !== 'fileDescriptorResponse') throw new Error('expected files');
     const names = response.messageResponse.value.fileDescriptorProto.map(
       (bytes) => fromBinary(FileDescriptorProtoSchema, bytes).name,
     );

@@ -11,9 +11,7 @@ import { entities } from './entities.js';
 import { migrationsList } from './migrations/index.js';
 
 /** Where the data lives: a PostgreSQL server, or embedded PGlite files for the developer setup. */
-export type DatabaseTarget =
-  | { kind: 'postgresql'; url: string; poolMax: number }
-  | { kind: 'pglite'; dataDir: string };
+export type DatabaseTarget = { kind: 'postgresql'; url: string; poolMax: number } | { kind: 'pglite'; dataDir: string };
 
 /** The open database: the ORM plus what the process needs to report and close it. */
 export interface Database {

@@ -1,0 +1,29 @@
+import { loadConfig } from '../../config.js';
+import { StartupError } from '../errors.js';
+import { createLogger } from '../logger.js';
+import { databaseTarget, migrate, openDatabase } from './database.js';
+
+/**
+ * `npm run migrate`: applies pending migrations to DATABASE_URL (or the
+ * embedded database) and exits. The control plane also does this at start;
+ * this is for deploy pipelines that migrate before rolling out.
+ */
+try {
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: config.logLevel, pretty: false, name: 'migrate' });
+  const database = await openDatabase(databaseTarget(config), logger);
+  try {
+    const applied = await migrate(database, logger);
+    process.stdout.write(
+      applied.length > 0 ? `Applied ${applied.length} migration(s): ${applied.join(', ')}\n` : 'Database is up to date.\n',
+    );
+  } finally {
+    await database.close();
+  }
+} catch (error) {
+  if (error instanceof StartupError) {
+    process.stderr.write(`switchboard migrate: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}

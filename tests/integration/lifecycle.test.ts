@@ -1,0 +1,176 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { createLogger } from '../../src/platform/logger.js';
+import { createTestAgent, waitForExit } from '../support/agents.js';
+import { eventually, postJson } from '../support/control-plane.js';
+import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase } from '../support/services.js';
+
+const mainTs = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+/** Runs the control-plane entry point as a user would, collecting its output. */
+function startMain(args: string[], env: Record<string, string>) {
+  const child = spawn(process.execPath, ['--import', 'tsx', mainTs, ...args], {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return { child, output: () => ({ stdout, stderr }) };
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+describe('starting and stopping the control plane', () => {
+  it.each([
+    [{ HTTP_PORT: 'abc' }, /^switchboard: Invalid configuration: HTTP_PORT: .*\(got "abc"\)$/],
+    [
+      { LEASE_TTL_MS: '1000', HEARTBEAT_INTERVAL_MS: '2000' },
+      /LEASE_TTL_MS: must be at least twice HEARTBEAT_INTERVAL_MS/,
+    ],
+    [
+      { DATABASE_URL: 'mysql://localhost/x' },
+      /DATABASE_URL: expected a URL starting with postgres:\/\/ or postgresql:\/\//,
+    ],
+    [
+      { DATABASE_URL: 'postgres://postgres:secret@127.0.0.1:1/nowhere' },
+      /^switchboard: Cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nowhere .*unset DATABASE_URL/,
+    ],
+  ])('refuses to start with %j and says why in one line', async (env, message) => {
+    const { child, output } = startMain([], { HTTP_PORT: '0', GRPC_PORT: '0', ...env });
+    const { code } = await waitForExit(child);
+    expect(code).toBe(1);
+    const stderr = output().stderr.trim();
+    expect(stderr.split('\n')).toHaveLength(1);
+    expect(stderr).toMatch(message);
+    expect(stderr).not.toContain('secret');
+  });
+
+  it('says in one line when Redis cannot be reached', async () => {
+    const database = await createTestDatabase();
+    try {
+      const { child, output } = startMain([], {
+        HTTP_PORT: '0',
+        GRPC_PORT: '0',
+        DATABASE_URL: database.url,
+        REDIS_URL: 'redis://127.0.0.1:1',
+      });
+      expect((await waitForExit(child)).code).toBe(1);
+      expect(output().stderr.trim()).toMatch(
+        /^switchboard: Cannot reach Redis at redis:\/\/127\.0\.0\.1:1.*unset REDIS_URL/,
+      );
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it('npm start (developer setup) needs nothing installed: embedded database, local agent ONLINE, clean SIGTERM', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'sb-dev-'));
+    const { child, output } = startMain(['--dev'], {
+      HTTP_PORT: '0',
+      GRPC_PORT: '0',
+      DATA_DIR: dataDir,
+      LOG_FORMAT: 'json',
+      DATABASE_URL: '',
+      REDIS_URL: '',
+    });
+    try {
+      const httpUrl = await eventually(
+        async () => output().stdout.match(/Connect\/HTTP\s+(http:\/\/\S+)/)?.[1],
+        40_000,
+      );
+      expect(output().stdout).toContain('embedded PostgreSQL');
+      expect(output().stdout).toContain('--list-services');
+      const worker = await eventually(async () => {
+        const { json } = await postJson(httpUrl, 'switchboard.v1.AdminService/ListWorkers', {});
+        const workers = json.workers as { name: string; status: string; metrics?: { rssBytes?: string } }[] | undefined;
+        const local = workers?.find((w) => w.name === 'local-agent');
+        return local?.status === 'WORKER_STATUS_ONLINE' && Number(local.metrics?.rssBytes) > 0 ? local : undefined;
+      }, 40_000);
+      expect(worker.name).toBe('local-agent');
+      child.kill('SIGTERM');
+      const { code } = await waitForExit(child);
+      expect(code).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 90_000);
+
+  describe('graceful shutdown', () => {
+    let database: TestDatabase;
+    const prefix = uniqueRedisPrefix();
+    beforeAll(async () => {
+      database = await createTestDatabase();
+    });
+    afterAll(async () => {
+      await database?.drop();
+    });
+
+    const boot = async (grpcPort: number) => {
+      const config = loadConfig({
+        HOST: '127.0.0.1',
+        HTTP_PORT: '0',
+        GRPC_PORT: String(grpcPort),
+        DATABASE_URL: database.url,
+        REDIS_URL: TEST_REDIS_URL,
+        REDIS_KEY_PREFIX: prefix,
+        LOG_LEVEL: 'silent',
+      });
+      const app = await createApp(config, { logger: createLogger({ level: 'silent', pretty: false }) });
+      await app.start();
+      return app;
+    };
+
+    it('ends agent streams so agents reconnect, records them offline, and serves again after restart', async () => {
+      const port = await freePort();
+      const first = await boot(port);
+      const agent = createTestAgent(`127.0.0.1:${port}`);
+      agent.start();
+      await agent.connected();
+      const backoff = new Promise<void>((resolve) => agent.on('state', (s) => s === 'backoff' && resolve()));
+      await first.close();
+      await backoff;
+
+      const db = new pg.Client({ connectionString: database.url });
+      await db.connect();
+      try {
+        const { rows } = await db.query<{ status: string; status_reason: string }>(
+          'select status, status_reason from worker where id = $1',
+          [agent.workerId],
+        );
+        expect(rows[0]).toEqual({ status: 'OFFLINE', status_reason: 'control plane replica shutting down' });
+
+        const second = await boot(port);
+        const workerId = agent.workerId;
+        await agent.connected();
+        expect(agent.workerId).toBe(workerId);
+        const { rows: after } = await db.query<{ status: string }>('select status from worker where id = $1', [
+          workerId,
+        ]);
+        expect(after[0]?.status).toBe('ONLINE');
+        await agent.stop();
+        await second.close();
+      } finally {
+        await db.end();
+      }
+    });
+  });
+});
