@@ -1,0 +1,117 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { systemClock } from '../../src/platform/clock.js';
+import type { CoordinationStore } from '../../src/platform/coordination/coordination-store.js';
+import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-store.js';
+import { RedisCoordinationStore } from '../../src/platform/coordination/redis-store.js';
+import { createLogger } from '../../src/platform/logger.js';
+import { TEST_REDIS_URL, uniqueRedisPrefix } from '../support/services.js';
+
+const logger = createLogger({ level: 'silent', pretty: false });
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Both adapters must behave the same: this one suite runs against each. */
+const adapters: [string, () => Promise<{ store: CoordinationStore; cleanup: () => Promise<void> }>][] = [
+  ['in-process', async () => ({ store: new MemoryCoordinationStore(systemClock), cleanup: async () => {} })],
+  [
+    'redis',
+    async () => {
+      const prefix = uniqueRedisPrefix();
+      const store = await RedisCoordinationStore.connect({ url: TEST_REDIS_URL, keyPrefix: prefix, logger });
+      return {
+        store,
+        cleanup: async () => {
+          const redis = new Redis(TEST_REDIS_URL);
+          const keys = await redis.keys(`${prefix}*`);
+          if (keys.length > 0) await redis.del(...keys);
+          redis.disconnect();
+        },
+      };
+    },
+  ],
+];
+
+describe.each(adapters)('coordination store contract: %s', (_name, make) => {
+  let store: CoordinationStore;
+  let cleanup: () => Promise<void>;
+  beforeAll(async () => {
+    ({ store, cleanup } = await make());
+  });
+  afterAll(async () => {
+    await store.close();
+    await cleanup();
+  });
+
+  it('grants a free lease, refuses it to another holder, and lets the holder extend it', async () => {
+    expect(await store.acquireLease('l1', 'a', 5000)).toBe(true);
+    expect(await store.acquireLease('l1', 'b', 5000)).toBe(false);
+    expect(await store.acquireLease('l1', 'a', 5000)).toBe(true);
+    expect(await store.readLeases(['l1', 'missing'])).toEqual(['a', null]);
+  });
+
+  it('lets a lease expire after its TTL', async () => {
+    expect(await store.acquireLease('l2', 'a', 150)).toBe(true);
+    await sleep(300);
+    expect(await store.readLeases(['l2'])).toEqual([null]);
+    expect(await store.acquireLease('l2', 'b', 1000)).toBe(true);
+  });
+
+  it('renews only for the current holder', async () => {
+    await store.forceLease('l3', 'a', 200);
+    expect(await store.renewLease('l3', 'b', 5000)).toBe(false);
+    expect(await store.renewLease('l3', 'a', 5000)).toBe(true);
+    await sleep(300);
+    expect(await store.readLeases(['l3'])).toEqual(['a']);
+    expect(await store.renewLease('never', 'a', 1000)).toBe(false);
+  });
+
+  it('releases only for the current holder', async () => {
+    await store.forceLease('l4', 'a', 5000);
+    expect(await store.releaseLease('l4', 'b')).toBe(false);
+    expect(await store.readLeases(['l4'])).toEqual(['a']);
+    expect(await store.releaseLease('l4', 'a')).toBe(true);
+    expect(await store.readLeases(['l4'])).toEqual([null]);
+  });
+
+  it('force-takes a lease from another holder', async () => {
+    await store.forceLease('l5', 'a', 5000);
+    await store.forceLease('l5', 'b', 5000);
+    expect(await store.readLeases(['l5'])).toEqual(['b']);
+    expect(await store.renewLease('l5', 'a', 5000)).toBe(false);
+  });
+
+  it('reads no leases for no keys', async () => {
+    expect(await store.readLeases([])).toEqual([]);
+  });
+
+  it('delivers published messages to every subscriber of the channel until they unsubscribe', async () => {
+    const first: string[] = [];
+    const second: string[] = [];
+    const other: string[] = [];
+    const stopFirst = await store.subscribe('ch', (m) => first.push(m));
+    const stopSecond = await store.subscribe('ch', (m) => second.push(m));
+    const stopOther = await store.subscribe('other', (m) => other.push(m));
+    await store.publish('ch', 'hello');
+    await waitFor(() => first.length === 1 && second.length === 1);
+    await stopFirst();
+    await store.publish('ch', 'again');
+    await waitFor(() => second.length === 2);
+    expect(first).toEqual(['hello']);
+    expect(second).toEqual(['hello', 'again']);
+    expect(other).toEqual([]);
+    await stopSecond();
+    await stopOther();
+  });
+
+  it('answers ping while open', async () => {
+    await expect(store.ping()).resolves.toBeUndefined();
+  });
+});
+
+async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('condition not met');
+    await sleep(10);
+  }
+}

@@ -1,0 +1,82 @@
+import { describe, expect, it } from 'vitest';
+import type { AgentHello } from '../../src/fleet/fleet.types.js';
+import { validateHello } from '../../src/fleet/hello.validation.js';
+import { isLeaseExpired, leaseKey } from '../../src/fleet/lease.js';
+import { decodePageToken, encodePageToken, normalisePageSize } from '../../src/fleet/page-token.js';
+import { DomainError } from '../../src/platform/errors.js';
+
+const hello: AgentHello = {
+  workerName: 'worker-1',
+  agentVersion: '1.0.0',
+  capacity: 10,
+  supportedEngines: ['SANDBOX'],
+  labels: { region: 'eu', 'topology.kubernetes.io/zone': 'eu-1a' },
+  instanceId: '0123456789abcdef',
+  workerId: '',
+};
+
+describe('Hello validation', () => {
+  it('accepts a well-formed Hello', () => {
+    expect(() => validateHello(hello)).not.toThrow();
+  });
+
+  it.each<[string, Partial<AgentHello>]>([
+    ['hello.worker_name', { workerName: 'Upper' }],
+    ['hello.worker_name', { workerName: '' }],
+    ['hello.worker_name', { workerName: '-leading' }],
+    ['hello.agent_version', { agentVersion: '' }],
+    ['hello.capacity', { capacity: 0 }],
+    ['hello.capacity', { capacity: 100_001 }],
+    ['hello.supported_engines', { supportedEngines: [] }],
+    ['hello.instance_id', { instanceId: 'short' }],
+    ['hello.labels[Bad Key]', { labels: { 'Bad Key': 'x' } }],
+    ['hello.labels[zone]', { labels: { zone: 'x'.repeat(64) } }],
+  ])('refuses a bad %s', (field, change) => {
+    const error = (() => {
+      try {
+        validateHello({ ...hello, ...change });
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })();
+    expect(error).toBeInstanceOf(DomainError);
+    expect((error as DomainError).code).toBe('INVALID_ARGUMENT');
+    expect((error as DomainError).details.field).toBe(field);
+  });
+});
+
+describe('leases', () => {
+  it('expire exactly at the TTL, by monotonic time', () => {
+    expect(isLeaseExpired(1000, 500, 1499)).toBe(false);
+    expect(isLeaseExpired(1000, 500, 1500)).toBe(true);
+  });
+
+  it('are keyed by worker id', () => {
+    expect(leaseKey('abc')).toBe('worker:abc:lease');
+  });
+});
+
+describe('page tokens and sizes', () => {
+  it('round-trip the last key and stay opaque', () => {
+    const token = encodePageToken('worker-42');
+    expect(token).not.toContain('worker-42');
+    expect(decodePageToken(token)).toBe('worker-42');
+    expect(decodePageToken('')).toBeUndefined();
+  });
+
+  it.each(['garbage', encodePageToken('x').slice(0, -3) + '!!!', Buffer.from('{"b":1}').toString('base64url')])(
+    'refuses a token the API did not make: %s',
+    (token) => {
+      expect(() => decodePageToken(token)).toThrow(/page_token/);
+    },
+  );
+
+  it('defaults, caps and refuses negative page sizes', () => {
+    const limits = { default: 100, max: 1000 };
+    expect(normalisePageSize(0, limits)).toBe(100);
+    expect(normalisePageSize(5000, limits)).toBe(1000);
+    expect(normalisePageSize(7, limits)).toBe(7);
+    expect(() => normalisePageSize(-1, limits)).toThrow(/page_size/);
+  });
+});
