@@ -15,7 +15,9 @@ try {
   try {
     const applied = await migrate(database, logger);
     process.stdout.write(
-      applied.length > 0 ? `Applied ${applied.length} migration(s): ${applied.join(', ')}\n` : 'Database is up to date.\n',
+      applied.length > 0
+        ? `Applied ${applied.length} migration(s): ${applied.join(', ')}\n`
+        : 'Database is up to date.\n',
     );
   } finally {
     await database.close();
