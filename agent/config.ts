@@ -65,8 +65,9 @@ export function loadAgentConfig(
   } catch (error) {
     throw new AgentConfigError(error instanceof Error ? error.message : String(error));
   }
+  // An empty variable means "use the default", as for the control plane.
   const merged = {
-    ...env,
+    ...Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== '')),
     ...definedOnly({
       CONTROL_PLANE_ADDRESS: flags['control-plane'],
       WORKER_NAME: flags.name,

@@ -103,7 +103,8 @@ const envSchema = z
 export class ConfigError extends StartupError {}
 
 export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
-  const parsed = envSchema.safeParse(env);
+  // An empty variable (FOO= in a .env or compose file) means "use the default".
+  const parsed = envSchema.safeParse(withoutEmpty(env));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? 'configuration');
@@ -134,4 +135,8 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
   };
+}
+
+function withoutEmpty(env: Env): Env {
+  return Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value.trim() !== ''));
 }
