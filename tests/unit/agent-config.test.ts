@@ -32,6 +32,13 @@ describe('agent configuration', () => {
     expect(() => loadAgentConfig(argv, env)).toThrow(message);
   });
 
+  it('treats empty variables as unset', () => {
+    expect(loadAgentConfig([], { WORKER_CAPACITY: '', AGENT_LOG_FORMAT: '' })).toMatchObject({
+      capacity: 100,
+      logFormat: 'json',
+    });
+  });
+
   it('parses an empty label list as no labels', () => {
     expect(parseLabels('')).toEqual({});
   });

@@ -25,10 +25,13 @@ describe('control-plane configuration', () => {
     expect(config.logFormat).toBe('pretty');
   });
 
-  it('treats an empty URL as unset', () => {
-    expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ' })).toMatchObject({
+  it('treats an empty variable as unset, so FOO= in a .env file means the default', () => {
+    expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ', HOST: '', LOG_FORMAT: '', HTTP_PORT: '' })).toMatchObject({
       databaseUrl: undefined,
       redisUrl: undefined,
+      host: '0.0.0.0',
+      logFormat: 'json',
+      httpPort: 8080,
     });
   });
 
