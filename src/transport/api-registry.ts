@@ -5,6 +5,11 @@ import { file_grpc_health_v1_health } from '../../gen/grpc/health/v1/health_pb.j
 import { file_grpc_reflection_v1_reflection } from '../../gen/grpc/reflection/v1/reflection_pb.js';
 import { file_grpc_reflection_v1alpha_reflection } from '../../gen/grpc/reflection/v1alpha/reflection_pb.js';
 import { file_switchboard_v1_admin } from '../../gen/switchboard/v1/admin_pb.js';
+import { file_switchboard_v1_api_key } from '../../gen/switchboard/v1/api_key_pb.js';
+import { file_switchboard_v1_audit } from '../../gen/switchboard/v1/audit_pb.js';
+import { file_switchboard_v1_auth } from '../../gen/switchboard/v1/auth_pb.js';
+import { file_switchboard_v1_identity } from '../../gen/switchboard/v1/identity_pb.js';
+import { file_switchboard_v1_member } from '../../gen/switchboard/v1/member_pb.js';
 import { file_switchboard_v1_fleet } from '../../gen/switchboard/v1/fleet_pb.js';
 import { file_switchboard_v1_worker } from '../../gen/switchboard/v1/worker_pb.js';
 
@@ -33,6 +38,11 @@ export function createApiRegistry(): FileRegistry {
     file_switchboard_v1_fleet,
     file_switchboard_v1_worker,
     file_switchboard_v1_admin,
+    file_switchboard_v1_identity,
+    file_switchboard_v1_auth,
+    file_switchboard_v1_api_key,
+    file_switchboard_v1_member,
+    file_switchboard_v1_audit,
     file_grpc_health_v1_health,
     file_grpc_reflection_v1_reflection,
     file_grpc_reflection_v1alpha_reflection,

@@ -149,15 +149,22 @@ describe('server reflection v1', () => {
     );
     expect(files[0]?.name).toBe('switchboard/v1/admin.proto');
     expect(files.map((file) => file.name).sort()).toEqual([
+      'buf/validate/validate.proto',
+      'google/protobuf/descriptor.proto',
+      'google/protobuf/duration.proto',
+      'google/protobuf/field_mask.proto',
       'google/protobuf/timestamp.proto',
       'switchboard/v1/admin.proto',
       'switchboard/v1/fleet.proto',
+      'switchboard/v1/identity.proto',
     ]);
 
     const resolved = resolveAsClient(files);
     expect(resolved.getService('switchboard.v1.AdminService')?.methods.map((m) => m.name)).toEqual([
       'ListWorkers',
       'GetWorker',
+      'CreateJoinToken',
+      'SetUserStatus',
     ]);
     expect(resolved.getMessage('switchboard.v1.Worker')?.field['connectedSince']?.message?.typeName).toBe(
       'google.protobuf.Timestamp',
@@ -182,6 +189,8 @@ describe('server reflection v1', () => {
       'labels',
       'instanceId',
       'workerId',
+      'joinToken',
+      'workerCredential',
     ]);
   });
 

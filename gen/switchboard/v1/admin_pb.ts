@@ -4,15 +4,20 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Worker, WorkerStatus } from "./fleet_pb.js";
 import { file_switchboard_v1_fleet } from "./fleet_pb.js";
+import type { User, UserStatus } from "./identity_pb.js";
+import { file_switchboard_v1_identity } from "./identity_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file switchboard/v1/admin.proto.
  */
 export const file_switchboard_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEiaQoSTGlzdFdvcmtlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiwKBnN0YXR1cxgDIAEoDjIcLnN3aXRjaGJvYXJkLnYxLldvcmtlclN0YXR1cyJXChNMaXN0V29ya2Vyc1Jlc3BvbnNlEicKB3dvcmtlcnMYASADKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEEdldFdvcmtlclJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIjsKEUdldFdvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlcjK4AQoMQWRtaW5TZXJ2aWNlElYKC0xpc3RXb3JrZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJQCglHZXRXb3JrZXISIC5zd2l0Y2hib2FyZC52MS5HZXRXb3JrZXJSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuR2V0V29ya2VyUmVzcG9uc2ViBnByb3RvMw", [file_switchboard_v1_fleet]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEifwoSTGlzdFdvcmtlcnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIsCgZzdGF0dXMYAyABKA4yHC5zd2l0Y2hib2FyZC52MS5Xb3JrZXJTdGF0dXMiVwoTTGlzdFdvcmtlcnNSZXNwb25zZRInCgd3b3JrZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChBHZXRXb3JrZXJSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQEiOwoRR2V0V29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyInQKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSHQoLZGVzY3JpcHRpb24YASABKAlCCLpIBXIDGMgBEh8KC3R0bF9zZWNvbmRzGAIgASgNQgq6SAcqBRiAmp4BEhoKCG1heF91c2VzGAMgASgNQgi6SAUqAxiQTiKBAQoXQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USFQoNam9pbl90b2tlbl9pZBgBIAEoCRINCgV0b2tlbhgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghtYXhfdXNlcxgEIAEoDSJpChRTZXRVc2VyU3RhdHVzUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABARI2CgZzdGF0dXMYAiABKA4yGi5zd2l0Y2hib2FyZC52MS5Vc2VyU3RhdHVzQgq6SAeCAQQYARgCIjsKFVNldFVzZXJTdGF0dXNSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlcjL6AgoMQWRtaW5TZXJ2aWNlElYKC0xpc3RXb3JrZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJQCglHZXRXb3JrZXISIC5zd2l0Y2hib2FyZC52MS5HZXRXb3JrZXJSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuR2V0V29ya2VyUmVzcG9uc2USYgoPQ3JlYXRlSm9pblRva2VuEiYuc3dpdGNoYm9hcmQudjEuQ3JlYXRlSm9pblRva2VuUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlElwKDVNldFVzZXJTdGF0dXMSJC5zd2l0Y2hib2FyZC52MS5TZXRVc2VyU3RhdHVzUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldFVzZXJTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
 
 /**
  * @generated from message switchboard.v1.ListWorkersRequest
@@ -106,6 +111,112 @@ export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE_
   messageDesc(file_switchboard_v1_admin, 3);
 
 /**
+ * @generated from message switchboard.v1.CreateJoinTokenRequest
+ */
+export type CreateJoinTokenRequest = Message<"switchboard.v1.CreateJoinTokenRequest"> & {
+  /**
+   * What the token is for, e.g. "eu-west workers".
+   *
+   * @generated from field: string description = 1;
+   */
+  description: string;
+
+  /**
+   * How long the token can be used, in seconds (default 3600, at most 30 days).
+   *
+   * @generated from field: uint32 ttl_seconds = 2;
+   */
+  ttlSeconds: number;
+
+  /**
+   * How many agents may enrol with it (default 1).
+   *
+   * @generated from field: uint32 max_uses = 3;
+   */
+  maxUses: number;
+};
+
+/**
+ * Describes the message switchboard.v1.CreateJoinTokenRequest.
+ * Use `create(CreateJoinTokenRequestSchema)` to create a new message.
+ */
+export const CreateJoinTokenRequestSchema: GenMessage<CreateJoinTokenRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 4);
+
+/**
+ * @generated from message switchboard.v1.CreateJoinTokenResponse
+ */
+export type CreateJoinTokenResponse = Message<"switchboard.v1.CreateJoinTokenResponse"> & {
+  /**
+   * @generated from field: string join_token_id = 1;
+   */
+  joinTokenId: string;
+
+  /**
+   * Pass to the agent (--join-token or JOIN_TOKEN). Shown once.
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 3;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 max_uses = 4;
+   */
+  maxUses: number;
+};
+
+/**
+ * Describes the message switchboard.v1.CreateJoinTokenResponse.
+ * Use `create(CreateJoinTokenResponseSchema)` to create a new message.
+ */
+export const CreateJoinTokenResponseSchema: GenMessage<CreateJoinTokenResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 5);
+
+/**
+ * @generated from message switchboard.v1.SetUserStatusRequest
+ */
+export type SetUserStatusRequest = Message<"switchboard.v1.SetUserStatusRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * @generated from field: switchboard.v1.UserStatus status = 2;
+   */
+  status: UserStatus;
+};
+
+/**
+ * Describes the message switchboard.v1.SetUserStatusRequest.
+ * Use `create(SetUserStatusRequestSchema)` to create a new message.
+ */
+export const SetUserStatusRequestSchema: GenMessage<SetUserStatusRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 6);
+
+/**
+ * @generated from message switchboard.v1.SetUserStatusResponse
+ */
+export type SetUserStatusResponse = Message<"switchboard.v1.SetUserStatusResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.SetUserStatusResponse.
+ * Use `create(SetUserStatusResponseSchema)` to create a new message.
+ */
+export const SetUserStatusResponseSchema: GenMessage<SetUserStatusResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 7);
+
+/**
  * AdminService is how platform operators look at and act on the fleet.
  *
  * @generated from service switchboard.v1.AdminService
@@ -130,6 +241,26 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetWorkerRequestSchema;
     output: typeof GetWorkerResponseSchema;
+  },
+  /**
+   * CreateJoinToken creates a token an agent presents once to enrol as a worker.
+   *
+   * @generated from rpc switchboard.v1.AdminService.CreateJoinToken
+   */
+  createJoinToken: {
+    methodKind: "unary";
+    input: typeof CreateJoinTokenRequestSchema;
+    output: typeof CreateJoinTokenResponseSchema;
+  },
+  /**
+   * SetUserStatus suspends or reactivates a user everywhere.
+   *
+   * @generated from rpc switchboard.v1.AdminService.SetUserStatus
+   */
+  setUserStatus: {
+    methodKind: "unary";
+    input: typeof SetUserStatusRequestSchema;
+    output: typeof SetUserStatusResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_admin, 0);

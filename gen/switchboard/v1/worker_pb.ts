@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/worker.proto.
  */
 export const file_switchboard_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIokBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAQgkKB3BheWxvYWQilgEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAQgkKB3BheWxvYWQiggIKBUhlbGxvEhMKC3dvcmtlcl9uYW1lGAEgASgJEhUKDWFnZW50X3ZlcnNpb24YAiABKAkSEAoIY2FwYWNpdHkYAyABKA0SMQoRc3VwcG9ydGVkX2VuZ2luZXMYBCADKA4yFi5zd2l0Y2hib2FyZC52MS5FbmdpbmUSMQoGbGFiZWxzGAUgAygLMiEuc3dpdGNoYm9hcmQudjEuSGVsbG8uTGFiZWxzRW50cnkSEwoLaW5zdGFuY2VfaWQYBiABKAkSEQoJd29ya2VyX2lkGAcgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEifAoJSGVhcnRiZWF0EhAKCHNlcXVlbmNlGAEgASgEEjAKB21ldHJpY3MYAiABKAsyHy5zd2l0Y2hib2FyZC52MS5SZXNvdXJjZU1ldHJpY3MSKwoHc2VudF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAilQEKB1dlbGNvbWUSEQoJd29ya2VyX2lkGAEgASgJEjUKEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIsCglsZWFzZV90dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SEgoKcmVwbGljYV9pZBgEIAEoCSJWCgxIZWFydGJlYXRBY2sSEAoIc2VxdWVuY2UYASABKAQSNAoQbGVhc2VfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyXAoNV29ya2VyU2VydmljZRJLCgdDb25uZWN0Ehwuc3dpdGNoYm9hcmQudjEuQWdlbnRNZXNzYWdlGh4uc3dpdGNoYm9hcmQudjEuQ29udHJvbE1lc3NhZ2UoATABYgZwcm90bzM", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIokBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAQgkKB3BheWxvYWQilgEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAQgkKB3BheWxvYWQiwwIKBUhlbGxvEhMKC3dvcmtlcl9uYW1lGAEgASgJEhUKDWFnZW50X3ZlcnNpb24YAiABKAkSEAoIY2FwYWNpdHkYAyABKA0SMQoRc3VwcG9ydGVkX2VuZ2luZXMYBCADKA4yFi5zd2l0Y2hib2FyZC52MS5FbmdpbmUSMQoGbGFiZWxzGAUgAygLMiEuc3dpdGNoYm9hcmQudjEuSGVsbG8uTGFiZWxzRW50cnkSEwoLaW5zdGFuY2VfaWQYBiABKAkSEQoJd29ya2VyX2lkGAcgASgJEhQKCmpvaW5fdG9rZW4YCCABKAlIABIbChF3b3JrZXJfY3JlZGVudGlhbBgJIAEoCUgAGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDAoKY3JlZGVudGlhbCJ8CglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQSMAoHbWV0cmljcxgCIAEoCzIfLnN3aXRjaGJvYXJkLnYxLlJlc291cmNlTWV0cmljcxIrCgdzZW50X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKwAQoHV2VsY29tZRIRCgl3b3JrZXJfaWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWxlYXNlX3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZXBsaWNhX2lkGAQgASgJEhkKEXdvcmtlcl9jcmVkZW50aWFsGAUgASgJIlYKDEhlYXJ0YmVhdEFjaxIQCghzZXF1ZW5jZRgBIAEoBBI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDJcCg1Xb3JrZXJTZXJ2aWNlEksKB0Nvbm5lY3QSHC5zd2l0Y2hib2FyZC52MS5BZ2VudE1lc3NhZ2UaHi5zd2l0Y2hib2FyZC52MS5Db250cm9sTWVzc2FnZSgBMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * AgentMessage is every envelope an agent sends. New kinds (session events,
@@ -148,6 +148,30 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
    * @generated from field: string worker_id = 7;
    */
   workerId: string;
+
+  /**
+   * How the agent proves it may join. Without one the stream is refused
+   * (UNAUTHENTICATED) before anything is stored.
+   *
+   * @generated from oneof switchboard.v1.Hello.credential
+   */
+  credential: {
+    /**
+     * First enrolment: a join token created by a platform admin.
+     *
+     * @generated from field: string join_token = 8;
+     */
+    value: string;
+    case: "joinToken";
+  } | {
+    /**
+     * Every later connection: the credential a Welcome returned.
+     *
+     * @generated from field: string worker_credential = 9;
+     */
+    value: string;
+    case: "workerCredential";
+  } | { case: undefined; value?: undefined };
 };
 
 /**
@@ -219,6 +243,14 @@ export type Welcome = Message<"switchboard.v1.Welcome"> & {
    * @generated from field: string replica_id = 4;
    */
   replicaId: string;
+
+  /**
+   * Set when the agent enrolled with a join token: the credential to present
+   * from now on. The agent must store it; the join token may not work again.
+   *
+   * @generated from field: string worker_credential = 5;
+   */
+  workerCredential: string;
 };
 
 /**
