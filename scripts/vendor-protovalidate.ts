@@ -67,7 +67,8 @@ function printMessage(m: DescriptorProto, indent: string, scope: string): string
   const mapEntries = new Map(
     m.nestedType.filter((n) => n.options?.mapEntry).map((n) => [`${fullName}.${n.name}`, n] as const),
   );
-  for (const nested of m.nestedType) if (!nested.options?.mapEntry) lines.push(...printMessage(nested, inner, fullName));
+  for (const nested of m.nestedType)
+    if (!nested.options?.mapEntry) lines.push(...printMessage(nested, inner, fullName));
   for (const e of m.enumType) lines.push(...printEnum(e, inner));
   const oneofFields = new Map<number, FieldDescriptorProto[]>();
   for (const field of m.field) {
