@@ -64,7 +64,7 @@ function printMessage(m: DescriptorProto, indent: string, scope: string): string
   const lines = [`${indent}message ${m.name} {`];
   const inner = `${indent}  `;
   const fullName = `${scope}.${m.name}`;
-  const mapEntries = new Map(
+  const mapEntries = new Map<string, DescriptorProto>(
     m.nestedType.filter((n) => n.options?.mapEntry).map((n) => [`${fullName}.${n.name}`, n] as const),
   );
   for (const nested of m.nestedType)
