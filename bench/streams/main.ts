@@ -316,7 +316,7 @@ async function measure(
   } finally {
     // On the success path both have exited already; on failure this ends them.
     await load?.stop(5000);
-    await server.stop(5000);
+    await server.stop(SERVER_STOP_GRACE_MS);
   }
 }
 

@@ -41,6 +41,8 @@ export class Worker {
   firstSeenAt!: Date;
   disconnectedAt!: Date | null;
   updatedAt!: Date;
+  /** Bumped to invalidate every credential issued to this worker so far. */
+  credentialGeneration!: number;
 }
 
 export const WorkerSchema = new EntitySchema<Worker>({
@@ -64,6 +66,7 @@ export const WorkerSchema = new EntitySchema<Worker>({
     firstSeenAt: { type: 'datetime', columnType: 'timestamptz' },
     disconnectedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     updatedAt: { type: 'datetime', columnType: 'timestamptz' },
+    credentialGeneration: { type: 'integer', default: 0 },
   },
   indexes: [{ name: 'worker_status_idx', properties: ['status'] }],
 });

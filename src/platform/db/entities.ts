@@ -1,4 +1,21 @@
+import { AuditEventSchema } from '../../audit/audit-event.entity.js';
+import { JoinTokenSchema } from '../../fleet/join-token.entity.js';
 import { WorkerSchema } from '../../fleet/worker.entity.js';
+import { MembershipSchema, TenantSchema, UserSchema } from '../../identity/account.entity.js';
+import { ApiKeySchema } from '../../identity/api-key.entity.js';
+import { AuthSessionSchema, RefreshTokenSchema } from '../../identity/auth-session.entity.js';
+import { SigningKeySchema } from '../../identity/signing-key.entity.js';
 
 /** Every entity the ORM knows; one list so the app, the CLI and tests agree. */
-export const entities = [WorkerSchema];
+export const entities = [
+  WorkerSchema,
+  JoinTokenSchema,
+  TenantSchema,
+  UserSchema,
+  MembershipSchema,
+  AuthSessionSchema,
+  RefreshTokenSchema,
+  ApiKeySchema,
+  SigningKeySchema,
+  AuditEventSchema,
+];

@@ -1,5 +1,6 @@
 import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261125000000CreateWorker } from './Migration20261125000000CreateWorker.js';
+import { Migration20261125010000Identity } from './Migration20261125010000Identity.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -7,4 +8,5 @@ import { Migration20261125000000CreateWorker } from './Migration20261125000000Cr
  */
 export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261125000000CreateWorker', class: Migration20261125000000CreateWorker },
+  { name: 'Migration20261125010000Identity', class: Migration20261125010000Identity },
 ];
