@@ -149,7 +149,7 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
         this.onControlMessage(stream, message);
       });
       stream.on('error', (error: ServiceError) => {
-        finish(`${GrpcStatus[error.code] ?? error.code}: ${error.details || error.message}`);
+        finish(`${GrpcStatus[error.code] ?? error.code}: ${statusMessage(error)}`);
       });
       stream.on('end', () => finish('stream closed by control plane'));
       stream.on('close', () => finish('stream closed'));
@@ -248,4 +248,15 @@ function toResourceMetrics(sample: ReturnType<MetricsCollector['sample']>) {
     sessionCount: sample.sessionCount,
     cpuCount: sample.cpuCount,
   };
+}
+
+// grpc-js undoes the server's percent-encoding of status messages with
+// decodeURI, which leaves ":" and ";" encoded (%3A, %3B); finish the job.
+function statusMessage(error: ServiceError): string {
+  const text = error.details || error.message;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }

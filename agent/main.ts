@@ -43,6 +43,8 @@ async function main(): Promise<void> {
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Started by `npm start` with an IPC channel: stop when that parent is gone.
+  process.on('disconnect', () => stop('parent process exited'));
   process.on('SIGINT', () => stop('SIGINT'));
 }
 

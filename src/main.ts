@@ -68,12 +68,15 @@ function startLocalAgent(app: App, grpcPort: number): ChildProcess {
       'zone=local',
     ],
     {
-      stdio: 'inherit',
+      // The IPC channel closes when this process dies, however it dies; the
+      // agent stops then instead of outliving us.
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, AGENT_LOG_FORMAT: process.env.AGENT_LOG_FORMAT ?? app.config.logFormat },
     },
   );
   child.on('exit', (code, signal) => {
-    app.logger.warn({ code, signal }, 'local agent exited');
+    if (code === 0) app.logger.info('local agent stopped');
+    else app.logger.warn({ code, signal }, 'local agent exited');
   });
   return child;
 }

@@ -58,7 +58,7 @@ export class BenchChild<Command extends { type: string }, Event extends { type: 
     try {
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', fileURLToPath(new URL(options.entry, import.meta.url))],
+        [...(options.nodeArgs ?? []), '--import', 'tsx', fileURLToPath(new URL(options.entry, import.meta.url))],
         {
           cwd: repositoryRoot,
           env: options.env,

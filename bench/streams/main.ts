@@ -10,7 +10,7 @@ import { WorkerStatus } from '../../gen/switchboard/v1/fleet_pb.js';
 import { createBenchDatabase, deleteRedisKeys } from './backing-services.js';
 import { BenchChild } from './bench-child.js';
 import { BenchOptionsError, loadBenchOptions, USAGE, type BenchOptions } from './bench.options.js';
-import type { LoadCommand, LoadEvent, ServerCommand, ServerEvent } from './ipc.js';
+import type { LoadCommand, LoadEvent, ServerCommand, ServerEvent, WindowReport } from './ipc.js';
 import { cpuPercent, readCpuSeconds, readMachineBusySeconds, readRssBytes } from './proc-stats.js';
 import { formatReport, type ServerFigures } from './report.js';
 
@@ -38,7 +38,7 @@ const LOAD_STOP_GRACE_MS = 45_000;
 const SERVER_STOP_GRACE_MS = 20_000;
 /** Idle-machine CPU above which the run warns that something else competes for the cores. */
 const BUSY_MACHINE_PERCENT = 15;
-/** Below this share of the expected heartbeats the server is not keeping up, and the figures would flatter it. */
+/** Below this share of heartbeats acknowledged the server is not keeping up, and the figures would flatter it. */
 const MIN_ACKED_SHARE = 0.97;
 
 /** One server to measure: how to start it and, for the control plane, how to ask it which workers are ONLINE. */
@@ -152,6 +152,12 @@ async function main(): Promise<number> {
     process.stdout.write(`${describeMachine()}; control plane on ${backing.description}\n`);
     process.stdout.write(`machine busy before start: ${background.toFixed(0)}% of one core\n\n`);
     process.stdout.write(`${formatReport(ours, floor)}\n`);
+    const problems = [...ours.problems, ...floor.problems];
+    for (const problem of problems) progress(`FAILED: ${problem}`);
+    if (problems.length > 0) {
+      progress(`logs kept in ${workDir}`);
+      return 1;
+    }
     succeeded = true;
     return 0;
   } catch (error) {
@@ -191,7 +197,32 @@ async function prepareBacking(options: BenchOptions, runId: string, workDir: str
   };
 }
 
-/** Starts the server, measures it idle, connects the agents, measures the steady window, verifies, stops. */
+/** A server under test, its idle RSS taken, ready for agents. */
+interface StartedServer {
+  child: BenchChild<ServerCommand, ServerEvent>;
+  grpcUrl: string;
+  httpUrl: string | undefined;
+  idleRssBytes: number;
+}
+
+/** Resource use over the steady window, from /proc, plus what the load generator saw. */
+interface WindowMeasurement {
+  wallMs: number;
+  rss: number[];
+  serverCpuSeconds: number;
+  serverCpuPercent: number;
+  clientCpuPercent: number;
+  machineCpuPercent: number;
+  report: WindowReport;
+}
+
+/**
+ * One server's whole run: start it and read its idle RSS, connect the
+ * agents, warm up, measure the steady window, check what the server
+ * believes, stop everything. Stream errors abort the run; a wrong ONLINE
+ * count is recorded in `problems`, so the figures still print and the run
+ * still fails.
+ */
 async function measure(
   target: Target,
   options: BenchOptions,
@@ -199,125 +230,171 @@ async function measure(
   workDir: string,
 ): Promise<ServerFigures> {
   const slug = target.label.replace(/\W+/g, '-');
-  const server = BenchChild.spawn<ServerCommand, ServerEvent>({
-    name: target.label,
-    entry: target.entry,
-    env: target.env,
-    logFile: join(workDir, `${slug}.log`),
-    nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${workDir}`, `--cpu-prof-name=${slug}.cpuprofile`] : [],
-  });
+  const server = await startServer(target, options, slug, workDir);
   let load: BenchChild<LoadCommand, LoadEvent> | undefined;
   try {
-    const ready = await guarded(server.next('ready', SERVER_READY_TIMEOUT_MS));
-    await guarded(sleep(IDLE_SETTLE_MS), server.failed);
-    const idleRssBytes = median(await sampleRss(server, 5, 400));
-    progress(`${target.label}: listening on ${ready.grpcUrl}, idle RSS ${(idleRssBytes / 2 ** 20).toFixed(1)} MiB`);
-
     load = BenchChild.spawn<LoadCommand, LoadEvent>({
       name: `load generator (${target.label})`,
       entry: './load-generator.ts',
       env: process.env,
       logFile: join(workDir, `load-${slug}.log`),
     });
-    load.send({
-      type: 'start',
-      options: {
-        target: ready.grpcUrl,
-        agents: options.agents,
-        namePrefix,
-        connectConcurrency: options.connectConcurrency,
-        welcomeTimeoutMs: WELCOME_TIMEOUT_MS,
-      },
-    });
-    // Generous: the slowest legitimate ramp is every Hello taking the whole Welcome timeout.
-    const rampTimeoutMs = WELCOME_TIMEOUT_MS * Math.ceil(options.agents / options.connectConcurrency) + 30_000;
-    const connected = await guarded(load.next('connected', rampTimeoutMs), server.failed);
-    if (connected.agents !== options.agents)
-      throw new Error(`only ${connected.agents} of ${options.agents} agents connected`);
-    progress(
-      `${target.label}: ${connected.agents} agents connected in ${(connected.elapsedMs / 1000).toFixed(1)} s; warming up`,
-    );
-    await guarded(sleep(options.warmupS * 1000), server.failed, load.failed);
+    const connected = await connectAgents(load, server, options, namePrefix);
+    progress(`${target.label}: ${options.agents} agents connected in ${(connected.elapsedMs / 1000).toFixed(1)} s`);
+    await guarded(sleep(options.warmupS * 1000), server.child.failed, load.failed);
 
     progress(`${target.label}: measuring for ${options.durationS} s`);
-    const started = performance.now();
-    const before = {
-      server: readCpuSeconds(server.pid),
-      load: readCpuSeconds(load.pid),
-      machine: readMachineBusySeconds(),
-    };
-    load.send({ type: 'window-start' });
-    const rss: number[] = [];
-    for (let second = 1; second <= options.durationS; second++) {
-      // Sleep to absolute deadlines so sampling does not drift over a long window.
-      await guarded(sleep(Math.max(0, started + second * 1000 - performance.now())), server.failed, load.failed);
-      rss.push(readRssBytes(server.pid));
+    const window = await measureWindow(load, server, options);
+    const acked = window.report.latency.count;
+    const sent = window.report.heartbeatsSent;
+    if (window.report.heartbeatsLost > 0) {
+      throw new Error(`${window.report.heartbeatsLost} heartbeats were never acknowledged`);
     }
-    load.send({ type: 'window-end' });
-    const wallMs = performance.now() - started;
-    const after = {
-      server: readCpuSeconds(server.pid),
-      load: readCpuSeconds(load.pid),
-      machine: readMachineBusySeconds(),
-    };
-    const { report } = await guarded(load.next('window', WINDOW_REPORT_TIMEOUT_MS), server.failed);
-
-    const acked = report.latency.count;
-    const expected = options.agents * (wallMs / HEARTBEAT_INTERVAL_MS);
-    if (report.heartbeatsLost > 0) throw new Error(`${report.heartbeatsLost} heartbeats were never acknowledged`);
-    if (acked < expected * MIN_ACKED_SHARE) {
+    // Compared with what was sent, not with agents x seconds: the agents'
+    // own timers drift under load, and that is not the server's doing.
+    if (acked < sent * MIN_ACKED_SHARE) {
       throw new Error(
-        `only ${acked} heartbeats acknowledged in the window, expected about ${Math.round(expected)}: server not keeping up`,
+        `only ${acked} of ${sent} heartbeats sent in the window were acknowledged in it: server not keeping up`,
       );
     }
 
+    const problems: string[] = [];
+    const count = target.countOnline;
+    const httpUrl = server.httpUrl;
     const onlineWorkers =
-      target.countOnline && ready.httpUrl
-        ? await guarded(target.countOnline(ready.httpUrl), server.failed, load.failed)
-        : undefined;
+      count && httpUrl ? await guarded(count(httpUrl), server.child.failed, load.failed) : undefined;
     if (onlineWorkers !== undefined) {
       progress(`${target.label}: ListWorkers reports ${onlineWorkers} of ${options.agents} workers ONLINE`);
-      if (onlineWorkers !== options.agents)
-        throw new Error(`ListWorkers reports ${onlineWorkers} ONLINE workers, expected ${options.agents}`);
+      if (onlineWorkers !== options.agents) {
+        problems.push(
+          `${target.label} reports ${onlineWorkers} workers ONLINE while all ${options.agents} streams are live`,
+        );
+      }
     }
 
     await load.stop(LOAD_STOP_GRACE_MS, { type: 'stop' });
-    const stopped = await guarded(load.next('stopped', 1000), server.failed);
+    const stopped = await guarded(load.next('stopped', 1000), server.child.failed);
     progress(`${target.label}: ${stopped.cleanEnds} streams ended cleanly`);
-    const onlineAfterStop =
-      target.countOnline && ready.httpUrl ? await guarded(target.countOnline(ready.httpUrl), server.failed) : undefined;
+    const onlineAfterStop = count && httpUrl ? await guarded(count(httpUrl), server.child.failed) : undefined;
     if (onlineAfterStop !== undefined && onlineAfterStop !== 0) {
-      throw new Error(`${onlineAfterStop} workers still ONLINE after every agent hung up`);
+      problems.push(`${target.label} still reports ${onlineAfterStop} workers ONLINE after every agent hung up`);
     }
-    const exitCode = await server.stop(SERVER_STOP_GRACE_MS, { type: 'stop' });
-    if (exitCode !== 0)
-      throw new Error(`${target.label} exited with code ${exitCode} when asked to stop; see ${server.logFile}`);
+    const exitCode = await server.child.stop(SERVER_STOP_GRACE_MS, { type: 'stop' });
+    if (exitCode !== 0) {
+      problems.push(`${target.label} exited with code ${exitCode} when asked to stop; see ${server.child.logFile}`);
+    }
 
-    const loadedRssBytes = median(rss);
-    const serverCpuSeconds = after.server - before.server;
+    const loadedRssBytes = median(window.rss);
     return {
       label: target.label,
-      agents: connected.agents,
+      agents: options.agents,
       connectSeconds: connected.elapsedMs / 1000,
-      windowSeconds: wallMs / 1000,
-      idleRssBytes,
+      windowSeconds: window.wallMs / 1000,
+      idleRssBytes: server.idleRssBytes,
       loadedRssBytes,
-      peakRssBytes: Math.max(...rss),
-      rssPerStreamBytes: (loadedRssBytes - idleRssBytes) / connected.agents,
-      cpuPercent: cpuPercent(before.server, after.server, wallMs),
-      cpuMicrosPerHeartbeat: (serverCpuSeconds / acked) * 1e6,
-      heartbeatsPerSecond: acked / (wallMs / 1000),
-      window: report,
-      clientCpuPercent: cpuPercent(before.load, after.load, wallMs),
-      machineCpuPercent: cpuPercent(before.machine, after.machine, wallMs),
+      peakRssBytes: Math.max(...window.rss),
+      rssPerStreamBytes: (loadedRssBytes - server.idleRssBytes) / options.agents,
+      cpuPercent: window.serverCpuPercent,
+      cpuMicrosPerHeartbeat: (window.serverCpuSeconds / acked) * 1e6,
+      heartbeatsPerSecond: acked / (window.wallMs / 1000),
+      window: window.report,
+      clientCpuPercent: window.clientCpuPercent,
+      machineCpuPercent: window.machineCpuPercent,
       onlineWorkers,
       onlineAfterStop,
+      problems,
     };
   } finally {
     // On the success path both have exited already; on failure this ends them.
     await load?.stop(5000);
-    await server.stop(SERVER_STOP_GRACE_MS);
+    await server.child.stop(SERVER_STOP_GRACE_MS);
   }
+}
+
+async function startServer(
+  target: Target,
+  options: BenchOptions,
+  slug: string,
+  workDir: string,
+): Promise<StartedServer> {
+  const child = BenchChild.spawn<ServerCommand, ServerEvent>({
+    name: target.label,
+    entry: target.entry,
+    env: target.env,
+    logFile: join(workDir, `${slug}.log`),
+    // A folder per server: with --import tsx the loader thread writes a profile too.
+    nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, `${slug}-profile`)}`] : [],
+  });
+  try {
+    const ready = await guarded(child.next('ready', SERVER_READY_TIMEOUT_MS));
+    await guarded(sleep(IDLE_SETTLE_MS), child.failed);
+    const idleRssBytes = median(await sampleRss(child, 5, 400));
+    progress(`${target.label}: listening on ${ready.grpcUrl}, idle RSS ${(idleRssBytes / 2 ** 20).toFixed(1)} MiB`);
+    return { child, grpcUrl: ready.grpcUrl, httpUrl: ready.httpUrl, idleRssBytes };
+  } catch (error) {
+    await child.stop(5000);
+    throw error;
+  }
+}
+
+async function connectAgents(
+  load: BenchChild<LoadCommand, LoadEvent>,
+  server: StartedServer,
+  options: BenchOptions,
+  namePrefix: string,
+): Promise<{ elapsedMs: number }> {
+  load.send({
+    type: 'start',
+    options: {
+      target: server.grpcUrl,
+      agents: options.agents,
+      namePrefix,
+      connectConcurrency: options.connectConcurrency,
+      welcomeTimeoutMs: WELCOME_TIMEOUT_MS,
+    },
+  });
+  // Generous: the slowest legitimate ramp is every Hello taking the whole Welcome timeout.
+  const rampTimeoutMs = WELCOME_TIMEOUT_MS * Math.ceil(options.agents / options.connectConcurrency) + 30_000;
+  const connected = await guarded(load.next('connected', rampTimeoutMs), server.child.failed);
+  if (connected.agents !== options.agents) {
+    throw new Error(`only ${connected.agents} of ${options.agents} agents connected`);
+  }
+  return connected;
+}
+
+async function measureWindow(
+  load: BenchChild<LoadCommand, LoadEvent>,
+  server: StartedServer,
+  options: BenchOptions,
+): Promise<WindowMeasurement> {
+  const serverPid = server.child.pid;
+  const readCpu = () => ({
+    server: readCpuSeconds(serverPid),
+    load: readCpuSeconds(load.pid),
+    machine: readMachineBusySeconds(),
+  });
+  const started = performance.now();
+  const before = readCpu();
+  load.send({ type: 'window-start' });
+  const rss: number[] = [];
+  for (let second = 1; second <= options.durationS; second++) {
+    // Sleep to absolute deadlines so sampling does not drift over a long window.
+    await guarded(sleep(Math.max(0, started + second * 1000 - performance.now())), server.child.failed, load.failed);
+    rss.push(readRssBytes(serverPid));
+  }
+  load.send({ type: 'window-end' });
+  const wallMs = performance.now() - started;
+  const after = readCpu();
+  const { report } = await guarded(load.next('window', WINDOW_REPORT_TIMEOUT_MS), server.child.failed);
+  return {
+    wallMs,
+    rss,
+    serverCpuSeconds: after.server - before.server,
+    serverCpuPercent: cpuPercent(before.server, after.server, wallMs),
+    clientCpuPercent: cpuPercent(before.load, after.load, wallMs),
+    machineCpuPercent: cpuPercent(before.machine, after.machine, wallMs),
+    report,
+  };
 }
 
 /** Counts the run's workers the control plane reports ONLINE, through AdminService/ListWorkers over Connect JSON. */

@@ -23,6 +23,8 @@ export interface ServerFigures {
   onlineWorkers?: number;
   /** Workers still ONLINE after every agent hung up (control plane only): should be 0. */
   onlineAfterStop?: number;
+  /** What this server got wrong during the run; any entry fails the run after the figures print. */
+  problems: string[];
 }
 
 type Row = { name: string; value: (f: ServerFigures) => number | undefined; digits: number; ratio?: boolean };

@@ -59,8 +59,14 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
       })().then(
         () => connection.outbound.close(),
         (error: unknown) => {
-          endReason = error instanceof DomainError ? `refused: ${error.message}` : 'agent connection lost';
-          connection.outbound.close(error);
+          if (error instanceof DomainError) {
+            endReason = `refused: ${error.message}`;
+            connection.outbound.close(error);
+          } else {
+            // The agent is gone (reset, killed): nobody is left to tell.
+            endReason = 'agent connection lost';
+            connection.outbound.close();
+          }
         },
       );
       try {

@@ -23,7 +23,11 @@ export function createLogger(options: LoggerOptions): Logger {
       ? {
           transport: {
             target: 'pino-pretty',
-            options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' },
+            options: {
+              colorize: Boolean(process.stdout.isTTY),
+              translateTime: 'SYS:HH:MM:ss.l',
+              ignore: 'pid,hostname',
+            },
           },
         }
       : {}),

@@ -1,5 +1,6 @@
 import { createContextKey } from '@connectrpc/connect';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Principal, RequestOrigin } from '../identity/principal.js';
 
 /** Correlates every log line of one RPC; taken from `x-request-id` or generated. */
 export const requestIdKey = createContextKey<string>('', { description: 'request id' });
@@ -11,3 +12,9 @@ export const peerKey = createContextKey<string>('', { description: 'peer address
 export const entityManagerKey = createContextKey<EntityManager | undefined>(undefined, {
   description: 'request-scoped entity manager',
 });
+
+/** Who is calling; set by the auth interceptor for every RPC that needs a credential. */
+export const principalKey = createContextKey<Principal | undefined>(undefined, { description: 'principal' });
+
+/** Caller IP and user agent, for the audit log and per-IP limits. */
+export const originKey = createContextKey<RequestOrigin>({ ip: '', userAgent: '' }, { description: 'request origin' });

@@ -16,6 +16,8 @@ const CODES: Record<DomainErrorCode, Code> = {
   INTERNAL: Code.Internal,
 };
 
+const STANDARD_HEADERS = new Set(['retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']);
+
 /** Result of classifying a thrown value: the error to send, and whether it was expected. */
 export interface MappedError {
   error: ConnectError;
@@ -32,7 +34,9 @@ export function toConnectError(thrown: unknown, requestId: string): MappedError 
   if (thrown instanceof DomainError) {
     const metadata = new Headers();
     for (const [key, value] of Object.entries(thrown.details)) {
-      metadata.set(`x-error-${key.replace(/[^a-z0-9-]/gi, '-').toLowerCase()}`, String(value));
+      // Standard HTTP names (retry-after, ratelimit-*) go out as they are; the rest are namespaced.
+      const name = STANDARD_HEADERS.has(key) ? key : `x-error-${key.replace(/[^a-z0-9-]/gi, '-').toLowerCase()}`;
+      metadata.set(name, String(value));
     }
     return { error: new ConnectError(thrown.message, CODES[thrown.code], metadata), unexpected: false };
   }

@@ -50,6 +50,10 @@ describe('starting and stopping the control plane', () => {
       /DATABASE_URL: expected a URL starting with postgres:\/\/ or postgresql:\/\//,
     ],
     [
+      { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/sb_no_such_database' },
+      /^switchboard: Cannot reach PostgreSQL at .*sb_no_such_database .*does not exist/,
+    ],
+    [
       { DATABASE_URL: 'postgres://postgres:secret@127.0.0.1:1/nowhere' },
       /^switchboard: Cannot reach PostgreSQL at postgres:\/\/postgres:\*\*\*@127\.0\.0\.1:1\/nowhere .*unset DATABASE_URL/,
     ],

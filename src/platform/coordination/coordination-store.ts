@@ -1,3 +1,14 @@
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
+
+/** A counter window shared by every replica (rate limits, login lock-outs). */
+export interface RateLimiterSpec {
+  keyPrefix: string;
+  points: number;
+  durationSeconds: number;
+  /** Once over the limit, refuse for this long. */
+  blockSeconds?: number;
+}
+
 /**
  * Shared, short-lived coordination state between control-plane replicas:
  * leases (worker liveness, later leadership and session ownership) and
@@ -24,6 +35,9 @@ export interface CoordinationStore {
   publish(channel: string, message: string): Promise<void>;
   /** Resolves once the subscription is active; the returned function ends it. */
   subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+
+  /** A rate limiter (rate-limiter-flexible) whose counters live in this store. */
+  createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract;
 
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;

@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
-import type { CoordinationStore } from './coordination-store.js';
+import { RateLimiterMemory, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { CoordinationStore, RateLimiterSpec } from './coordination-store.js';
 
 interface Lease {
   holder: string;
@@ -68,6 +69,15 @@ export class MemoryCoordinationStore implements CoordinationStore {
       listeners.delete(onMessage);
       if (listeners.size === 0) this.channels.delete(channel);
     };
+  }
+
+  createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract {
+    return new RateLimiterMemory({
+      keyPrefix: spec.keyPrefix,
+      points: spec.points,
+      duration: spec.durationSeconds,
+      blockDuration: spec.blockSeconds ?? 0,
+    });
   }
 
   async ping(): Promise<void> {

@@ -1,7 +1,8 @@
 import { Redis } from 'ioredis';
 import { StartupError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import type { CoordinationStore } from './coordination-store.js';
+import { RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { CoordinationStore, RateLimiterSpec } from './coordination-store.js';
 
 // Compare-and-set scripts: a lease is only touched by the holder it names,
 // atomically, so a replica that lost a lease can never extend or delete the
@@ -106,6 +107,16 @@ export class RedisCoordinationStore implements CoordinationStore {
         await subscriber.unsubscribe(name);
       }
     };
+  }
+
+  createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract {
+    return new RateLimiterRedis({
+      storeClient: this.client,
+      keyPrefix: this.key(spec.keyPrefix),
+      points: spec.points,
+      duration: spec.durationSeconds,
+      blockDuration: spec.blockSeconds ?? 0,
+    });
   }
 
   async ping(): Promise<void> {

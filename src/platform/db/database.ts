@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { MikroORM, type Options } from '@mikro-orm/postgresql';
 import { Migrator } from '@mikro-orm/migrations';
 import { PGlite } from '@electric-sql/pglite';
@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { redactUrl } from '../coordination/redis-store.js';
 import { entities } from './entities.js';
 import { migrationsList } from './migrations/index.js';
+import { lockDataDir } from './data-dir-lock.js';
 
 /** Where the data lives: a PostgreSQL server, or embedded PGlite files for the developer setup. */
 export type DatabaseTarget = { kind: 'postgresql'; url: string; poolMax: number } | { kind: 'pglite'; dataDir: string };
@@ -67,6 +68,8 @@ export async function openDatabase(target: DatabaseTarget, logger: Logger): Prom
       orm = await MikroORM.init({
         ...shared,
         clientUrl: target.url,
+        // A mistyped database name must fail, not silently create a new database.
+        ensureDatabase: false,
         pool: { min: 0, max: target.poolMax },
         loggerFactory,
       });
@@ -81,10 +84,13 @@ export async function openDatabase(target: DatabaseTarget, logger: Logger): Prom
   }
 
   mkdirSync(target.dataDir, { recursive: true });
+  // The lock sits beside the database folder: PGlite wants that folder to itself.
+  const unlock = lockDataDir(dirname(target.dataDir));
   let pglite: PGlite;
   try {
     pglite = await PGlite.create(target.dataDir);
   } catch (cause) {
+    unlock();
     throw new StartupError(
       `Cannot open the embedded database in ${target.dataDir} (${describe(cause)}). ` +
         'Another Switchboard may be using it: stop it, or set DATA_DIR to another folder.',
@@ -94,10 +100,14 @@ export async function openDatabase(target: DatabaseTarget, logger: Logger): Prom
     ...shared,
     driver: PGliteDriver,
     dbName: 'postgres',
+    ensureDatabase: false,
     driverOptions: { connection: { pglite: () => pglite } satisfies PGliteConnectionConfig },
     loggerFactory,
   } as unknown as Options);
-  return wrap(orm, 'pglite', target.dataDir, () => pglite.close());
+  return wrap(orm, 'pglite', target.dataDir, async () => {
+    await pglite.close();
+    unlock();
+  });
 }
 
 function wrap(
@@ -140,5 +150,6 @@ export async function migrate(database: Database, logger: Logger): Promise<strin
 function describe(error: unknown): string {
   if (error instanceof AggregateError && error.errors.length > 0) return error.errors.map(describe).join(', ');
   if (error instanceof Error) return error.message || error.name;
+  if (typeof error === 'object' && error !== null) return JSON.stringify(error);
   return String(error);
 }

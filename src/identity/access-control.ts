@@ -1,0 +1,51 @@
+import { DomainError } from '../platform/errors.js';
+import type { Principal } from './principal.js';
+import { roleAllows } from './roles.js';
+import type { RpcAccess } from './rpc-access.js';
+
+/** Decides whether `principal` may call an RPC with `access`; throws the refusal. Pure. */
+export function authorize(access: RpcAccess | undefined, principal: Principal | undefined): void {
+  if (!access) throw new DomainError('PERMISSION_DENIED', 'this RPC is not open to anyone');
+  switch (access.kind) {
+    case 'public':
+    case 'worker':
+      return;
+    case 'signed-in':
+    case 'user':
+    case 'tenant':
+    case 'tenant-or-platform':
+    case 'platform':
+      break;
+  }
+  if (!principal)
+    throw new DomainError('UNAUTHENTICATED', 'credentials required: authorization: Bearer <token or API key>');
+  switch (access.kind) {
+    case 'signed-in':
+      return;
+    case 'user':
+      if (principal.kind !== 'user')
+        throw new DomainError('PERMISSION_DENIED', 'only a signed-in person can do this, not an API key');
+      return;
+    case 'platform':
+      if (principal.kind !== 'user' || !principal.platformAdmin) {
+        throw new DomainError('PERMISSION_DENIED', 'platform admins only');
+      }
+      return;
+    case 'tenant-or-platform':
+      if (principal.kind === 'user' && principal.platformAdmin) return;
+      assertTenantPermission(principal, access.permission);
+      return;
+    case 'tenant':
+      assertTenantPermission(principal, access.permission);
+      return;
+  }
+}
+
+function assertTenantPermission(principal: Principal, permission: Parameters<typeof roleAllows>[1]): void {
+  if (!principal.tenantId || !principal.role) {
+    throw new DomainError('PERMISSION_DENIED', 'this credential does not act in a tenant');
+  }
+  if (!roleAllows(principal.role, permission)) {
+    throw new DomainError('PERMISSION_DENIED', `role ${principal.role} lacks permission ${permission}`);
+  }
+}

@@ -1,0 +1,192 @@
+import { randomBytes } from 'node:crypto';
+import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
+import type { AuditService } from '../audit/audit.service.js';
+import type { Clock } from '../platform/clock.js';
+import { DomainError } from '../platform/errors.js';
+import type { Logger } from '../platform/logger.js';
+import { Tenant } from './account.entity.js';
+import { ApiKey } from './api-key.entity.js';
+import type { TenantPlan, TenantRole } from './identity.types.js';
+import type { Principal, RequestOrigin } from './principal.js';
+import { canGrantRole } from './roles.js';
+import { digestsEqual, randomSecret, sha256Hex } from './secrets.js';
+
+/** Greppable by secret scanners: `sb_live_<id>_<secret>`. */
+const KEY_PATTERN = /^sb_live_([a-z0-9]{16})_([A-Za-z0-9_-]{43})$/;
+
+/** What authentication needs to know about a key; cached per replica. */
+interface CachedKey {
+  tenantId: string;
+  role: TenantRole;
+  plan: TenantPlan;
+  secretHash: string;
+  expiresAt: Date | null;
+  revokedAt: Date | null;
+}
+
+/** Creates, lists, revokes and authenticates tenant API keys. */
+export class ApiKeyService {
+  private readonly cache = new Map<string, { key: CachedKey | null; loadedAtMs: number }>();
+  private readonly lastUsed = new Map<string, Date>();
+  private lastUsedTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly orm: MikroORM,
+    private readonly clock: Clock,
+    private readonly audit: AuditService,
+    private readonly options: { cacheTtlMs: number; lastUsedFlushMs: number },
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    this.lastUsedTimer = setInterval(() => void this.flushLastUsed(), this.options.lastUsedFlushMs);
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.lastUsedTimer);
+    await this.flushLastUsed();
+  }
+
+  static isApiKey(credential: string): boolean {
+    return credential.startsWith('sb_live_');
+  }
+
+  async create(
+    em: EntityManager,
+    principal: Principal,
+    input: { name: string; role: TenantRole; expiresAt: Date | null },
+    origin: RequestOrigin,
+  ): Promise<{ apiKey: ApiKey; secret: string }> {
+    const tenantId = requireTenant(principal);
+    if (!principal.role || !canGrantRole(principal.role, input.role)) {
+      throw new DomainError(
+        'PERMISSION_DENIED',
+        `a ${principal.role ?? 'caller without a role'} cannot create a ${input.role} key`,
+      );
+    }
+    const id = randomBytes(10).toString('hex').slice(0, 16);
+    const secretPart = randomSecret(32);
+    const apiKey = em.create(ApiKey, {
+      id,
+      tenantId,
+      name: input.name.trim(),
+      role: input.role,
+      secretHash: sha256Hex(secretPart),
+      createdByUserId: principal.kind === 'user' ? principal.userId : null,
+      createdAt: this.clock.now(),
+      expiresAt: input.expiresAt,
+      revokedAt: null,
+      lastUsedAt: null,
+    });
+    this.audit.record(
+      em,
+      {
+        action: 'api_key.created',
+        tenantId,
+        targetType: 'api_key',
+        targetId: id,
+        details: { name: apiKey.name, role: input.role },
+      },
+      { principal, origin },
+    );
+    await em.flush();
+    return { apiKey, secret: `sb_live_${id}_${secretPart}` };
+  }
+
+  async list(
+    em: EntityManager,
+    principal: Principal,
+    query: { pageSize: number; afterId?: string; includeInactive: boolean },
+  ): Promise<ApiKey[]> {
+    const tenantId = requireTenant(principal);
+    const now = this.clock.now();
+    return em.find(
+      ApiKey,
+      {
+        tenantId,
+        ...(query.afterId ? { id: { $gt: query.afterId } } : {}),
+        ...(query.includeInactive ? {} : { revokedAt: null, $or: [{ expiresAt: null }, { expiresAt: { $gt: now } }] }),
+      },
+      { orderBy: { id: 'asc' }, limit: query.pageSize },
+    );
+  }
+
+  async revoke(em: EntityManager, principal: Principal, id: string, origin: RequestOrigin): Promise<ApiKey> {
+    const tenantId = requireTenant(principal);
+    // Scoped by tenant: another tenant's key id is simply not found.
+    const apiKey = await em.findOne(ApiKey, { id, tenantId });
+    if (!apiKey) throw DomainError.notFound('API key', id);
+    if (!apiKey.revokedAt) {
+      apiKey.revokedAt = this.clock.now();
+      this.audit.record(
+        em,
+        { action: 'api_key.revoked', tenantId, targetType: 'api_key', targetId: id },
+        { principal, origin },
+      );
+      await em.flush();
+    }
+    this.forget(id);
+    return apiKey;
+  }
+
+  /** Drops a key from this replica's cache (called locally and on a revocation broadcast). */
+  forget(id: string): void {
+    this.cache.delete(id);
+  }
+
+  /** Resolves `sb_live_...` to a principal, or refuses with UNAUTHENTICATED. Cached; PostgreSQL is read once per TTL. */
+  async authenticate(credential: string): Promise<Principal> {
+    const match = KEY_PATTERN.exec(credential);
+    if (!match) throw new DomainError('UNAUTHENTICATED', 'malformed API key');
+    const [, id = '', secret = ''] = match;
+    const key = await this.lookup(id);
+    const now = this.clock.now();
+    if (!key || !digestsEqual(key.secretHash, sha256Hex(secret))) {
+      throw new DomainError('UNAUTHENTICATED', 'invalid API key');
+    }
+    if (key.revokedAt) throw new DomainError('UNAUTHENTICATED', 'API key revoked');
+    if (key.expiresAt && key.expiresAt <= now) throw new DomainError('UNAUTHENTICATED', 'API key expired');
+    this.lastUsed.set(id, now);
+    return { kind: 'api-key', apiKeyId: id, tenantId: key.tenantId, role: key.role, plan: key.plan };
+  }
+
+  private async lookup(id: string): Promise<CachedKey | null> {
+    const now = this.clock.monotonicMs();
+    const cached = this.cache.get(id);
+    if (cached && now - cached.loadedAtMs < this.options.cacheTtlMs) return cached.key;
+    const em = this.orm.em.fork();
+    const row = await em.findOne(ApiKey, { id });
+    const tenant = row ? await em.findOne(Tenant, { id: row.tenantId }) : null;
+    const key: CachedKey | null =
+      row && tenant
+        ? {
+            tenantId: row.tenantId,
+            role: row.role,
+            plan: tenant.plan,
+            secretHash: row.secretHash,
+            expiresAt: row.expiresAt,
+            revokedAt: row.revokedAt,
+          }
+        : null;
+    this.cache.set(id, { key, loadedAtMs: now });
+    return key;
+  }
+
+  // Last-used times are written in batches: a busy key would otherwise cost a write per call.
+  private async flushLastUsed(): Promise<void> {
+    if (this.lastUsed.size === 0) return;
+    const batch = [...this.lastUsed.entries()];
+    this.lastUsed.clear();
+    try {
+      const em = this.orm.em.fork();
+      for (const [id, at] of batch) await em.nativeUpdate(ApiKey, { id }, { lastUsedAt: at });
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not record API key last-used times');
+    }
+  }
+}
+
+export function requireTenant(principal: Principal): string {
+  if (!principal.tenantId) throw new DomainError('FAILED_PRECONDITION', 'this credential does not act in a tenant');
+  return principal.tenantId;
+}

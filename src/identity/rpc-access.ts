@@ -1,0 +1,62 @@
+import type { Permission } from './roles.js';
+
+/**
+ * Who may call an RPC:
+ * - `public`: anyone, no credential (sign-up, login, health, reflection);
+ * - `worker`: agents; they prove themselves inside the stream's Hello;
+ * - `signed-in`: any authenticated user or API key, no tenant permission needed;
+ * - `user`: a signed-in person (not an API key), e.g. to change their password;
+ * - `tenant`: a credential of a tenant whose role has `permission`;
+ * - `tenant-or-platform`: as `tenant`, or a platform admin (sees all tenants);
+ * - `platform`: platform admins only.
+ */
+export type RpcAccess =
+  | { kind: 'public' }
+  | { kind: 'worker' }
+  | { kind: 'signed-in' }
+  | { kind: 'user' }
+  | { kind: 'tenant'; permission: Permission }
+  | { kind: 'tenant-or-platform'; permission: Permission }
+  | { kind: 'platform' };
+
+const PUBLIC: RpcAccess = { kind: 'public' };
+const PLATFORM: RpcAccess = { kind: 'platform' };
+const tenant = (permission: Permission): RpcAccess => ({ kind: 'tenant', permission });
+
+/**
+ * The one permission table, keyed by "package.Service/Method". An RPC that is
+ * not listed is refused (deny by default); a test checks every RPC the
+ * server serves is listed.
+ */
+export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
+  'switchboard.v1.AuthService/SignUp': PUBLIC,
+  'switchboard.v1.AuthService/Login': PUBLIC,
+  'switchboard.v1.AuthService/Refresh': PUBLIC,
+  'switchboard.v1.AuthService/Logout': { kind: 'user' },
+  'switchboard.v1.AuthService/GetMe': { kind: 'signed-in' },
+  'switchboard.v1.AuthService/ChangePassword': { kind: 'user' },
+
+  'switchboard.v1.ApiKeyService/CreateApiKey': tenant('api_keys.manage'),
+  'switchboard.v1.ApiKeyService/ListApiKeys': tenant('api_keys.read'),
+  'switchboard.v1.ApiKeyService/RevokeApiKey': tenant('api_keys.manage'),
+
+  'switchboard.v1.MemberService/ListMembers': tenant('members.read'),
+  'switchboard.v1.MemberService/AddMember': tenant('members.manage'),
+  'switchboard.v1.MemberService/UpdateMemberRole': tenant('members.manage'),
+  'switchboard.v1.MemberService/RemoveMember': tenant('members.manage'),
+
+  'switchboard.v1.AuditService/ListAuditEvents': { kind: 'tenant-or-platform', permission: 'audit.read' },
+
+  'switchboard.v1.AdminService/ListWorkers': PLATFORM,
+  'switchboard.v1.AdminService/GetWorker': PLATFORM,
+  'switchboard.v1.AdminService/CreateJoinToken': PLATFORM,
+  'switchboard.v1.AdminService/SetUserStatus': PLATFORM,
+
+  'switchboard.v1.WorkerService/Connect': { kind: 'worker' },
+
+  'grpc.health.v1.Health/Check': PUBLIC,
+  'grpc.health.v1.Health/List': PUBLIC,
+  'grpc.health.v1.Health/Watch': PUBLIC,
+  'grpc.reflection.v1.ServerReflection/ServerReflectionInfo': PUBLIC,
+  'grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo': PUBLIC,
+};
