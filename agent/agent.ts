@@ -5,11 +5,12 @@ import { timestampNow } from '@bufbuild/protobuf/wkt';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { Engine } from '../gen/switchboard/v1/fleet_pb.js';
-import { AgentMessageSchema, type ControlMessage } from '../gen/switchboard/v1/worker_pb.js';
+import { AgentMessageSchema, type ControlMessage, type HelloSchema } from '../gen/switchboard/v1/worker_pb.js';
 import type { Logger } from '../src/platform/logger.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
 import { MetricsCollector } from './metrics.js';
+import { CredentialStore } from './credential-store.js';
 
 /**
  * The agent's lifecycle:
@@ -35,6 +36,10 @@ export interface AgentOptions {
   keepaliveTimeoutMs: number;
   /** How long to wait for the Welcome before giving up on a stream. */
   welcomeTimeoutMs: number;
+  /** Enrols the worker the first time (or after its credential was revoked). */
+  joinToken: string | undefined;
+  /** Where the worker credential is kept between runs. */
+  credentialFile: string;
 }
 
 const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
@@ -58,12 +63,15 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
   private running: Promise<void> | undefined;
   /** Assigned by the first Welcome; presented on every reconnect. */
   workerId = '';
+  private usingStoredCredential = false;
+  private readonly credentials: CredentialStore;
 
   constructor(
     readonly options: AgentOptions,
     private readonly log: Logger,
   ) {
     super();
+    this.credentials = new CredentialStore(options.credentialFile);
     this.client = new ControlPlaneClient(options.controlPlaneAddress, {
       keepaliveTimeMs: options.keepaliveTimeMs,
       keepaliveTimeoutMs: options.keepaliveTimeoutMs,
@@ -149,6 +157,11 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
         this.onControlMessage(stream, message);
       });
       stream.on('error', (error: ServiceError) => {
+        if (error.code === GrpcStatus.UNAUTHENTICATED && this.usingStoredCredential) {
+          // Revoked or re-enrolled elsewhere: forget it and use the join token, if there is one.
+          this.credentials.clear();
+          this.log.error({ reason: statusMessage(error) }, 'worker credential refused');
+        }
         finish(`${GrpcStatus[error.code] ?? error.code}: ${statusMessage(error)}`);
       });
       stream.on('end', () => finish('stream closed by control plane'));
@@ -164,6 +177,7 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
           labels: this.options.labels,
           instanceId: this.instanceId,
           workerId: this.workerId,
+          credential: this.credentialForHello(),
         },
       });
     });
@@ -178,6 +192,7 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
           : 2000;
         this.workerId = welcome.workerId;
         this.attempt = 0;
+        if (welcome.workerCredential) this.credentials.save(welcome.workerCredential);
         this.log.info(
           { workerId: welcome.workerId, heartbeatIntervalMs: intervalMs, replicaId: welcome.replicaId },
           'connected to control plane',
@@ -219,6 +234,15 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
     if (stream.writable) {
       stream.write(create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
     }
+  }
+
+  private credentialForHello(): MessageInitShape<typeof HelloSchema>['credential'] {
+    const stored = this.credentials.load();
+    this.usingStoredCredential = stored !== undefined;
+    if (stored) return { case: 'workerCredential', value: stored };
+    if (this.options.joinToken) return { case: 'joinToken', value: this.options.joinToken };
+    this.log.error('no worker credential stored and no join token given: pass --join-token (or JOIN_TOKEN)');
+    return { case: undefined };
   }
 
   private isStopping(): boolean {

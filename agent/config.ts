@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { defaultBackoff } from './backoff.js';
@@ -19,6 +20,8 @@ const USAGE = `Usage: npm run agent -- [options]
   --capacity <n>               sessions this worker accepts (WORKER_CAPACITY, default 100)
   --labels <k=v,...>           placement labels, e.g. region=eu,zone=a (WORKER_LABELS)
   --engines <list>             engines to offer: sandbox, baileys (WORKER_ENGINES, default sandbox)
+  --join-token <token>         enrols the worker the first time (JOIN_TOKEN; create one with AdminService/CreateJoinToken)
+  --state-dir <dir>            where the worker credential is kept (AGENT_STATE_DIR, default ./data/agent)
   --log-level <level>          AGENT_LOG_LEVEL, default info
   --log-format <json|pretty>   AGENT_LOG_FORMAT, default json
 `;
@@ -41,6 +44,8 @@ const schema = z.object({
   AGENT_LOG_FORMAT: z.enum(['json', 'pretty']).default('json'),
   AGENT_KEEPALIVE_TIME_MS: z.coerce.number().int().min(1000).default(20_000),
   AGENT_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(10_000),
+  JOIN_TOKEN: z.string().min(1).optional(),
+  AGENT_STATE_DIR: z.string().min(1).default('./data/agent'),
 });
 
 export function loadAgentConfig(
@@ -59,6 +64,8 @@ export function loadAgentConfig(
         engines: { type: 'string' },
         'log-level': { type: 'string' },
         'log-format': { type: 'string' },
+        'join-token': { type: 'string' },
+        'state-dir': { type: 'string' },
       },
       strict: true,
     }).values;
@@ -76,6 +83,8 @@ export function loadAgentConfig(
       WORKER_ENGINES: flags.engines,
       AGENT_LOG_LEVEL: flags['log-level'],
       AGENT_LOG_FORMAT: flags['log-format'],
+      JOIN_TOKEN: flags['join-token'],
+      AGENT_STATE_DIR: flags['state-dir'],
     }),
   };
   const parsed = schema.safeParse(merged);
@@ -95,6 +104,8 @@ export function loadAgentConfig(
     keepaliveTimeMs: e.AGENT_KEEPALIVE_TIME_MS,
     keepaliveTimeoutMs: e.AGENT_KEEPALIVE_TIMEOUT_MS,
     welcomeTimeoutMs: 10_000,
+    joinToken: e.JOIN_TOKEN,
+    credentialFile: join(e.AGENT_STATE_DIR, `${e.WORKER_NAME}.credential`),
     logLevel: e.AGENT_LOG_LEVEL,
     logFormat: e.AGENT_LOG_FORMAT,
   };

@@ -16,7 +16,16 @@ import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
 import { databaseTarget, migrate, openDatabase, type Database } from './platform/db/database.js';
 import { createLogger, type Logger } from './platform/logger.js';
 import type { Resources } from './platform/resources.js';
-import { peerKey } from './transport/context.js';
+import { originKey, peerKey } from './transport/context.js';
+import { createAuthInterceptor } from './transport/auth.interceptor.js';
+import { createValidationInterceptor } from './transport/validation.interceptor.js';
+import { createIdentity, type Identity } from './identity/identity.module.js';
+import { createAuthHandler, createApiKeyHandler, createMemberHandler } from './identity/identity.handlers.js';
+import { createAuditHandler } from './audit/audit.handler.js';
+import { AuthService } from '../gen/switchboard/v1/auth_pb.js';
+import { ApiKeyService } from '../gen/switchboard/v1/api_key_pb.js';
+import { MemberService } from '../gen/switchboard/v1/member_pb.js';
+import { AuditService } from '../gen/switchboard/v1/audit_pb.js';
 import { registerHealth } from './transport/health.handler.js';
 import { createEntityManagerInterceptor, createObservabilityInterceptor } from './transport/interceptors.js';
 import { listen, type Listeners, type NodeHandlerFn } from './transport/listeners.js';
@@ -31,6 +40,7 @@ export interface App {
   readonly database: Database;
   readonly store: CoordinationStore;
   readonly fleet: FleetService;
+  readonly identity: Identity;
   /** Binds the ports and starts background work. */
   start(): Promise<{ httpUrl: string; grpcUrl: string; httpPort: number; grpcPort: number }>;
   /** Graceful stop: refuse new work, end agent streams, close connections, database and store. */
@@ -38,7 +48,17 @@ export interface App {
 }
 
 /** Services this process serves, as their fully-qualified names (health and reflection list them). */
-const SERVICES = [AdminService, WorkerService, Health, ServerReflectionV1, ServerReflectionV1alpha];
+const SERVICES = [
+  AuthService,
+  ApiKeyService,
+  MemberService,
+  AuditService,
+  AdminService,
+  WorkerService,
+  Health,
+  ServerReflectionV1,
+  ServerReflectionV1alpha,
+];
 
 /**
  * The composition root: builds every piece once, in dependency order, and
@@ -65,13 +85,18 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
   }
 
   const resources: Resources = { orm: database.orm, store, clock, logger: log };
-  const fleet = new FleetService(resources, {
-    heartbeatIntervalMs: config.heartbeatIntervalMs,
-    leaseTtlMs: config.leaseTtlMs,
-    sweepIntervalMs: config.sweepIntervalMs,
-    metricsFlushIntervalMs: config.metricsFlushIntervalMs,
-    replicaId: config.replicaId,
-  });
+  const identity = await createIdentity(config, resources);
+  const fleet = new FleetService(
+    resources,
+    {
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      leaseTtlMs: config.leaseTtlMs,
+      sweepIntervalMs: config.sweepIntervalMs,
+      metricsFlushIntervalMs: config.metricsFlushIntervalMs,
+      replicaId: config.replicaId,
+    },
+    { tokens: identity.tokens, joinTokens: identity.joinTokens },
+  );
 
   const serviceNames = SERVICES.map((service) => service.typeName);
   const health = new ServiceHealth(serviceNames);
@@ -79,8 +104,15 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
   const shutdown = new AbortController();
 
   const routes = (router: ConnectRouter) => {
-    router.service(AdminService, createAdminServiceHandler(fleet));
+    router.service(
+      AdminService,
+      createAdminServiceHandler({ fleet, joinTokens: identity.joinTokens, auth: identity.auth }),
+    );
     router.service(WorkerService, createWorkerServiceHandler(fleet));
+    router.service(AuthService, createAuthHandler(identity.auth));
+    router.service(ApiKeyService, createApiKeyHandler(identity.apiKeys));
+    router.service(MemberService, createMemberHandler(identity.members));
+    router.service(AuditService, createAuditHandler(identity.audit));
     registerHealth(router, health);
     registerReflection(router, registry, () => serviceNames);
   };
@@ -106,11 +138,16 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
     routes,
     interceptors: [
       createObservabilityInterceptor(log.child({ component: 'rpc' })),
+      createAuthInterceptor(identity.authenticator, identity.rateLimits),
+      createValidationInterceptor(),
       createEntityManagerInterceptor(database.orm),
     ],
     shutdownSignal: shutdown.signal,
-    contextValues: (req) => createContextValues().set(peerKey, remoteAddress(req)),
-    fallback: (req, res) => void serveProbes(req, res, ready),
+    contextValues: (req) =>
+      createContextValues()
+        .set(peerKey, remoteAddress(req))
+        .set(originKey, { ip: req.socket.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '') }),
+    fallback: (req, res) => void serveHttpEndpoints(req, res, ready, () => identity.tokens.jwks()),
   });
 
   let listeners: Listeners | undefined;
@@ -122,7 +159,17 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
     database,
     store,
     fleet,
+    identity,
     async start() {
+      if (config.auth.bootstrapAdmin) {
+        const { user, created } = await identity.auth.ensurePlatformAdmin(
+          database.orm.em.fork(),
+          config.auth.bootstrapAdmin,
+          { resetExisting: false },
+        );
+        if (created) log.info({ email: user.email }, 'created platform admin from BOOTSTRAP_ADMIN_EMAIL');
+      }
+      await identity.start();
       listeners = await listen({ host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort, handler });
       fleet.start();
       health.setAll('SERVING');
@@ -144,6 +191,7 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
         listeners?.stopAccepting();
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
+        await identity.stop();
         await Promise.allSettled([store.close(), database.close()]);
         log.info('shut down');
       })();
@@ -160,14 +208,24 @@ function remoteAddress(req: AnyRequest): string {
   return socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort ?? ''}` : '';
 }
 
-/** /healthz: the process answers. /readyz: the database and coordination store answer too. */
-async function serveProbes(req: AnyRequest, res: AnyResponse, ready: () => Promise<Record<string, string>>) {
+/**
+ * Plain HTTP endpoints beside the RPCs: /healthz (the process answers),
+ * /readyz (the database and coordination store answer too) and
+ * /.well-known/jwks.json (public keys that verify access tokens).
+ */
+async function serveHttpEndpoints(
+  req: AnyRequest,
+  res: AnyResponse,
+  ready: () => Promise<Record<string, string>>,
+  jwks: () => unknown,
+) {
   const path = (req.url ?? '').split('?')[0];
   const reply = (status: number, body: unknown) => {
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
   };
   if (path === '/healthz') return reply(200, { status: 'ok' });
+  if (path === '/.well-known/jwks.json') return reply(200, jwks());
   if (path === '/readyz') {
     const checks = await ready();
     const ok = Object.values(checks).every((value) => value === 'ok');

@@ -31,6 +31,23 @@ export interface Config {
   readonly shutdownTimeoutMs: number;
   /** Identifies this control-plane process among replicas sharing one Redis. */
   readonly replicaId: string;
+  readonly auth: AuthConfig;
+}
+
+/** Identity and access settings. */
+export interface AuthConfig {
+  readonly accessTokenTtlMs: number;
+  readonly refreshTokenTtlMs: number;
+  readonly workerCredentialTtlMs: number;
+  readonly signingKeyRotationMs: number;
+  /** How long a replica trusts a cached user standing or API key before re-reading it. */
+  readonly cacheTtlMs: number;
+  readonly argon2: { memoryCostKiB: number; timeCost: number; parallelism: number };
+  readonly login: { maxFailuresPerAccount: number; maxFailuresPerIp: number; windowMs: number; lockoutMs: number };
+  /** Calls per minute by tier. */
+  readonly rateLimits: { anonymous: number; free: number; pro: number; enterprise: number };
+  /** Creates this platform admin at start when set (and none with that email exists). */
+  readonly bootstrapAdmin: { email: string; password: string } | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -48,6 +65,17 @@ const milliseconds = (fallback: number, min = 1) =>
     .number({ error: 'expected a number of milliseconds' })
     .int('expected a whole number of milliseconds')
     .min(min, `expected at least ${min} ms`)
+    .default(fallback);
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+
+const count = (fallback: number, min: number, max: number) =>
+  z.coerce
+    .number({ error: 'expected a number' })
+    .int('expected a whole number')
+    .min(min, `expected at least ${min}`)
+    .max(max, `expected at most ${max}`)
     .default(fallback);
 
 const url = (protocols: readonly string[]) =>
@@ -86,8 +114,33 @@ const envSchema = z
     METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
     SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
     REPLICA_ID: z.string().min(1).optional(),
+    ACCESS_TOKEN_TTL_MS: milliseconds(15 * MINUTE, 1000),
+    REFRESH_TOKEN_TTL_MS: milliseconds(30 * DAY, 60_000),
+    WORKER_CREDENTIAL_TTL_MS: milliseconds(30 * DAY, 60_000),
+    SIGNING_KEY_ROTATION_MS: milliseconds(30 * DAY, 60_000),
+    AUTH_CACHE_TTL_MS: milliseconds(5000, 0),
+    ARGON2_MEMORY_KIB: count(19_456, 1024, 4 * 1024 * 1024),
+    ARGON2_TIME_COST: count(2, 1, 100),
+    ARGON2_PARALLELISM: count(1, 1, 64),
+    LOGIN_MAX_FAILURES: count(5, 1, 1000),
+    LOGIN_MAX_FAILURES_PER_IP: count(50, 1, 100_000),
+    LOGIN_FAILURE_WINDOW_MS: milliseconds(15 * MINUTE, 1000),
+    LOGIN_LOCKOUT_MS: milliseconds(15 * MINUTE, 1000),
+    RATE_LIMIT_ANONYMOUS_PER_MINUTE: count(60, 1, 10_000_000),
+    RATE_LIMIT_FREE_PER_MINUTE: count(600, 1, 10_000_000),
+    RATE_LIMIT_PRO_PER_MINUTE: count(6000, 1, 10_000_000),
+    RATE_LIMIT_ENTERPRISE_PER_MINUTE: count(60_000, 1, 10_000_000),
+    BOOTSTRAP_ADMIN_EMAIL: z.email('expected an email address').optional(),
+    BOOTSTRAP_ADMIN_PASSWORD: z.string().min(12, 'expected at least 12 characters').optional(),
   })
   .superRefine((env, ctx) => {
+    if ((env.BOOTSTRAP_ADMIN_EMAIL === undefined) !== (env.BOOTSTRAP_ADMIN_PASSWORD === undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [env.BOOTSTRAP_ADMIN_EMAIL === undefined ? 'BOOTSTRAP_ADMIN_EMAIL' : 'BOOTSTRAP_ADMIN_PASSWORD'],
+        message: 'set BOOTSTRAP_ADMIN_EMAIL and BOOTSTRAP_ADMIN_PASSWORD together',
+      });
+    }
     // A lease must survive at least two lost heartbeats, or one delayed
     // packet would take a healthy worker offline.
     if (env.LEASE_TTL_MS < 2 * env.HEARTBEAT_INTERVAL_MS) {
@@ -134,6 +187,30 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
+    auth: {
+      accessTokenTtlMs: e.ACCESS_TOKEN_TTL_MS,
+      refreshTokenTtlMs: e.REFRESH_TOKEN_TTL_MS,
+      workerCredentialTtlMs: e.WORKER_CREDENTIAL_TTL_MS,
+      signingKeyRotationMs: e.SIGNING_KEY_ROTATION_MS,
+      cacheTtlMs: e.AUTH_CACHE_TTL_MS,
+      argon2: { memoryCostKiB: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+      login: {
+        maxFailuresPerAccount: e.LOGIN_MAX_FAILURES,
+        maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+        windowMs: e.LOGIN_FAILURE_WINDOW_MS,
+        lockoutMs: e.LOGIN_LOCKOUT_MS,
+      },
+      rateLimits: {
+        anonymous: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
+        free: e.RATE_LIMIT_FREE_PER_MINUTE,
+        pro: e.RATE_LIMIT_PRO_PER_MINUTE,
+        enterprise: e.RATE_LIMIT_ENTERPRISE_PER_MINUTE,
+      },
+      bootstrapAdmin:
+        e.BOOTSTRAP_ADMIN_EMAIL && e.BOOTSTRAP_ADMIN_PASSWORD
+          ? { email: e.BOOTSTRAP_ADMIN_EMAIL, password: e.BOOTSTRAP_ADMIN_PASSWORD }
+          : undefined,
+    },
   };
 }
 

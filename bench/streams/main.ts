@@ -11,7 +11,14 @@ import { createBenchDatabase, deleteRedisKeys } from './backing-services.js';
 import { BenchChild } from './bench-child.js';
 import { BenchOptionsError, loadBenchOptions, USAGE, type BenchOptions } from './bench.options.js';
 import type { LoadCommand, LoadEvent, ServerCommand, ServerEvent, WindowReport } from './ipc.js';
-import { cpuPercent, readCpuSeconds, readMachineBusySeconds, readRssBytes } from './proc-stats.js';
+import {
+  cpuPercent,
+  groupCpuSeconds,
+  readCpuSeconds,
+  readCpuSecondsByName,
+  readMachineBusySeconds,
+  readRssBytes,
+} from './proc-stats.js';
 import { formatReport, type ServerFigures } from './report.js';
 
 /**
@@ -36,6 +43,11 @@ const WELCOME_TIMEOUT_MS = 30_000;
 const WINDOW_REPORT_TIMEOUT_MS = 15_000;
 const LOAD_STOP_GRACE_MS = 45_000;
 const SERVER_STOP_GRACE_MS = 20_000;
+/**
+ * The control plane's backing services, by process name, so the work the
+ * control plane pushes onto them shows up next to its own CPU.
+ */
+const BACKING_PROCESSES = ['postgres', 'redis-server'];
 /** Idle-machine CPU above which the run warns that something else competes for the cores. */
 const BUSY_MACHINE_PERCENT = 15;
 /** Below this share of heartbeats acknowledged the server is not keeping up, and the figures would flatter it. */
@@ -212,6 +224,7 @@ interface WindowMeasurement {
   serverCpuSeconds: number;
   serverCpuPercent: number;
   clientCpuPercent: number;
+  backingCpuPercent: number;
   machineCpuPercent: number;
   report: WindowReport;
 }
@@ -299,6 +312,7 @@ async function measure(
       heartbeatsPerSecond: acked / (window.wallMs / 1000),
       window: window.report,
       clientCpuPercent: window.clientCpuPercent,
+      backingCpuPercent: window.backingCpuPercent,
       machineCpuPercent: window.machineCpuPercent,
       onlineWorkers,
       onlineAfterStop,
@@ -371,6 +385,7 @@ async function measureWindow(
   const readCpu = () => ({
     server: readCpuSeconds(serverPid),
     load: readCpuSeconds(load.pid),
+    backing: readCpuSecondsByName(BACKING_PROCESSES),
     machine: readMachineBusySeconds(),
   });
   const started = performance.now();
@@ -392,6 +407,7 @@ async function measureWindow(
     serverCpuSeconds: after.server - before.server,
     serverCpuPercent: cpuPercent(before.server, after.server, wallMs),
     clientCpuPercent: cpuPercent(before.load, after.load, wallMs),
+    backingCpuPercent: cpuPercent(0, groupCpuSeconds(before.backing, after.backing), wallMs),
     machineCpuPercent: cpuPercent(before.machine, after.machine, wallMs),
     report,
   };

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 // /proc/<pid>/stat counts CPU time in clock ticks; ask once rather than assume 100.
 const ticksPerSecond = readClockTicks();
@@ -45,4 +45,31 @@ export function readMachineBusySeconds(): number {
 /** CPU used between two readings, in percent of one core (so 200 is both cores of a 2-vCPU machine). */
 export function cpuPercent(startSeconds: number, endSeconds: number, wallMs: number): number {
   return ((endSeconds - startSeconds) / (wallMs / 1000)) * 100;
+}
+
+/** CPU seconds used so far by every process whose command name is in `names`, by pid. */
+export function readCpuSecondsByName(names: readonly string[]): Map<number, number> {
+  const found = new Map<number, number>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const pid = Number(entry);
+    try {
+      const command = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      if (names.includes(command)) found.set(pid, readCpuSeconds(pid));
+    } catch {
+      // The process ended between listing and reading: it simply is not counted.
+    }
+  }
+  return found;
+}
+
+/**
+ * CPU used between two readings of the same group. A process that started
+ * in between counts in full; one that ended in between is lost, which
+ * undercounts (never overcounts) short-lived PostgreSQL backends.
+ */
+export function groupCpuSeconds(before: Map<number, number>, after: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of after) total += seconds - (before.get(pid) ?? 0);
+  return total;
 }

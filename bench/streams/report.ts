@@ -17,6 +17,8 @@ export interface ServerFigures {
   heartbeatsPerSecond: number;
   window: WindowReport;
   clientCpuPercent: number;
+  /** PostgreSQL and Redis processes on this machine, in percent of one core. */
+  backingCpuPercent: number;
   /** Every process on the machine, kernel included, in percent of one core (200 is a full 2-vCPU machine). */
   machineCpuPercent: number;
   /** Workers the server reports ONLINE during the window (control plane only). */
@@ -47,10 +49,12 @@ const ROWS: Row[] = [
   { name: 'heartbeats lost', value: (f) => f.window.heartbeatsLost, digits: 0 },
   { name: 'load generator CPU (% of one core)', value: (f) => f.clientCpuPercent, digits: 1 },
   { name: 'load generator loop delay p99 (ms)', value: (f) => f.window.clientLoopDelayP99Ms, digits: 1 },
+  { name: 'PostgreSQL + Redis CPU (% of one core)', value: (f) => f.backingCpuPercent, digits: 1 },
   { name: 'whole machine CPU (% of one core)', value: (f) => f.machineCpuPercent, digits: 1 },
   {
-    name: '  of which not server or load generator',
-    value: (f) => f.machineCpuPercent - f.cpuPercent - f.clientCpuPercent,
+    // Whatever else ran on the machine: large values mean the run was disturbed.
+    name: '  of which other processes',
+    value: (f) => f.machineCpuPercent - f.cpuPercent - f.clientCpuPercent - f.backingCpuPercent,
     digits: 1,
   },
   { name: 'workers ONLINE (ListWorkers)', value: (f) => f.onlineWorkers, digits: 0 },

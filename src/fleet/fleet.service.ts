@@ -8,6 +8,8 @@ import { WorkerConnection } from './worker-connection.js';
 import type { Worker } from './worker.entity.js';
 import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
 import { isLeaseExpired, leaseKey } from './lease.js';
+import type { TokenService } from '../identity/token.service.js';
+import type { JoinTokenService } from './join-token.service.js';
 
 /**
  * The fleet as seen by this replica: accepts agent streams, keeps each
@@ -26,6 +28,7 @@ export class FleetService {
   constructor(
     private readonly resources: Resources,
     private readonly options: FleetOptions,
+    private readonly auth: { tokens: TokenService; joinTokens: JoinTokenService },
   ) {
     this.log = resources.logger.child({ component: 'fleet' });
   }
@@ -54,12 +57,42 @@ export class FleetService {
     }
     validateHello(hello);
     const { store, clock } = this.resources;
+    const credential = hello.credential;
+    if (!credential) {
+      throw new DomainError(
+        'UNAUTHENTICATED',
+        'worker credentials required: a join token on first enrolment, then the worker credential',
+      );
+    }
+    // Verified before any database work, so a forged credential costs nothing.
+    const claims =
+      credential.kind === 'worker-credential'
+        ? await this.auth.tokens.verifyWorkerCredential(credential.token)
+        : undefined;
     const now = clock.now();
     const worker = await this.repository().attachStream({
       hello,
       streamId: connection.streamId,
       replicaId: this.options.replicaId,
       now,
+      authorize: async (em, current) => {
+        if (credential.kind === 'join-token') {
+          await this.auth.joinTokens.redeem(em, credential.token);
+          return 'enrolled';
+        }
+        if (
+          !current ||
+          !claims ||
+          claims.workerId !== current.id ||
+          claims.generation !== current.credentialGeneration
+        ) {
+          throw new DomainError(
+            'UNAUTHENTICATED',
+            'worker credential is not valid for this worker; enrol again with a join token',
+          );
+        }
+        return 'verified';
+      },
       canTakeOver: async (current) => {
         // The same agent process reconnecting (its old stream not yet noticed
         // dead) may take over; another process may not while the lease lives.
@@ -110,6 +143,10 @@ export class FleetService {
       heartbeatIntervalMs: this.options.heartbeatIntervalMs,
       leaseTtlMs: this.options.leaseTtlMs,
       replicaId: this.options.replicaId,
+      workerCredential: await this.auth.tokens.issueWorkerCredential({
+        workerId: worker.id,
+        generation: worker.credentialGeneration,
+      }),
     });
   }
 

@@ -10,6 +10,8 @@ export interface AgentHello {
   instanceId: string;
   /** The id a previous Welcome gave; empty on first contact. */
   workerId: string;
+  /** How the agent proves it may join; absent means refused. */
+  credential: { kind: 'join-token' | 'worker-credential'; token: string } | undefined;
 }
 
 /** One heartbeat from an agent (protocol-free). */
@@ -26,6 +28,8 @@ export type ControlEnvelope = { correlationId: string } & (
       heartbeatIntervalMs: number;
       leaseTtlMs: number;
       replicaId: string;
+      /** A fresh credential for the next connection; replaces the stored one. */
+      workerCredential: string;
     }
   | { kind: 'heartbeatAck'; sequence: bigint; leaseExpiresAt: Date }
 );

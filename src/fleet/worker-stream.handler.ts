@@ -38,6 +38,12 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
                   labels: { ...payload.value.labels },
                   instanceId: payload.value.instanceId,
                   workerId: payload.value.workerId,
+                  credential:
+                    payload.value.credential.case === 'joinToken'
+                      ? { kind: 'join-token', token: payload.value.credential.value }
+                      : payload.value.credential.case === 'workerCredential'
+                        ? { kind: 'worker-credential', token: payload.value.credential.value }
+                        : undefined,
                 },
                 correlationId,
               );
@@ -93,6 +99,7 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
             heartbeatInterval: durationFromMs(envelope.heartbeatIntervalMs),
             leaseTtl: durationFromMs(envelope.leaseTtlMs),
             replicaId: envelope.replicaId,
+            workerCredential: envelope.workerCredential,
           },
         },
       });

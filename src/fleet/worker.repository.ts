@@ -28,12 +28,19 @@ export class WorkerRepository {
     replicaId: string;
     now: Date;
     canTakeOver: (current: Worker) => Promise<boolean>;
+    /**
+     * Checks the agent's credential against the locked row (or its absence),
+     * inside the transaction, before anything is written. Returns 'enrolled'
+     * when a join token was used: the worker's earlier credentials stop working.
+     */
+    authorize: (em: EntityManager, current: Worker | null) => Promise<'enrolled' | 'verified'>;
   }): Promise<Worker> {
     const { hello, now } = input;
     for (let attempt = 0; ; attempt++) {
       try {
         return await this.em.transactional(async (em) => {
           let worker = await em.findOne(Worker, { name: hello.workerName }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+          const admission = await input.authorize(em, worker);
           if (worker && hello.workerId !== '' && hello.workerId !== worker.id) {
             throw new DomainError(
               'FAILED_PRECONDITION',
@@ -53,8 +60,10 @@ export class WorkerRepository {
               firstSeenAt: now,
               metrics: null,
               lastHeartbeatAt: null,
+              credentialGeneration: 0,
             } as Worker);
           }
+          if (admission === 'enrolled') worker.credentialGeneration += 1;
           em.assign(worker, {
             status: 'ONLINE',
             statusReason: 'connected',

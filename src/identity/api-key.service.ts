@@ -4,6 +4,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../platform/clock.js';
 import { DomainError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
+import type { AuthInvalidation } from './auth-invalidation.js';
 import { Tenant } from './account.entity.js';
 import { ApiKey } from './api-key.entity.js';
 import type { TenantPlan, TenantRole } from './identity.types.js';
@@ -35,8 +36,13 @@ export class ApiKeyService {
     private readonly clock: Clock,
     private readonly audit: AuditService,
     private readonly options: { cacheTtlMs: number; lastUsedFlushMs: number },
+    private readonly invalidation: AuthInvalidation,
     private readonly log: Logger,
-  ) {}
+  ) {
+    invalidation.onInvalidate((event) => {
+      if (event.apiKeyId) this.forget(event.apiKeyId);
+    });
+  }
 
   start(): void {
     this.lastUsedTimer = setInterval(() => void this.flushLastUsed(), this.options.lastUsedFlushMs);
@@ -125,7 +131,7 @@ export class ApiKeyService {
       );
       await em.flush();
     }
-    this.forget(id);
+    await this.invalidation.publish({ apiKeyId: id });
     return apiKey;
   }
 

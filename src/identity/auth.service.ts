@@ -239,11 +239,13 @@ export class AuthService {
   async ensurePlatformAdmin(
     em: EntityManager,
     input: { email: string; password: string },
+    options: { resetExisting: boolean } = { resetExisting: true },
   ): Promise<{ user: User; created: boolean }> {
     const now = this.deps.clock.now();
     const passwordHash = await this.deps.hasher.hash(input.password);
     return em.transactional(async (tx) => {
       const existing = await tx.findOne(User, { emailNormalized: normaliseEmail(input.email) });
+      if (existing && !options.resetExisting) return { user: existing, created: false };
       if (existing) {
         existing.passwordHash = passwordHash;
         existing.passwordChangedAt = now;

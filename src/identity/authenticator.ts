@@ -8,6 +8,7 @@ import { AuthSession } from './auth-session.entity.js';
 import type { TenantPlan, TenantRole } from './identity.types.js';
 import type { Principal } from './principal.js';
 import type { TokenService } from './token.service.js';
+import type { AuthInvalidation, InvalidationEvent } from './auth-invalidation.js';
 
 /** What the database says about a signed-in user right now (cached briefly). */
 interface UserStanding {
@@ -35,8 +36,10 @@ export class Authenticator {
     private readonly apiKeys: ApiKeyService,
     clock: Clock,
     cacheTtlMs: number,
+    invalidation: AuthInvalidation,
   ) {
     this.standings = new TtlCache(clock, cacheTtlMs);
+    invalidation.onInvalidate((event) => this.invalidate(event));
   }
 
   /** The credential in the headers, or undefined when there is none. */
@@ -72,10 +75,10 @@ export class Authenticator {
   }
 
   /** Forgets cached standings so the next call re-reads them (local and broadcast invalidation). */
-  invalidate(what: { userId?: string; sessionId?: string; apiKeyId?: string }): void {
+  private invalidate(what: InvalidationEvent): void {
     if (what.userId) this.standings.deletePrefix(`${what.userId}|`);
-    if (what.sessionId) this.standings.clear(); // rare (logout, reuse); keys are user-first
-    if (what.apiKeyId) this.apiKeys.forget(what.apiKeyId);
+    // Rare (logout, token reuse) and keys start with the user id: clearing all is simplest.
+    if (what.sessionId) this.standings.clear();
   }
 
   private async loadStanding(userId: string, sessionId: string, tenantId: string | null): Promise<UserStanding> {

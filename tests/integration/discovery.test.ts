@@ -43,7 +43,13 @@ describe('discovery for admins: gRPC reflection, grpc.health.v1 and HTTP probes'
   });
 
   it('lets a reflection client call an RPC knowing only its name', async () => {
-    const out = await bufCurl(['-d', '{}', `${cp.grpcUrl}/switchboard.v1.AdminService/ListWorkers`]);
+    const out = await bufCurl([
+      '-H',
+      `authorization: Bearer ${cp.adminToken}`,
+      '-d',
+      '{}',
+      `${cp.grpcUrl}/switchboard.v1.AdminService/ListWorkers`,
+    ]);
     expect(JSON.parse(out)).toEqual({});
     const methods = await bufCurl(['--list-methods', cp.grpcUrl]);
     expect(methods).toContain('switchboard.v1.AdminService/GetWorker');

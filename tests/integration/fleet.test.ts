@@ -6,6 +6,7 @@ import { WorkerStatus } from '../../gen/switchboard/v1/fleet_pb.js';
 import { createTestAgent, spawnAgentProcess, waitForExit } from '../support/agents.js';
 import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { RawAgentStream } from '../support/raw-stream.js';
+import { bearer } from '../support/clients.js';
 
 interface WorkerJson {
   id: string;
@@ -21,6 +22,7 @@ interface WorkerJson {
 describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
   let cp: TestControlPlane;
   let admin: ReturnType<typeof createClient<typeof AdminService>>;
+  let joinToken: string;
 
   beforeAll(async () => {
     cp = await startControlPlane({
@@ -31,19 +33,28 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
         METRICS_FLUSH_INTERVAL_MS: '100',
       },
     });
-    admin = createClient(AdminService, createGrpcTransport({ baseUrl: cp.grpcUrl }));
+    admin = createClient(
+      AdminService,
+      createGrpcTransport({ baseUrl: cp.grpcUrl, interceptors: [bearer(cp.adminToken)] }),
+    );
+    joinToken = await cp.joinToken(1000);
   });
   afterAll(async () => {
     await cp?.close();
   });
 
   async function workerNamed(name: string): Promise<WorkerJson | undefined> {
-    const { json } = await postJson(cp.httpUrl, 'switchboard.v1.AdminService/ListWorkers', { pageSize: 1000 });
+    const { json } = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AdminService/ListWorkers',
+      { pageSize: 1000 },
+      cp.adminToken,
+    );
     return (json.workers as WorkerJson[] | undefined)?.find((w) => w.name === name);
   }
 
   it('shows a connected agent ONLINE with its real metrics, over Connect JSON and over gRPC', async () => {
-    const agent = createTestAgent(cp.grpcAddress, { labels: { region: 'eu', zone: 'eu-1a' } });
+    const agent = createTestAgent(cp.grpcAddress, joinToken, { labels: { region: 'eu', zone: 'eu-1a' } });
     agent.start();
     try {
       await agent.connected();
@@ -68,7 +79,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
   });
 
   it('turns the worker OFFLINE at once when the agent stops cleanly', async () => {
-    const agent = createTestAgent(cp.grpcAddress);
+    const agent = createTestAgent(cp.grpcAddress, joinToken);
     agent.start();
     await agent.connected();
     await agent.stop();
@@ -82,7 +93,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
 
   it('turns the worker OFFLINE promptly when the agent process is killed', async () => {
     const name = `killed-${Date.now().toString(36)}`;
-    const child = spawnAgentProcess(['--control-plane', cp.grpcAddress, '--name', name]);
+    const child = spawnAgentProcess(['--control-plane', cp.grpcAddress, '--name', name, '--join-token', joinToken]);
     try {
       await eventually(
         async () => ((await workerNamed(name))?.status === 'WORKER_STATUS_ONLINE' ? true : undefined),
@@ -103,7 +114,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
   });
 
   it('turns a worker OFFLINE after the lease TTL when heartbeats stop but the connection stays open', async () => {
-    const stream = new RawAgentStream(cp.grpcUrl);
+    const stream = new RawAgentStream(cp.grpcUrl, joinToken);
     const name = `silent-${Date.now().toString(36)}`;
     stream.hello(name);
     const welcome = await stream.next();
@@ -129,28 +140,36 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
 
   it('keeps the worker identity when the agent reconnects', async () => {
     const name = `reconnect-${Date.now().toString(36)}`;
-    const first = new RawAgentStream(cp.grpcUrl);
+    const first = new RawAgentStream(cp.grpcUrl, joinToken);
     first.hello(name);
     const welcome = await first.next();
     const workerId = welcome.payload.case === 'welcome' ? welcome.payload.value.workerId : '';
+    const credential = welcome.payload.case === 'welcome' ? welcome.payload.value.workerCredential : '';
+    expect(credential).toMatch(/^ey/);
     first.end();
     await eventually(async () => ((await workerNamed(name))?.status === 'WORKER_STATUS_OFFLINE' ? true : undefined));
 
-    const second = new RawAgentStream(cp.grpcUrl);
-    second.hello(name, { workerId });
+    const second = new RawAgentStream(cp.grpcUrl, joinToken);
+    // Reconnects present the worker credential from the Welcome, not the join token.
+    second.hello(name, { workerId, credential: { case: 'workerCredential', value: credential } });
     const again = await second.next();
     expect(again.payload.case === 'welcome' && again.payload.value.workerId).toBe(workerId);
-    const all = await postJson(cp.httpUrl, 'switchboard.v1.AdminService/ListWorkers', { pageSize: 1000 });
+    const all = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AdminService/ListWorkers',
+      { pageSize: 1000 },
+      cp.adminToken,
+    );
     expect((all.json.workers as WorkerJson[]).filter((w) => w.name === name)).toHaveLength(1);
     second.end();
   });
 
   it('refuses a second live agent process that uses the same worker name', async () => {
     const name = `dup-${Date.now().toString(36)}`;
-    const holder = new RawAgentStream(cp.grpcUrl);
+    const holder = new RawAgentStream(cp.grpcUrl, joinToken);
     holder.hello(name, { instanceId: 'instance-aaaaaaaa' });
     await holder.next();
-    const intruder = new RawAgentStream(cp.grpcUrl);
+    const intruder = new RawAgentStream(cp.grpcUrl, joinToken);
     intruder.hello(name, { instanceId: 'instance-bbbbbbbb' });
     const error = await intruder.next().then(
       () => undefined,
@@ -165,7 +184,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
   });
 
   it('refuses a stream whose first message is not a Hello, and stores nothing', async () => {
-    const stream = new RawAgentStream(cp.grpcUrl);
+    const stream = new RawAgentStream(cp.grpcUrl, joinToken);
     stream.heartbeat(1n);
     const error = await stream.next().then(
       () => undefined,
@@ -175,8 +194,13 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
   });
 
   it('refuses an invalid Hello with INVALID_ARGUMENT naming the field, and stores nothing', async () => {
-    const before = await postJson(cp.httpUrl, 'switchboard.v1.AdminService/ListWorkers', { pageSize: 1000 });
-    const stream = new RawAgentStream(cp.grpcUrl);
+    const before = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AdminService/ListWorkers',
+      { pageSize: 1000 },
+      cp.adminToken,
+    );
+    const stream = new RawAgentStream(cp.grpcUrl, joinToken);
     stream.hello('Not A Valid Name!');
     const error = await stream.next().then(
       () => undefined,
@@ -184,13 +208,18 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
     );
     expect(error?.code).toBe(Code.InvalidArgument);
     expect(error?.rawMessage).toContain('hello.worker_name');
-    const after = await postJson(cp.httpUrl, 'switchboard.v1.AdminService/ListWorkers', { pageSize: 1000 });
+    const after = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AdminService/ListWorkers',
+      { pageSize: 1000 },
+      cp.adminToken,
+    );
     expect((after.json.workers as WorkerJson[]).length).toBe((before.json.workers as WorkerJson[]).length);
   });
 
   it('pages through ListWorkers with a cursor and filters by status', async () => {
     const streams = ['page-a', 'page-b', 'page-c'].map((name) => {
-      const s = new RawAgentStream(cp.grpcUrl);
+      const s = new RawAgentStream(cp.grpcUrl, joinToken);
       s.hello(`${name}-${Date.now().toString(36)}`);
       return s;
     });
@@ -218,7 +247,12 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
       .getWorker({ workerId: '00000000-0000-4000-8000-000000000000' })
       .catch((e: unknown) => ConnectError.from(e));
     expect(missing instanceof ConnectError && missing.code).toBe(Code.NotFound);
-    const { status, json } = await postJson(cp.httpUrl, 'switchboard.v1.AdminService/GetWorker', { workerId: 'x' });
+    const { status, json } = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AdminService/GetWorker',
+      { workerId: 'x' },
+      cp.adminToken,
+    );
     expect(status).toBe(400);
     expect(json.code).toBe('invalid_argument');
   });

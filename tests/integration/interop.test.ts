@@ -61,6 +61,7 @@ describe('WorkerService.Connect interoperates with independent gRPC clients', ()
         capacity: 5,
         supportedEngines: ['ENGINE_SANDBOX'],
         instanceId: 'stock-grpc-js-instance',
+        joinToken: await cp.joinToken(),
       },
     });
     await gotTwo;
@@ -77,7 +78,7 @@ describe('WorkerService.Connect interoperates with independent gRPC clients', ()
   });
 
   it('holds the bidi stream with a connect-node gRPC client', async () => {
-    const stream = new RawAgentStream(cp.grpcUrl);
+    const stream = new RawAgentStream(cp.grpcUrl, await cp.joinToken());
     stream.hello('connect-node-client');
     const welcome = await stream.next();
     expect(welcome.payload.case).toBe('welcome');

@@ -10,7 +10,7 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../src/platform/logger.js';
 import { createTestAgent, waitForExit } from '../support/agents.js';
-import { eventually, postJson } from '../support/control-plane.js';
+import { eventually, login, postJson } from '../support/control-plane.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase } from '../support/services.js';
 
 const mainTs = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
@@ -102,8 +102,12 @@ describe('starting and stopping the control plane', () => {
       );
       expect(output().stdout).toContain('embedded PostgreSQL');
       expect(output().stdout).toContain('--list-services');
+      const [, email = '', password = ''] =
+        /Platform admin \(shown once, keep it\): (\S+) \/ (\S+)/.exec(output().stdout) ?? [];
+      expect(email).toBe('admin@switchboard.local');
+      const token = await login(httpUrl, email, password);
       const worker = await eventually(async () => {
-        const { json } = await postJson(httpUrl, 'switchboard.v1.AdminService/ListWorkers', {});
+        const { json } = await postJson(httpUrl, 'switchboard.v1.AdminService/ListWorkers', {}, token);
         const workers = json.workers as { name: string; status: string; metrics?: { rssBytes?: string } }[] | undefined;
         const local = workers?.find((w) => w.name === 'local-agent');
         return local?.status === 'WORKER_STATUS_ONLINE' && Number(local.metrics?.rssBytes) > 0 ? local : undefined;
@@ -146,7 +150,14 @@ describe('starting and stopping the control plane', () => {
     it('ends agent streams so agents reconnect, records them offline, and serves again after restart', async () => {
       const port = await freePort();
       const first = await boot(port);
-      const agent = createTestAgent(`127.0.0.1:${port}`);
+      const { token } = await first.identity.joinTokens.create(
+        first.database.orm.em.fork(),
+        undefined,
+        { description: 'test', ttlMs: 60_000, maxUses: 1 },
+        { ip: 'test', userAgent: 'test' },
+      );
+      // Single use: the reconnect after the restart must use the stored worker credential.
+      const agent = createTestAgent(`127.0.0.1:${port}`, token);
       agent.start();
       await agent.connected();
       const backoff = new Promise<void>((resolve) => agent.on('state', (s) => s === 'backoff' && resolve()));

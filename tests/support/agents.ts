@@ -1,11 +1,19 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, type AgentOptions } from '../../agent/agent.js';
 import { defaultBackoff } from '../../agent/backoff.js';
 import { createLogger } from '../../src/platform/logger.js';
 
-/** An in-process agent with test-friendly timings. */
-export function createTestAgent(controlPlaneAddress: string, overrides: Partial<AgentOptions> = {}): Agent {
+/** An in-process agent with test-friendly timings; it enrols with `joinToken` and keeps its credential in a temp folder. */
+export function createTestAgent(
+  controlPlaneAddress: string,
+  joinToken: string | undefined,
+  overrides: Partial<AgentOptions> = {},
+): Agent {
+  const stateDir = mkdtempSync(join(tmpdir(), 'sb-agent-'));
   const options: AgentOptions = {
     controlPlaneAddress,
     workerName: `worker-${Math.random().toString(36).slice(2, 10)}`,
@@ -17,6 +25,8 @@ export function createTestAgent(controlPlaneAddress: string, overrides: Partial<
     keepaliveTimeMs: 20_000,
     keepaliveTimeoutMs: 10_000,
     welcomeTimeoutMs: 5_000,
+    joinToken,
+    credentialFile: join(stateDir, 'worker.credential'),
     ...overrides,
   };
   return new Agent(
@@ -27,10 +37,15 @@ export function createTestAgent(controlPlaneAddress: string, overrides: Partial<
 
 const agentMain = fileURLToPath(new URL('../../agent/main.ts', import.meta.url));
 
-/** The real agent entry point in its own process, as operators run it. */
+/** The real agent entry point in its own process, as operators run it (credential kept in a temp folder). */
 export function spawnAgentProcess(args: string[], env: Record<string, string> = {}): ChildProcess {
   return spawn(process.execPath, ['--import', 'tsx', agentMain, ...args], {
-    env: { ...process.env, AGENT_LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      AGENT_LOG_LEVEL: 'info',
+      AGENT_STATE_DIR: mkdtempSync(join(tmpdir(), 'sb-agent-')),
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +15,10 @@ export interface TestControlPlane {
   grpcUrl: string;
   /** host:port for grpc-js clients. */
   grpcAddress: string;
+  /** Access token of a platform admin created for the test. */
+  adminToken: string;
+  /** A join token an agent can enrol with (`uses` agents, default 100). */
+  joinToken(uses?: number): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -39,11 +44,26 @@ export async function startControlPlane(
   const logger = createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
   const app = await createApp(config, { logger });
   const urls = await app.start();
+  const httpUrl = `http://127.0.0.1:${urls.httpPort}`;
+  const admin = { email: `admin-${randomBytes(4).toString('hex')}@test.local`, password: 'correct-horse-battery' };
+  await app.identity.auth.ensurePlatformAdmin(app.database.orm.em.fork(), admin);
+  const adminToken = await login(httpUrl, admin.email, admin.password);
   return {
     app,
-    httpUrl: `http://127.0.0.1:${urls.httpPort}`,
+    httpUrl,
     grpcUrl: `http://127.0.0.1:${urls.grpcPort}`,
     grpcAddress: `127.0.0.1:${urls.grpcPort}`,
+    adminToken,
+    async joinToken(uses = 100) {
+      const { json } = await postJson(
+        httpUrl,
+        'switchboard.v1.AdminService/CreateJoinToken',
+        { maxUses: uses },
+        adminToken,
+      );
+      if (typeof json.token !== 'string') throw new Error(`could not create a join token: ${JSON.stringify(json)}`);
+      return json.token;
+    },
     async close() {
       await app.close();
       await database?.drop();
@@ -88,11 +108,29 @@ export async function postJson(
   baseUrl: string,
   path: string,
   body: unknown,
-): Promise<{ status: number; json: Record<string, unknown> }> {
+  token?: string,
+  extraHeaders: Record<string, string> = {},
+): Promise<{ status: number; json: Record<string, unknown>; headers: Headers }> {
   const response = await fetch(`${baseUrl}/${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...extraHeaders,
+    },
     body: JSON.stringify(body),
   });
-  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  return {
+    status: response.status,
+    json: (await response.json()) as Record<string, unknown>,
+    headers: response.headers,
+  };
+}
+
+/** Logs in over Connect JSON and returns the access token. */
+export async function login(httpUrl: string, email: string, password: string, tenantId = ''): Promise<string> {
+  const { json } = await postJson(httpUrl, 'switchboard.v1.AuthService/Login', { email, password, tenantId });
+  const tokens = json.tokens as { accessToken?: string } | undefined;
+  if (!tokens?.accessToken) throw new Error(`login failed: ${JSON.stringify(json)}`);
+  return tokens.accessToken;
 }

@@ -14,7 +14,10 @@ export class RawAgentStream {
   private readonly abort = new AbortController();
   private seq = 0;
 
-  constructor(grpcUrl: string) {
+  constructor(
+    grpcUrl: string,
+    private readonly joinToken = '',
+  ) {
     const client: Client<typeof WorkerService> = createClient(WorkerService, createGrpcTransport({ baseUrl: grpcUrl }));
     this.inbound = client.connect(this.outbound, { signal: this.abort.signal })[Symbol.asyncIterator]();
   }
@@ -33,6 +36,7 @@ export class RawAgentStream {
         supportedEngines: [1],
         instanceId: `raw-instance-${workerName}`,
         labels: { zone: 'raw' },
+        credential: this.joinToken ? { case: 'joinToken', value: this.joinToken } : { case: undefined },
         ...overrides,
       },
     });

@@ -13,6 +13,7 @@ const hello: AgentHello = {
   labels: { region: 'eu', 'topology.kubernetes.io/zone': 'eu-1a' },
   instanceId: '0123456789abcdef',
   workerId: '',
+  credential: { kind: 'join-token', token: 'sbj_x' },
 };
 
 describe('Hello validation', () => {

@@ -1,0 +1,65 @@
+import { createInterface } from 'node:readline/promises';
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.js';
+import { systemClock } from '../platform/clock.js';
+import { MemoryCoordinationStore } from '../platform/coordination/memory-store.js';
+import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
+import { StartupError } from '../platform/errors.js';
+import { createLogger } from '../platform/logger.js';
+import { createIdentity } from './identity.module.js';
+
+/**
+ * `npm run admin:create -- --email E [--password P]`: creates the first
+ * platform admin, or resets an existing user's password and makes them one.
+ * The password comes from --password, the ADMIN_PASSWORD variable, or a prompt.
+ */
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    args: process.argv.slice(2),
+    options: { email: { type: 'string' }, password: { type: 'string' } },
+    strict: true,
+  });
+  if (!values.email) throw new StartupError('usage: npm run admin:create -- --email you@example.com [--password ...]');
+  const password =
+    values.password ?? process.env.ADMIN_PASSWORD ?? (await prompt('Password (at least 12 characters): '));
+  if (password.length < 12) throw new StartupError('the password must have at least 12 characters');
+
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: 'warn', pretty: false, name: 'admin-create' });
+  const database = await openDatabase(databaseTarget(config), logger);
+  try {
+    await migrate(database, logger);
+    const store = new MemoryCoordinationStore(systemClock);
+    const identity = await createIdentity(config, { orm: database.orm, store, clock: systemClock, logger });
+    const { user, created } = await identity.auth.ensurePlatformAdmin(database.orm.em.fork(), {
+      email: values.email,
+      password,
+    });
+    process.stdout.write(
+      created
+        ? `Created platform admin ${user.email} (${user.id}).\n`
+        : `Reset the password of ${user.email} and made them a platform admin; their sessions were signed out.\n`,
+    );
+  } finally {
+    await database.close();
+  }
+}
+
+async function prompt(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true });
+  try {
+    return (await rl.question(question)).trim();
+  } finally {
+    rl.close();
+  }
+}
+
+try {
+  await main();
+} catch (error) {
+  if (error instanceof StartupError || (error instanceof TypeError && 'code' in error)) {
+    process.stderr.write(`switchboard admin:create: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}

@@ -1,0 +1,88 @@
+import { AuditService } from '../audit/audit.service.js';
+import type { Config } from '../config.js';
+import { JoinTokenService } from '../fleet/join-token.service.js';
+import type { Resources } from '../platform/resources.js';
+import { ApiKeyService } from './api-key.service.js';
+import { AuthInvalidation } from './auth-invalidation.js';
+import { AuthService } from './auth.service.js';
+import { Authenticator } from './authenticator.js';
+import { LoginThrottle } from './login-throttle.js';
+import { MemberService } from './member.service.js';
+import { PasswordHasher } from './password-hasher.js';
+import { RateLimits } from './rate-limits.js';
+import { TokenService } from './token.service.js';
+
+/** The identity and access capability, built once by the composition root. */
+export interface Identity {
+  readonly tokens: TokenService;
+  readonly auth: AuthService;
+  readonly apiKeys: ApiKeyService;
+  readonly members: MemberService;
+  readonly joinTokens: JoinTokenService;
+  readonly audit: AuditService;
+  readonly authenticator: Authenticator;
+  readonly rateLimits: RateLimits;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const KEY_REFRESH_MS = 5 * 60_000;
+
+export async function createIdentity(config: Config, resources: Resources): Promise<Identity> {
+  const { orm, store, clock, logger } = resources;
+  const log = logger.child({ component: 'identity' });
+  const audit = new AuditService(clock);
+  const invalidation = new AuthInvalidation(store, log);
+  const tokens = new TokenService(
+    orm,
+    clock,
+    {
+      accessTokenTtlMs: config.auth.accessTokenTtlMs,
+      workerCredentialTtlMs: config.auth.workerCredentialTtlMs,
+      keyRotationMs: config.auth.signingKeyRotationMs,
+    },
+    log,
+  );
+  await tokens.refreshKeys();
+  const apiKeys = new ApiKeyService(
+    orm,
+    clock,
+    audit,
+    { cacheTtlMs: config.auth.cacheTtlMs, lastUsedFlushMs: 60_000 },
+    invalidation,
+    log,
+  );
+  const publish = (event: { userId?: string; sessionId?: string }) => invalidation.publish(event);
+  const auth = new AuthService({
+    clock,
+    hasher: new PasswordHasher(config.auth.argon2),
+    tokens,
+    throttle: new LoginThrottle(store, config.auth.login),
+    audit,
+    refreshTokenTtlMs: config.auth.refreshTokenTtlMs,
+    invalidate: publish,
+  });
+  let keyTimer: NodeJS.Timeout | undefined;
+  return {
+    tokens,
+    auth,
+    apiKeys,
+    members: new MemberService(clock, audit, publish),
+    joinTokens: new JoinTokenService(clock, audit),
+    audit,
+    authenticator: new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation),
+    rateLimits: new RateLimits(store, config.auth.rateLimits),
+    async start() {
+      await invalidation.start();
+      apiKeys.start();
+      keyTimer = setInterval(() => {
+        tokens.refreshKeys().catch((error: unknown) => log.error({ err: error }, 'could not refresh signing keys'));
+      }, KEY_REFRESH_MS);
+    },
+    async stop() {
+      clearInterval(keyTimer);
+      await apiKeys.stop();
+      await invalidation.stop();
+    },
+  };
+}
