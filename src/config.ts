@@ -44,8 +44,8 @@ export interface AuthConfig {
   readonly cacheTtlMs: number;
   readonly argon2: { memoryCostKiB: number; timeCost: number; parallelism: number };
   readonly login: { maxFailuresPerAccount: number; maxFailuresPerIp: number; windowMs: number; lockoutMs: number };
-  /** Calls per minute by tier. */
-  readonly rateLimits: { anonymous: number; free: number; pro: number; enterprise: number };
+  /** Calls per window (a minute unless RATE_LIMIT_WINDOW_MS says otherwise) by tier. */
+  readonly rateLimits: { windowMs: number; anonymous: number; free: number; pro: number; enterprise: number };
   /** Creates this platform admin at start when set (and none with that email exists). */
   readonly bootstrapAdmin: { email: string; password: string } | undefined;
 }
@@ -126,6 +126,7 @@ const envSchema = z
     LOGIN_MAX_FAILURES_PER_IP: count(50, 1, 100_000),
     LOGIN_FAILURE_WINDOW_MS: milliseconds(15 * MINUTE, 1000),
     LOGIN_LOCKOUT_MS: milliseconds(15 * MINUTE, 1000),
+    RATE_LIMIT_WINDOW_MS: milliseconds(MINUTE, 1000),
     RATE_LIMIT_ANONYMOUS_PER_MINUTE: count(60, 1, 10_000_000),
     RATE_LIMIT_FREE_PER_MINUTE: count(600, 1, 10_000_000),
     RATE_LIMIT_PRO_PER_MINUTE: count(6000, 1, 10_000_000),
@@ -201,6 +202,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
         lockoutMs: e.LOGIN_LOCKOUT_MS,
       },
       rateLimits: {
+        windowMs: e.RATE_LIMIT_WINDOW_MS,
         anonymous: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
         free: e.RATE_LIMIT_FREE_PER_MINUTE,
         pro: e.RATE_LIMIT_PRO_PER_MINUTE,

@@ -3,8 +3,11 @@ import type { CoordinationStore } from '../platform/coordination/coordination-st
 import { DomainError } from '../platform/errors.js';
 import type { TenantPlan } from './identity.types.js';
 
-/** Calls per minute: per API key or user by the tenant's plan, per IP when anonymous. */
-export type RateLimitTable = Record<TenantPlan | 'anonymous', number>;
+/** Tiers: the tenant's plan for users and API keys, `anonymous` (per IP) for calls without credentials. */
+export type RateLimitTier = TenantPlan | 'anonymous';
+
+/** Calls allowed per window, per tier. */
+export type RateLimitTable = Record<RateLimitTier, number> & { windowMs: number };
 
 /** What a caller has left, for the `ratelimit-*` response headers. */
 export interface RateLimitState {
@@ -19,21 +22,22 @@ export interface RateLimitState {
  * retry-after.
  */
 export class RateLimits {
-  private readonly limiters = new Map<keyof RateLimitTable, RateLimiterAbstract>();
+  private readonly limiters = new Map<RateLimitTier, RateLimiterAbstract>();
 
   constructor(
     store: CoordinationStore,
     private readonly table: RateLimitTable,
   ) {
-    for (const tier of Object.keys(table) as (keyof RateLimitTable)[]) {
+    const durationSeconds = Math.max(1, Math.round(table.windowMs / 1000));
+    for (const tier of ['anonymous', 'free', 'pro', 'enterprise'] as const) {
       this.limiters.set(
         tier,
-        store.createRateLimiter({ keyPrefix: `rate:${tier}`, points: table[tier], durationSeconds: 60 }),
+        store.createRateLimiter({ keyPrefix: `rate:${tier}`, points: table[tier], durationSeconds }),
       );
     }
   }
 
-  async consume(subject: string, tier: keyof RateLimitTable): Promise<RateLimitState> {
+  async consume(subject: string, tier: RateLimitTier): Promise<RateLimitState> {
     const limiter = this.limiters.get(tier);
     if (!limiter) throw new Error(`no rate limit for ${tier}`);
     const limit = this.table[tier];
@@ -45,7 +49,7 @@ export class RateLimits {
       const retryAfter = Math.max(1, Math.ceil(refused.msBeforeNext / 1000));
       throw new DomainError(
         'RESOURCE_EXHAUSTED',
-        `rate limit of ${limit} calls per minute exceeded; retry in ${retryAfter} s`,
+        `rate limit of ${limit} calls per ${this.table.windowMs / 1000} s exceeded; retry in ${retryAfter} s`,
         {
           details: {
             'retry-after': retryAfter,

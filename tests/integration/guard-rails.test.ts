@@ -1,0 +1,160 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Code, ConnectError } from '@connectrpc/connect';
+import { postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { RawAgentStream } from '../support/raw-stream.js';
+import { signUp } from '../support/tenants.js';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const rpc = (service: string, method: string) => `switchboard.v1.${service}/${method}`;
+
+describe('guard rails: rate limits, lock-outs and worker credentials', () => {
+  let cp: TestControlPlane;
+  beforeAll(async () => {
+    cp = await startControlPlane({
+      env: {
+        RATE_LIMIT_WINDOW_MS: '2000',
+        RATE_LIMIT_FREE_PER_MINUTE: '5',
+        RATE_LIMIT_ANONYMOUS_PER_MINUTE: '1000',
+        LOGIN_MAX_FAILURES: '3',
+        LOGIN_LOCKOUT_MS: '1000',
+      },
+    });
+  });
+  afterAll(async () => {
+    await cp?.close();
+  });
+
+  it('refuses the call past the configured limit with RESOURCE_EXHAUSTED and retry-after, then recovers', async () => {
+    const tenant = await signUp(cp.httpUrl, 'limited');
+    // Let the window that sign-up started run out so the count below is exact.
+    await sleep(2100);
+    const statuses: number[] = [];
+    let refused: Awaited<ReturnType<typeof postJson>> | undefined;
+    for (let i = 0; i < 6; i++) {
+      const result = await postJson(cp.httpUrl, rpc('AuthService', 'GetMe'), {}, tenant.accessToken);
+      statuses.push(result.status);
+      if (result.status !== 200) refused = result;
+    }
+    expect(statuses).toEqual([200, 200, 200, 200, 200, 429]);
+    expect(refused?.json.code).toBe('resource_exhausted');
+    expect(Number(refused?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(refused?.headers.get('ratelimit-limit')).toBe('5');
+    await sleep(Number(refused?.headers.get('retry-after')) * 1000 + 100);
+    const recovered = await postJson(cp.httpUrl, rpc('AuthService', 'GetMe'), {}, tenant.accessToken);
+    expect(recovered.status).toBe(200);
+    expect(recovered.headers.get('ratelimit-remaining')).toBe('4');
+  });
+
+  it('locks an account out after repeated failed logins, even for the right password, then lets it in', async () => {
+    const tenant = await signUp(cp.httpUrl, 'locked');
+    for (let i = 0; i < 3; i++) {
+      const { status } = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
+        email: tenant.email,
+        password: 'wrong-pass',
+      });
+      expect(status).toBe(401);
+    }
+    const locked = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
+      email: tenant.email,
+      password: tenant.password,
+    });
+    expect(locked.status).toBe(429);
+    expect(String(locked.json.message)).toMatch(/too many failed logins; try again in \d+ s/);
+    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    await sleep(1300);
+    const ok = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
+      email: tenant.email,
+      password: tenant.password,
+    });
+    expect(ok.status).toBe(200);
+  });
+
+  describe('worker streams', () => {
+    const refusedWith = async (stream: RawAgentStream) =>
+      stream.next().then(
+        () => undefined,
+        (error: unknown) => ConnectError.from(error),
+      );
+    const workerCount = async () => {
+      const { json } = await postJson(
+        cp.httpUrl,
+        rpc('AdminService', 'ListWorkers'),
+        { pageSize: 1000 },
+        cp.adminToken,
+      );
+      return ((json.workers as unknown[] | undefined) ?? []).length;
+    };
+
+    it('refuses a Hello without credentials, and stores nothing', async () => {
+      const before = await workerCount();
+      const stream = new RawAgentStream(cp.grpcUrl);
+      stream.hello('no-credentials');
+      expect((await refusedWith(stream))?.code).toBe(Code.Unauthenticated);
+      expect(await workerCount()).toBe(before);
+    });
+
+    it('refuses a bad join token, an expired one and a used-up one', async () => {
+      const bad = new RawAgentStream(cp.grpcUrl, 'sbj_0123456789abcdef_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+      bad.hello('bad-token');
+      expect((await refusedWith(bad))?.code).toBe(Code.Unauthenticated);
+
+      const short = await postJson(
+        cp.httpUrl,
+        rpc('AdminService', 'CreateJoinToken'),
+        { ttlSeconds: 1 },
+        cp.adminToken,
+      );
+      await sleep(1200);
+      const expired = new RawAgentStream(cp.grpcUrl, short.json.token as string);
+      expired.hello('expired-token');
+      expect((await refusedWith(expired))?.code).toBe(Code.Unauthenticated);
+
+      const once = await cp.joinToken(1);
+      const first = new RawAgentStream(cp.grpcUrl, once);
+      first.hello('single-use-a');
+      expect((await first.next()).payload.case).toBe('welcome');
+      const second = new RawAgentStream(cp.grpcUrl, once);
+      second.hello('single-use-b');
+      expect((await refusedWith(second))?.code).toBe(Code.Unauthenticated);
+      first.end();
+    });
+
+    it('keeps tenant and worker credentials apart', async () => {
+      const tenant = await signUp(cp.httpUrl, 'crossover');
+      const asWorker = new RawAgentStream(cp.grpcUrl);
+      asWorker.hello('tenant-token-as-worker', { credential: { case: 'workerCredential', value: tenant.accessToken } });
+      expect((await refusedWith(asWorker))?.code).toBe(Code.Unauthenticated);
+
+      const worker = new RawAgentStream(cp.grpcUrl, await cp.joinToken(1));
+      worker.hello('real-worker');
+      const welcome = await worker.next();
+      const credential = welcome.payload.case === 'welcome' ? welcome.payload.value.workerCredential : '';
+      expect(credential).not.toBe('');
+      for (const path of [
+        rpc('AdminService', 'ListWorkers'),
+        rpc('AuthService', 'GetMe'),
+        rpc('ApiKeyService', 'ListApiKeys'),
+      ]) {
+        expect((await postJson(cp.httpUrl, path, {}, credential)).status).toBe(401);
+      }
+      worker.end();
+    });
+
+    it('invalidates earlier worker credentials when the worker enrols again', async () => {
+      const first = new RawAgentStream(cp.grpcUrl, await cp.joinToken(1));
+      first.hello('re-enrolled');
+      const welcome = await first.next();
+      const oldCredential = welcome.payload.case === 'welcome' ? welcome.payload.value.workerCredential : '';
+      first.end();
+      await sleep(200);
+      const again = new RawAgentStream(cp.grpcUrl, await cp.joinToken(1));
+      again.hello('re-enrolled');
+      expect((await again.next()).payload.case).toBe('welcome');
+      again.end();
+      await sleep(200);
+      const stale = new RawAgentStream(cp.grpcUrl);
+      stale.hello('re-enrolled', { credential: { case: 'workerCredential', value: oldCredential } });
+      expect((await refusedWith(stale))?.code).toBe(Code.Unauthenticated);
+    });
+  });
+});
