@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { createContextValues, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AdminService } from '../gen/switchboard/v1/admin_pb.js';
@@ -17,7 +18,7 @@ import { databaseTarget, migrate, openDatabase, type Database } from './platform
 import { createLogger, type Logger } from './platform/logger.js';
 import type { Resources } from './platform/resources.js';
 import { originKey, peerKey } from './transport/context.js';
-import { createAuthInterceptor } from './transport/auth.interceptor.js';
+import { createAuthInterceptor, type CredentialVerifier } from './transport/auth.interceptor.js';
 import { createValidationInterceptor } from './transport/validation.interceptor.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
 import { createAuthHandler, createApiKeyHandler, createMemberHandler } from './identity/identity.handlers.js';
@@ -65,7 +66,18 @@ const SERVICES = [
  * hands each capability the shared resources. Opening the database and the
  * coordination store (and migrating) happens here; listening in start().
  */
-export async function createApp(config: Config, overrides: { logger?: Logger; clock?: Clock } = {}): Promise<App> {
+/**
+ * Replaceable parts, for tests and benchmarks. `authenticator` exists so
+ * bench/auth can measure the floor (the same RPCs with credential checks
+ * switched off); nothing in production sets it.
+ */
+export interface AppOverrides {
+  logger?: Logger;
+  clock?: Clock;
+  authenticator?: CredentialVerifier;
+}
+
+export async function createApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
   const logger =
     overrides.logger ??
     createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'control-plane' });
@@ -102,6 +114,8 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
   const health = new ServiceHealth(serviceNames);
   const registry = createApiRegistry();
   const shutdown = new AbortController();
+  // Every in-flight RPC listens for shutdown; thousands at once are normal, not a leak.
+  setMaxListeners(0, shutdown.signal);
 
   const routes = (router: ConnectRouter) => {
     router.service(
@@ -138,7 +152,7 @@ export async function createApp(config: Config, overrides: { logger?: Logger; cl
     routes,
     interceptors: [
       createObservabilityInterceptor(log.child({ component: 'rpc' })),
-      createAuthInterceptor(identity.authenticator, identity.rateLimits),
+      createAuthInterceptor(overrides.authenticator ?? identity.authenticator, identity.rateLimits),
       createValidationInterceptor(),
       createEntityManagerInterceptor(database.orm),
     ],

@@ -11,7 +11,12 @@ import { originKey, principalKey } from './context.js';
  * Authentication, authorization (the RPC_ACCESS table, deny by default) and
  * rate limiting for every RPC, on every protocol.
  */
-export function createAuthInterceptor(authenticator: Authenticator, rateLimits: RateLimits): Interceptor {
+/** Turns a presented credential into a principal (the Authenticator, or a stand-in in benchmarks). */
+export interface CredentialVerifier {
+  authenticate(credential: string): Promise<Principal>;
+}
+
+export function createAuthInterceptor(authenticator: CredentialVerifier, rateLimits: RateLimits): Interceptor {
   return (next) => async (req) => {
     const rpc = `${req.service.typeName}/${req.method.name}`;
     const access = RPC_ACCESS[rpc];
