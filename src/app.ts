@@ -183,6 +183,12 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         );
         if (created) log.info({ email: user.email }, 'created platform admin from BOOTSTRAP_ADMIN_EMAIL');
       }
+      if (config.auth.bootstrapJoinToken) {
+        await identity.joinTokens.ensure(database.orm.em.fork(), config.auth.bootstrapJoinToken, {
+          ip: 'config',
+          userAgent: 'BOOTSTRAP_JOIN_TOKEN',
+        });
+      }
       await identity.start();
       listeners = await listen({ host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort, handler });
       fleet.start();

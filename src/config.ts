@@ -48,6 +48,8 @@ export interface AuthConfig {
   readonly rateLimits: { windowMs: number; anonymous: number; free: number; pro: number; enterprise: number };
   /** Creates this platform admin at start when set (and none with that email exists). */
   readonly bootstrapAdmin: { email: string; password: string } | undefined;
+  /** A pre-shared multi-use join token registered at start (compose, automated installs). */
+  readonly bootstrapJoinToken: string | undefined;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -133,6 +135,13 @@ const envSchema = z
     RATE_LIMIT_ENTERPRISE_PER_MINUTE: count(60_000, 1, 10_000_000),
     BOOTSTRAP_ADMIN_EMAIL: z.email('expected an email address').optional(),
     BOOTSTRAP_ADMIN_PASSWORD: z.string().min(12, 'expected at least 12 characters').optional(),
+    BOOTSTRAP_JOIN_TOKEN: z
+      .string()
+      .regex(
+        /^sbj_[a-z0-9]{16}_[A-Za-z0-9_-]{43}$/,
+        'expected sbj_<16 lowercase letters or digits>_<43 base64url characters>',
+      )
+      .optional(),
   })
   .superRefine((env, ctx) => {
     if ((env.BOOTSTRAP_ADMIN_EMAIL === undefined) !== (env.BOOTSTRAP_ADMIN_PASSWORD === undefined)) {
@@ -212,6 +221,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
         e.BOOTSTRAP_ADMIN_EMAIL && e.BOOTSTRAP_ADMIN_PASSWORD
           ? { email: e.BOOTSTRAP_ADMIN_EMAIL, password: e.BOOTSTRAP_ADMIN_PASSWORD }
           : undefined,
+      bootstrapJoinToken: e.BOOTSTRAP_JOIN_TOKEN,
     },
   };
 }

@@ -51,6 +51,40 @@ export class JoinTokenService {
   }
 
   /**
+   * Registers a pre-shared token chosen by the operator (BOOTSTRAP_JOIN_TOKEN)
+   * if it is not registered yet: many uses, valid for a year from first start.
+   */
+  async ensure(em: EntityManager, token: string, origin: RequestOrigin): Promise<void> {
+    const match = TOKEN_PATTERN.exec(token);
+    if (!match) throw DomainError.invalidArgument('BOOTSTRAP_JOIN_TOKEN', 'not a join token');
+    const [, id = '', secret = ''] = match;
+    if (await em.findOne(JoinToken, { id })) return;
+    const now = this.clock.now();
+    em.create(JoinToken, {
+      id,
+      secretHash: sha256Hex(secret),
+      description: 'BOOTSTRAP_JOIN_TOKEN',
+      createdByUserId: null,
+      createdAt: now,
+      expiresAt: new Date(now.getTime() + 365 * 24 * 3600_000),
+      maxUses: 10_000,
+      uses: 0,
+    });
+    this.audit.record(
+      em,
+      {
+        action: 'join_token.created',
+        tenantId: null,
+        targetType: 'join_token',
+        targetId: id,
+        details: { source: 'BOOTSTRAP_JOIN_TOKEN' },
+      },
+      { origin },
+    );
+    await em.flush();
+  }
+
+  /**
    * Uses the token once, atomically (several agents may race for the last
    * use). Returns its id; refuses with UNAUTHENTICATED when it is unknown,
    * expired or used up.

@@ -4,6 +4,7 @@ import { postJson, startControlPlane, type TestControlPlane } from '../support/c
 import { RawAgentStream } from '../support/raw-stream.js';
 import { signUp } from '../support/tenants.js';
 
+const BOOTSTRAP_TOKEN = 'sbj_0123456789abcdef_bootstrapbootstrapbootstrapbootstrapbootstr';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const rpc = (service: string, method: string) => `switchboard.v1.${service}/${method}`;
 
@@ -17,6 +18,7 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
         RATE_LIMIT_ANONYMOUS_PER_MINUTE: '1000',
         LOGIN_MAX_FAILURES: '3',
         LOGIN_LOCKOUT_MS: '1000',
+        BOOTSTRAP_JOIN_TOKEN: BOOTSTRAP_TOKEN,
       },
     });
   });
@@ -91,6 +93,15 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
       stream.hello('no-credentials');
       expect((await refusedWith(stream))?.code).toBe(Code.Unauthenticated);
       expect(await workerCount()).toBe(before);
+    });
+
+    it('accepts the pre-shared BOOTSTRAP_JOIN_TOKEN for several agents', async () => {
+      for (const name of ['bootstrap-a', 'bootstrap-b']) {
+        const stream = new RawAgentStream(cp.grpcUrl, BOOTSTRAP_TOKEN);
+        stream.hello(name);
+        expect((await stream.next()).payload.case).toBe('welcome');
+        stream.end();
+      }
     });
 
     it('refuses a bad join token, an expired one and a used-up one', async () => {
