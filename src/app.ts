@@ -104,6 +104,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       heartbeatIntervalMs: config.heartbeatIntervalMs,
       leaseTtlMs: config.leaseTtlMs,
       sweepIntervalMs: config.sweepIntervalMs,
+      failureGraceMs: config.failureGraceMs,
       metricsFlushIntervalMs: config.metricsFlushIntervalMs,
       replicaId: config.replicaId,
     },
@@ -191,7 +192,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       }
       await identity.start();
       listeners = await listen({ host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort, handler });
-      fleet.start();
+      await fleet.start();
       health.setAll('SERVING');
       const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
       const urls = {

@@ -26,6 +26,8 @@ export interface Config {
   readonly heartbeatIntervalMs: number;
   readonly leaseTtlMs: number;
   readonly sweepIntervalMs: number;
+  /** How long a worker whose connection was lost may take to reconnect before it is FAILED. */
+  readonly failureGraceMs: number;
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
   readonly shutdownTimeoutMs: number;
@@ -113,6 +115,7 @@ const envSchema = z
     HEARTBEAT_INTERVAL_MS: milliseconds(2000, 100),
     LEASE_TTL_MS: milliseconds(10000, 300),
     SWEEP_INTERVAL_MS: milliseconds(1000, 50),
+    FAILURE_GRACE_MS: milliseconds(3000, 0),
     METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
     SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
     REPLICA_ID: z.string().min(1).optional(),
@@ -194,6 +197,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     heartbeatIntervalMs: e.HEARTBEAT_INTERVAL_MS,
     leaseTtlMs: e.LEASE_TTL_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
+    failureGraceMs: e.FAILURE_GRACE_MS,
     metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,

@@ -57,7 +57,8 @@ const loopbackUrl = (protocols: readonly string[], fallback: string) =>
     );
 
 const schema = z.object({
-  BENCH_AGENTS: count(1000, 20_000),
+  // The control plane's BOOTSTRAP_JOIN_TOKEN, which the agents enrol with, allows 10,000 uses.
+  BENCH_AGENTS: count(1000, 10_000),
   BENCH_DURATION_S: count(60, 3600),
   BENCH_WARMUP_S: z.coerce.number().int().min(0).max(600).default(5),
   BENCH_CONNECT_CONCURRENCY: count(50, 1000),

@@ -11,6 +11,8 @@ export interface LoadOptions {
   connectConcurrency: number;
   /** How long one agent may wait for its Welcome before the run fails. */
   welcomeTimeoutMs: number;
+  /** Presented in every Hello, as a real agent enrols; the floor ignores it. */
+  joinToken: string;
 }
 
 /** Round-trip figures of the heartbeats acknowledged inside the steady window. */

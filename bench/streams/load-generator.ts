@@ -51,7 +51,15 @@ function onFailure(agent: SimulatedAgent, error: Error): void {
 async function start(options: LoadOptions): Promise<void> {
   for (let i = 0; i < options.agents; i++) {
     const name = `${options.namePrefix}-${String(i).padStart(5, '0')}`;
-    agents.push(new SimulatedAgent(name, { target: options.target, recorder, host: () => host, onFailure }));
+    agents.push(
+      new SimulatedAgent(name, {
+        target: options.target,
+        joinToken: options.joinToken,
+        recorder,
+        host: () => host,
+        onFailure,
+      }),
+    );
   }
   const started = performance.now();
   let next = 0;

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '@connectrpc/connect';
 import { createConnectTransport } from '@connectrpc/connect-node';
 import { AdminService } from '../../gen/switchboard/v1/admin_pb.js';
+import { AuthService } from '../../gen/switchboard/v1/auth_pb.js';
 import { WorkerStatus } from '../../gen/switchboard/v1/fleet_pb.js';
 import { createBenchDatabase, deleteRedisKeys } from './backing-services.js';
 import { BenchOptionsError, loadBenchOptions, USAGE, type BenchOptions } from './bench.options.js';
@@ -74,6 +75,7 @@ async function main(): Promise<number> {
     cleanups.push(() => backing.dispose());
     progress(`control plane backing: ${backing.description}`);
 
+    const credentials = createBenchCredentials();
     const ours = await measure(
       {
         label: 'control plane',
@@ -89,8 +91,14 @@ async function main(): Promise<number> {
           LOG_LEVEL: 'info',
           LOG_FORMAT: 'json',
           REPLICA_ID: `bench-${runId}`,
+          // The supported way to seed a fresh deployment: a platform admin
+          // (to ask ListWorkers) and a join token (for the agents' Hello).
+          BOOTSTRAP_ADMIN_EMAIL: credentials.adminEmail,
+          BOOTSTRAP_ADMIN_PASSWORD: credentials.adminPassword,
+          BOOTSTRAP_JOIN_TOKEN: credentials.joinToken,
         },
-        countOnline: (httpUrl) => countOnlineWorkers(httpUrl, namePrefix),
+        joinToken: credentials.joinToken,
+        countOnline: (httpUrl) => countOnlineWorkers(httpUrl, credentials, namePrefix),
       },
       options,
       namePrefix,
@@ -105,6 +113,7 @@ async function main(): Promise<number> {
           HEARTBEAT_INTERVAL_MS: String(HEARTBEAT_INTERVAL_MS),
           LEASE_TTL_MS: String(LEASE_TTL_MS),
         },
+        joinToken: credentials.joinToken,
       },
       options,
       namePrefix,
@@ -162,18 +171,42 @@ async function prepareBacking(options: BenchOptions, runId: string, workDir: str
   };
 }
 
-/** Counts the run's workers the control plane reports ONLINE, through AdminService/ListWorkers over Connect JSON. */
-async function countOnlineWorkers(httpUrl: string, namePrefix: string): Promise<number> {
-  const admin = createClient(
-    AdminService,
-    createConnectTransport({ baseUrl: httpUrl, httpVersion: '1.1', useBinaryFormat: false }),
+/** Throwaway credentials for one run's control plane; they die with its database. */
+interface BenchCredentials {
+  adminEmail: string;
+  adminPassword: string;
+  joinToken: string;
+}
+
+function createBenchCredentials(): BenchCredentials {
+  return {
+    adminEmail: `bench-${randomBytes(4).toString('hex')}@bench.local`,
+    adminPassword: randomBytes(18).toString('base64url'),
+    // The format BOOTSTRAP_JOIN_TOKEN requires: sbj_<16 lowercase alphanumerics>_<43 base64url>.
+    joinToken: `sbj_${randomBytes(8).toString('hex')}_${randomBytes(32).toString('base64url')}`,
+  };
+}
+
+/**
+ * Counts the run's workers the control plane reports ONLINE, as an operator
+ * would see them: log in as the platform admin, then page through
+ * AdminService/ListWorkers over Connect JSON.
+ */
+async function countOnlineWorkers(httpUrl: string, credentials: BenchCredentials, namePrefix: string): Promise<number> {
+  const transport = createConnectTransport({ baseUrl: httpUrl, httpVersion: '1.1', useBinaryFormat: false });
+  const { tokens } = await createClient(AuthService, transport).login(
+    { email: credentials.adminEmail, password: credentials.adminPassword },
+    { timeoutMs: 30_000 },
   );
+  if (!tokens?.accessToken) throw new Error('platform admin login returned no access token');
+  const headers = { authorization: `Bearer ${tokens.accessToken}` };
+  const admin = createClient(AdminService, transport);
   let online = 0;
   let pageToken = '';
   do {
     const page = await admin.listWorkers(
       { pageSize: 1000, status: WorkerStatus.ONLINE, pageToken },
-      { timeoutMs: 30_000 },
+      { timeoutMs: 30_000, headers },
     );
     online += page.workers.filter(
       (w) => w.status === WorkerStatus.ONLINE && w.name.startsWith(`${namePrefix}-`),

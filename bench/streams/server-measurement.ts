@@ -36,6 +36,8 @@ export interface Target {
   label: string;
   entry: string;
   env: NodeJS.ProcessEnv;
+  /** What the agents enrol with; the same Hello goes to both servers. */
+  joinToken: string;
   countOnline?: (httpUrl: string) => Promise<number>;
 }
 
@@ -82,7 +84,7 @@ export async function measure(
       env: process.env,
       logFile: join(workDir, `load-${slug}.log`),
     });
-    const connected = await connectAgents(load, server, options, namePrefix);
+    const connected = await connectAgents(load, server, target.joinToken, options, namePrefix);
     progress(`${target.label}: ${options.agents} agents connected in ${(connected.elapsedMs / 1000).toFixed(1)} s`);
     await guarded(sleep(options.warmupS * 1000), server.child.failed, load.failed);
 
@@ -184,6 +186,7 @@ async function startServer(
 async function connectAgents(
   load: BenchChild<LoadCommand, LoadEvent>,
   server: StartedServer,
+  joinToken: string,
   options: BenchOptions,
   namePrefix: string,
 ): Promise<{ elapsedMs: number }> {
@@ -195,6 +198,7 @@ async function connectAgents(
       namePrefix,
       connectConcurrency: options.connectConcurrency,
       welcomeTimeoutMs: WELCOME_TIMEOUT_MS,
+      joinToken,
     },
   });
   // Generous: the slowest legitimate ramp is every Hello taking the whole Welcome timeout.

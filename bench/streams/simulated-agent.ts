@@ -34,6 +34,7 @@ export interface HostReadings {
 /** What a simulated agent needs from the load generator. */
 export interface SimulatedAgentContext {
   target: string;
+  joinToken: string;
   recorder: LatencyRecorder;
   host: () => HostReadings;
   /** Called once, the first time this agent fails; the run is then over. */
@@ -107,6 +108,7 @@ export class SimulatedAgent {
           supportedEngines: [Engine.SANDBOX],
           labels: { zone: 'bench' },
           instanceId: this.instanceId,
+          credential: { case: 'joinToken', value: this.context.joinToken },
         },
       },
     });

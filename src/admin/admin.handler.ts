@@ -3,7 +3,14 @@ import { create } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
   type AdminService,
+  CordonWorkerResponseSchema,
   CreateJoinTokenResponseSchema,
+  DrainWorkerResponseSchema,
+  GetFleetSummaryResponseSchema,
+  ListWorkerEventsResponseSchema,
+  RemoveWorkerResponseSchema,
+  UncordonWorkerResponseSchema,
+  WatchWorkersResponseSchema,
   GetWorkerResponseSchema,
   ListWorkersResponseSchema,
   SetUserStatusResponseSchema,
@@ -14,7 +21,10 @@ import { userStatusFromProto, userToProto } from '../identity/identity.mapping.j
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { originKey } from '../transport/context.js';
 import type { FleetService } from '../fleet/fleet.service.js';
-import { statusFromProto, workerToProto } from '../fleet/fleet.mapping.js';
+import { statusFromProto, workerEventToProto, workerToProto } from '../fleet/fleet.mapping.js';
+import type { WorkerChange } from '../fleet/fleet.service.js';
+import { parseLabelSelector, type AdminAction } from '../fleet/worker.state.js';
+import { AsyncQueue } from '../platform/async-queue.js';
 import { decodePageToken, encodePageToken, normalisePageSize } from '../fleet/page-token.js';
 import { WorkerRepository } from '../fleet/worker.repository.js';
 import { DomainError } from '../platform/errors.js';
@@ -29,6 +39,15 @@ export function createAdminServiceHandler(deps: {
   auth: AuthService;
 }): Partial<ServiceImpl<typeof AdminService>> {
   const { fleet, joinTokens, auth } = deps;
+  const adminAction = (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
+    const principal = requirePrincipal(ctx);
+    return fleet.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
+      workerId,
+      action,
+      reason,
+      actorUserId: principal.kind === 'user' ? principal.userId : null,
+    });
+  };
   return {
     async createJoinToken(req, ctx: HandlerContext) {
       const { joinToken, token } = await joinTokens.create(
@@ -66,6 +85,8 @@ export function createAdminServiceHandler(deps: {
         status: statusFromProto(req.status),
         afterName: decodePageToken(req.pageToken),
         pageSize: pageSize + 1,
+        agentVersion: req.agentVersion || undefined,
+        labels: parseLabelSelector(req.labelSelector),
       });
       const page = workers.slice(0, pageSize);
       const last = page.at(-1);
@@ -73,6 +94,74 @@ export function createAdminServiceHandler(deps: {
         workers: page.map(workerToProto),
         nextPageToken: workers.length > pageSize && last ? encodePageToken(last.name) : '',
       });
+    },
+
+    async cordonWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'cordon', req.reason);
+      return create(CordonWorkerResponseSchema, { worker: workerToProto(worker) });
+    },
+
+    async uncordonWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'uncordon', '');
+      return create(UncordonWorkerResponseSchema, { worker: workerToProto(worker) });
+    },
+
+    async drainWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'drain', req.reason);
+      return create(DrainWorkerResponseSchema, {
+        worker: workerToProto(worker),
+        sessionsRemaining: worker.metrics?.sessionCount ?? 0,
+      });
+    },
+
+    async removeWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'remove', '');
+      return create(RemoveWorkerResponseSchema, { worker: workerToProto(worker) });
+    },
+
+    async listWorkerEvents(req, ctx: HandlerContext) {
+      const repository = new WorkerRepository(requestEntityManager(ctx));
+      const worker = await fleet.getWorker(repository, req.workerId);
+      const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
+      const cursor = decodePageToken(req.pageToken);
+      const [at = '', id = ''] = cursor ? cursor.split('|') : [];
+      const events = await repository.listEvents(worker.id, {
+        pageSize: pageSize + 1,
+        before: cursor ? { occurredAt: new Date(at), id } : undefined,
+      });
+      const page = events.slice(0, pageSize);
+      const last = page.at(-1);
+      return create(ListWorkerEventsResponseSchema, {
+        events: page.map((event) => workerEventToProto(event, worker.name)),
+        nextPageToken:
+          events.length > pageSize && last ? encodePageToken(`${last.occurredAt.toISOString()}|${last.id}`) : '',
+      });
+    },
+
+    async *watchWorkers(_req, ctx: HandlerContext) {
+      // Subscribe before the snapshot so no change falls between the two.
+      const changes = new AsyncQueue<WorkerChange>();
+      const stop = fleet.watch((change) => changes.push(change));
+      const end = () => changes.close();
+      ctx.signal.addEventListener('abort', end, { once: true });
+      try {
+        const snapshot = await new WorkerRepository(requestEntityManager(ctx)).findAll();
+        yield create(WatchWorkersResponseSchema, { snapshot: snapshot.map(workerToProto) });
+        for await (const change of changes) {
+          yield create(WatchWorkersResponseSchema, {
+            worker: workerToProto(change.worker),
+            event: workerEventToProto(change.event, change.worker.name),
+          });
+        }
+      } finally {
+        stop();
+        ctx.signal.removeEventListener('abort', end);
+      }
+    },
+
+    async getFleetSummary(_req, ctx: HandlerContext) {
+      const summary = await fleet.summary(new WorkerRepository(requestEntityManager(ctx)));
+      return create(GetFleetSummaryResponseSchema, summary);
     },
 
     async getWorker(req, ctx: HandlerContext) {

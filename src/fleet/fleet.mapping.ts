@@ -7,9 +7,13 @@ import {
   type Worker as WorkerMessage,
   WorkerSchema as WorkerMessageSchema,
   WorkerStatus as WorkerStatusMessage,
+  Schedulability as SchedulabilityMessage,
+  type WorkerEvent as WorkerEventMessage,
+  WorkerEventSchema as WorkerEventMessageSchema,
 } from '../../gen/switchboard/v1/fleet_pb.js';
+import type { WorkerEvent } from './worker-event.entity.js';
 import { DomainError } from '../platform/errors.js';
-import type { EngineKind, Worker, WorkerMetrics, WorkerStatus } from './worker.entity.js';
+import type { EngineKind, Schedulability, Worker, WorkerMetrics, WorkerStatus } from './worker.entity.js';
 
 /** Protobuf <-> domain mapping for fleet types, shared by the worker stream and admin handlers. */
 export function engineFromProto(engine: Engine): EngineKind {
@@ -40,7 +44,34 @@ export function statusToProto(status: WorkerStatus): WorkerStatusMessage {
       return WorkerStatusMessage.ONLINE;
     case 'OFFLINE':
       return WorkerStatusMessage.OFFLINE;
+    case 'FAILED':
+      return WorkerStatusMessage.FAILED;
+    case 'REMOVED':
+      return WorkerStatusMessage.REMOVED;
   }
+}
+
+export function schedulabilityToProto(value: Schedulability): SchedulabilityMessage {
+  switch (value) {
+    case 'ACTIVE':
+      return SchedulabilityMessage.ACTIVE;
+    case 'CORDONED':
+      return SchedulabilityMessage.CORDONED;
+    case 'DRAINING':
+      return SchedulabilityMessage.DRAINING;
+  }
+}
+
+export function workerEventToProto(event: WorkerEvent, workerName: string): WorkerEventMessage {
+  return create(WorkerEventMessageSchema, {
+    id: event.id,
+    workerId: event.workerId,
+    workerName,
+    kind: event.kind,
+    reason: event.reason,
+    actorUserId: event.actorUserId ?? '',
+    occurredAt: timestampFromDate(event.occurredAt),
+  });
 }
 
 export function statusFromProto(status: WorkerStatusMessage): WorkerStatus | undefined {
@@ -51,6 +82,10 @@ export function statusFromProto(status: WorkerStatusMessage): WorkerStatus | und
       return 'ONLINE';
     case WorkerStatusMessage.OFFLINE:
       return 'OFFLINE';
+    case WorkerStatusMessage.FAILED:
+      return 'FAILED';
+    case WorkerStatusMessage.REMOVED:
+      return 'REMOVED';
     default:
       throw DomainError.invalidArgument('status', `unknown worker status ${String(status)}`);
   }
@@ -106,5 +141,7 @@ export function workerToProto(worker: Worker): WorkerMessage {
     firstSeenAt: ts(worker.firstSeenAt),
     disconnectedAt: ts(worker.disconnectedAt),
     replicaId: worker.replicaId ?? '',
+    schedulability: schedulabilityToProto(worker.schedulability),
+    schedulabilityReason: worker.schedulabilityReason,
   });
 }

@@ -5,9 +5,21 @@ import type { Logger } from '../platform/logger.js';
 import type { AgentHeartbeat, AgentHello, FleetOptions, WorkerQuery } from './fleet.types.js';
 import { validateHello } from './hello.validation.js';
 import { WorkerConnection } from './worker-connection.js';
-import type { Worker } from './worker.entity.js';
 import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
 import { isLeaseExpired, leaseKey } from './lease.js';
+import { summariseFleet, type FleetSummary } from './fleet-summary.js';
+import { WorkerEvent } from './worker-event.entity.js';
+import { Worker } from './worker.entity.js';
+import type { AdminAction } from './worker.state.js';
+import type { DisconnectOutcome } from './worker-connection.js';
+
+const CHANGES_CHANNEL = 'fleet:changes';
+
+/** A committed change to a worker, as watchers receive it. */
+export interface WorkerChange {
+  worker: Worker;
+  event: WorkerEvent;
+}
 import type { TokenService } from '../identity/token.service.js';
 import type { JoinTokenService } from './join-token.service.js';
 
@@ -24,6 +36,8 @@ export class FleetService {
   private flushTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
+  private readonly watchers = new Set<(change: WorkerChange) => void>();
+  private unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(
     private readonly resources: Resources,
@@ -33,7 +47,10 @@ export class FleetService {
     this.log = resources.logger.child({ component: 'fleet' });
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    this.unsubscribe = await this.resources.store.subscribe(CHANGES_CHANNEL, (message) => {
+      void this.deliver(message);
+    });
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.flushTimer = setInterval(() => void this.flushHeartbeats(), this.options.metricsFlushIntervalMs);
   }
@@ -70,7 +87,7 @@ export class FleetService {
         ? await this.auth.tokens.verifyWorkerCredential(credential.token)
         : undefined;
     const now = clock.now();
-    const worker = await this.repository().attachStream({
+    const { worker, event: online } = await this.repository().attachStream({
       hello,
       streamId: connection.streamId,
       replicaId: this.options.replicaId,
@@ -136,6 +153,7 @@ export class FleetService {
       },
       'worker online',
     );
+    await this.announce(online);
     connection.send({
       correlationId,
       kind: 'welcome',
@@ -180,11 +198,17 @@ export class FleetService {
     });
   }
 
-  /** The stream is over (agent gone, error, or terminated by us): release the lease and go offline. */
-  async disconnect(connection: WorkerConnection, reason: string): Promise<void> {
+  /**
+   * The stream is over: release the lease and record why. `clean` (the agent
+   * said goodbye) is OFFLINE; `lost` (connection dropped, replica stopping) is
+   * OFFLINE with a deadline, FAILED unless the worker is back within the
+   * grace; an expired lease is FAILED at once.
+   */
+  async disconnect(connection: WorkerConnection, reason: string, outcome: DisconnectOutcome = 'lost'): Promise<void> {
     if (connection.state === 'closed') return;
     const wasLive = connection.state === 'live' || connection.workerId !== '';
     const finalReason = connection.endReason ?? reason;
+    const finalOutcome = connection.endOutcome ?? outcome;
     connection.state = 'closed';
     connection.outbound.close();
     if (!wasLive) return;
@@ -194,18 +218,22 @@ export class FleetService {
     const { store, clock } = this.resources;
     try {
       await store.releaseLease(leaseKey(connection.workerId), connection.streamId);
-      const changed = await this.repository().detachStream({
+      const now = clock.now();
+      const event = await this.repository().detachStream({
         workerId: connection.workerId,
         streamId: connection.streamId,
         reason: finalReason,
-        now: clock.now(),
+        now,
         lastHeartbeat: pending?.streamId === connection.streamId ? pending : undefined,
+        status: finalOutcome === 'expired' ? 'FAILED' : 'OFFLINE',
+        failAfter: finalOutcome === 'lost' ? new Date(now.getTime() + this.options.failureGraceMs) : null,
       });
-      if (changed) {
+      if (event) {
         this.log.info(
-          { workerId: connection.workerId, worker: connection.workerName, reason: finalReason },
-          'worker offline',
+          { workerId: connection.workerId, worker: connection.workerName, reason: finalReason, status: event.kind },
+          'worker disconnected',
         );
+        await this.announce(event);
       }
     } catch (error) {
       // The sweeper finds the worker when its lease expires, so nothing is lost.
@@ -230,22 +258,33 @@ export class FleetService {
         connection.terminate(
           'lease expired',
           new DomainError('DEADLINE_EXCEEDED', `no heartbeat for ${this.options.leaseTtlMs} ms: lease expired`),
+          'expired',
         );
       }
     }
     try {
-      const online = (await this.repository().findOnline()).filter((w) => !this.connections.has(w.id));
+      for (const event of await this.repository().failOverdue(clock.now())) {
+        this.log.warn({ workerId: event.workerId }, 'worker failed: connection lost and not back in time');
+        await this.announce(event);
+      }
+      // A worker registered less than a lease ago cannot have an expired lease.
+      const connectedBefore = new Date(clock.now().getTime() - this.options.leaseTtlMs);
+      const online = (await this.repository().findOnline(connectedBefore)).filter((w) => !this.connections.has(w.id));
       if (online.length === 0) return;
       const holders = await store.readLeases(online.map((w) => leaseKey(w.id)));
       const expired = online.filter((w, i) => holders[i] === null && w.streamId !== null);
       for (const worker of expired) {
-        const changed = await this.repository().detachStream({
+        const event = await this.repository().detachStream({
           workerId: worker.id,
           streamId: worker.streamId as string,
           reason: 'lease expired',
           now: clock.now(),
+          status: 'FAILED',
         });
-        if (changed) this.log.warn({ workerId: worker.id }, 'worker offline: lease expired');
+        if (event) {
+          this.log.warn({ workerId: worker.id }, 'worker failed: lease expired');
+          await this.announce(event);
+        }
       }
     } catch (error) {
       this.log.error({ err: error }, 'lease sweep failed; retrying next interval');
@@ -267,6 +306,43 @@ export class FleetService {
     return repository.list(query);
   }
 
+  /** Cordon, uncordon, drain or remove a worker (rules in worker.state.ts). */
+  async applyAdminAction(
+    repository: WorkerRepository,
+    input: { workerId: string; action: AdminAction; reason: string; actorUserId: string | null },
+  ): Promise<Worker> {
+    const { worker, event } = await repository.applyAdminAction({ ...input, now: this.resources.clock.now() });
+    if (!event) return worker;
+    this.log.info(
+      { workerId: worker.id, worker: worker.name, event: event.kind, reason: event.reason },
+      'worker changed by operator',
+    );
+    if (event.kind === 'REMOVED') {
+      this.connections
+        .get(worker.id)
+        ?.terminate(
+          'removed by an operator',
+          new DomainError('PERMISSION_DENIED', 'this worker was removed from the fleet'),
+          'clean',
+        );
+    }
+    await this.announce(event);
+    return worker;
+  }
+
+  async summary(repository: WorkerRepository): Promise<FleetSummary> {
+    return summariseFleet(await repository.findAll());
+  }
+
+  /**
+   * Calls `onChange` for every worker change on any replica (through the
+   * coordination store), until the returned function is called.
+   */
+  watch(onChange: (change: WorkerChange) => void): () => void {
+    this.watchers.add(onChange);
+    return () => this.watchers.delete(onChange);
+  }
+
   async getWorker(repository: WorkerRepository, id: string): Promise<Worker> {
     const worker = await repository.findById(id);
     if (!worker) throw DomainError.notFound('worker', id);
@@ -279,6 +355,7 @@ export class FleetService {
    */
   async shutdown(): Promise<void> {
     this.stopped = true;
+    await this.unsubscribe?.();
     clearInterval(this.sweepTimer);
     clearInterval(this.flushTimer);
     const live = [...this.connections.values()];
@@ -290,6 +367,35 @@ export class FleetService {
     }
     await Promise.all(live.map((connection) => this.disconnect(connection, 'control plane replica shutting down')));
     await this.flushHeartbeats();
+  }
+
+  // Tells every replica's watchers; the change itself is already committed.
+  private async announce(event: WorkerEvent): Promise<void> {
+    if (this.watchers.size === 0 && this.resources.store.kind === 'memory') return;
+    try {
+      await this.resources.store.publish(
+        CHANGES_CHANNEL,
+        JSON.stringify({ workerId: event.workerId, eventId: event.id }),
+      );
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not announce a worker change to watchers');
+    }
+  }
+
+  private async deliver(message: string): Promise<void> {
+    if (this.watchers.size === 0) return;
+    try {
+      const { workerId, eventId } = JSON.parse(message) as { workerId: string; eventId: string };
+      const em = this.resources.orm.em.fork();
+      const [worker, event] = await Promise.all([
+        em.findOne(Worker, { id: workerId }),
+        em.findOne(WorkerEvent, { id: eventId }),
+      ]);
+      if (!worker || !event) return;
+      for (const watcher of this.watchers) watcher({ worker, event });
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not deliver a worker change to watchers');
+    }
   }
 
   private repository(): WorkerRepository {

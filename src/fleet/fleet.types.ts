@@ -1,3 +1,4 @@
+import type { LabelRequirement } from './worker.state.js';
 import type { EngineKind, WorkerMetrics, WorkerStatus } from './worker.entity.js';
 
 /** What an agent says about itself when it opens a stream (protocol-free). */
@@ -40,6 +41,8 @@ export interface WorkerQuery {
   pageSize: number;
   /** Name of the last worker on the previous page. */
   afterName?: string;
+  agentVersion?: string;
+  labels?: LabelRequirement[];
 }
 
 /** Timing the fleet enforces; compiled once from configuration. */
@@ -49,4 +52,6 @@ export interface FleetOptions {
   sweepIntervalMs: number;
   metricsFlushIntervalMs: number;
   replicaId: string;
+  /** How long a worker whose connection was lost may take to come back before it is FAILED. */
+  failureGraceMs: number;
 }

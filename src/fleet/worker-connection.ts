@@ -9,6 +9,9 @@ import type { ControlEnvelope } from './fleet.types.js';
  */
 export type ConnectionState = 'open' | 'live' | 'closing' | 'closed';
 
+/** How a stream ended, which decides the worker's status (see FleetService.disconnect). */
+export type DisconnectOutcome = 'clean' | 'lost' | 'expired';
+
 /**
  * One agent stream on this replica: the outbound queue the transport drains,
  * and the lease bookkeeping the fleet service updates.
@@ -23,6 +26,7 @@ export class WorkerConnection {
   lastRenewalMs = 0;
   /** Why the stream is ending, once that is decided. */
   endReason: string | undefined;
+  endOutcome: DisconnectOutcome | undefined;
 
   constructor(
     readonly streamId: string,
@@ -39,10 +43,11 @@ export class WorkerConnection {
   }
 
   /** Ends the stream from the control plane's side with an error the agent will see. */
-  terminate(reason: string, error: DomainError): void {
+  terminate(reason: string, error: DomainError, outcome: DisconnectOutcome = 'lost'): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.state = 'closing';
     this.endReason = reason;
+    this.endOutcome = outcome;
     this.outbound.close(error);
   }
 }

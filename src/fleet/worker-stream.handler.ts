@@ -11,6 +11,7 @@ import { DomainError } from '../platform/errors.js';
 import { peerKey } from '../transport/context.js';
 import type { FleetService } from './fleet.service.js';
 import type { ControlEnvelope } from './fleet.types.js';
+import type { DisconnectOutcome } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
 
 /**
@@ -23,6 +24,7 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
     async *connect(requests: AsyncIterable<AgentMessage>, ctx: HandlerContext): AsyncIterable<ControlMessage> {
       const connection = fleet.openConnection(ctx.values.get(peerKey));
       let endReason = 'stream closed by agent';
+      let outcome: DisconnectOutcome = 'clean';
       const inbound = (async () => {
         for await (const message of requests) {
           const { correlationId, payload } = message;
@@ -63,14 +65,23 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
           if (connection.state === 'closing') return;
         }
       })().then(
-        () => connection.outbound.close(),
+        () => {
+          // A cancelled call ends the request stream too, but the agent did not say goodbye.
+          if (ctx.signal.aborted) {
+            endReason = 'agent connection lost';
+            outcome = 'lost';
+          }
+          connection.outbound.close();
+        },
         (error: unknown) => {
           if (error instanceof DomainError) {
             endReason = `refused: ${error.message}`;
+            outcome = 'lost';
             connection.outbound.close(error);
           } else {
             // The agent is gone (reset, killed): nobody is left to tell.
             endReason = 'agent connection lost';
+            outcome = 'lost';
             connection.outbound.close();
           }
         },
@@ -81,7 +92,7 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
         // A Hello still being processed notices the closed connection and
         // undoes its registration (FleetService.accept), so no need to wait.
         void inbound;
-        await fleet.disconnect(connection, endReason);
+        await fleet.disconnect(connection, endReason, outcome);
       }
     },
   };

@@ -1,7 +1,10 @@
 import { EntitySchema } from '@mikro-orm/core';
 
-/** Liveness as stored; the state machine grows (DRAINING, CORDONED, FAILED) with the fleet issue. */
-export type WorkerStatus = 'ONLINE' | 'OFFLINE';
+/** Liveness as stored (see worker.state.ts for the transitions). */
+export type WorkerStatus = 'ONLINE' | 'OFFLINE' | 'FAILED' | 'REMOVED';
+
+/** Whether new work may be placed on the worker; the operator's choice, kept across reconnects. */
+export type Schedulability = 'ACTIVE' | 'CORDONED' | 'DRAINING';
 
 /** Session engines a worker can run. */
 export type EngineKind = 'SANDBOX' | 'BAILEYS';
@@ -43,6 +46,10 @@ export class Worker {
   updatedAt!: Date;
   /** Bumped to invalidate every credential issued to this worker so far. */
   credentialGeneration!: number;
+  schedulability!: Schedulability;
+  schedulabilityReason!: string;
+  /** Set when the connection was lost: FAILED at this time unless the worker is back. */
+  failAfter!: Date | null;
 }
 
 export const WorkerSchema = new EntitySchema<Worker>({
@@ -67,6 +74,9 @@ export const WorkerSchema = new EntitySchema<Worker>({
     disconnectedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     updatedAt: { type: 'datetime', columnType: 'timestamptz' },
     credentialGeneration: { type: 'integer', default: 0 },
+    schedulability: { type: 'text', default: 'ACTIVE' },
+    schedulabilityReason: { type: 'text', default: '' },
+    failAfter: { type: 'datetime', columnType: 'timestamptz', nullable: true },
   },
   indexes: [{ name: 'worker_status_idx', properties: ['status'] }],
 });

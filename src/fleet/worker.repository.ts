@@ -4,6 +4,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import { DomainError } from '../platform/errors.js';
 import type { AgentHello, WorkerQuery } from './fleet.types.js';
 import { Worker, type WorkerMetrics } from './worker.entity.js';
+import { WorkerEvent, type WorkerEventKind } from './worker-event.entity.js';
+import { planAdminAction, type AdminAction } from './worker.state.js';
 
 /** A buffered heartbeat waiting to be written. */
 export interface HeartbeatRecord {
@@ -34,7 +36,7 @@ export class WorkerRepository {
      * when a join token was used: the worker's earlier credentials stop working.
      */
     authorize: (em: EntityManager, current: Worker | null) => Promise<'enrolled' | 'verified'>;
-  }): Promise<Worker> {
+  }): Promise<{ worker: Worker; event: WorkerEvent }> {
     const { hello, now } = input;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -61,9 +63,19 @@ export class WorkerRepository {
               metrics: null,
               lastHeartbeatAt: null,
               credentialGeneration: 0,
+              schedulability: 'ACTIVE',
+              schedulabilityReason: '',
+              failAfter: null,
             } as Worker);
           }
           if (admission === 'enrolled') worker.credentialGeneration += 1;
+          if (worker.status === 'REMOVED') {
+            // Enrolled again after removal: back in the fleet, open for work.
+            worker.schedulability = 'ACTIVE';
+            worker.schedulabilityReason = '';
+          }
+          worker.failAfter = null;
+          const event = this.recordEvent(em, worker.id, 'ONLINE', 'connected', null, now);
           em.assign(worker, {
             status: 'ONLINE',
             statusReason: 'connected',
@@ -78,7 +90,7 @@ export class WorkerRepository {
             disconnectedAt: null,
             updatedAt: now,
           });
-          return worker;
+          return { worker, event };
         });
       } catch (error) {
         // Two first contacts with one new name raced on the unique index: the
@@ -96,9 +108,14 @@ export class WorkerRepository {
     reason: string;
     now: Date;
     lastHeartbeat?: HeartbeatRecord;
-  }): Promise<boolean> {
+    /** FAILED for an expired lease; OFFLINE otherwise, with a deadline when the connection was lost. */
+    status?: 'OFFLINE' | 'FAILED';
+    failAfter?: Date | null;
+  }): Promise<WorkerEvent | undefined> {
+    const status = input.status ?? 'OFFLINE';
     const changes: Partial<Worker> = {
-      status: 'OFFLINE',
+      status,
+      failAfter: input.failAfter ?? null,
       statusReason: input.reason,
       streamId: null,
       replicaId: null,
@@ -110,8 +127,101 @@ export class WorkerRepository {
       changes.lastHeartbeatAt = input.lastHeartbeat.at;
       changes.metrics = input.lastHeartbeat.metrics;
     }
-    const affected = await this.em.nativeUpdate(Worker, { id: input.workerId, streamId: input.streamId }, changes);
-    return affected > 0;
+    return this.em.transactional(async (em) => {
+      const affected = await em.nativeUpdate(Worker, { id: input.workerId, streamId: input.streamId }, changes);
+      if (affected === 0) return undefined;
+      return this.recordEvent(em, input.workerId, status, input.reason, null, input.now);
+    });
+  }
+
+  /** Workers whose connection was lost and who did not come back within the grace: FAILED now. */
+  async failOverdue(now: Date): Promise<WorkerEvent[]> {
+    return this.em.transactional(async (em) => {
+      const overdue = await em.find(
+        Worker,
+        { status: 'OFFLINE', failAfter: { $lte: now } },
+        { lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE },
+      );
+      return overdue.map((worker) => {
+        worker.status = 'FAILED';
+        worker.failAfter = null;
+        worker.statusReason = 'connection lost and not back within the failure grace';
+        worker.updatedAt = now;
+        return this.recordEvent(em, worker.id, 'FAILED', worker.statusReason, null, now);
+      });
+    });
+  }
+
+  /** Applies an operator's action under a row lock, with its event. */
+  async applyAdminAction(input: {
+    workerId: string;
+    action: AdminAction;
+    reason: string;
+    actorUserId: string | null;
+    now: Date;
+  }): Promise<{ worker: Worker; event: WorkerEvent | undefined }> {
+    return this.em.transactional(async (em) => {
+      const worker = await em.findOne(Worker, { id: input.workerId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      if (!worker) throw DomainError.notFound('worker', input.workerId);
+      const plan = planAdminAction(
+        {
+          status: worker.status,
+          schedulability: worker.schedulability,
+          sessionCount: worker.metrics?.sessionCount ?? 0,
+        },
+        input.action,
+      );
+      if (!plan.event) return { worker, event: undefined };
+      const reason = input.reason || `${input.action} by an operator`;
+      worker.status = plan.status;
+      worker.schedulability = plan.schedulability;
+      worker.updatedAt = input.now;
+      if (plan.event === 'REMOVED') {
+        // Its credentials stop working; only a new join token brings it back.
+        worker.credentialGeneration += 1;
+        worker.statusReason = reason;
+        worker.streamId = null;
+        worker.replicaId = null;
+        worker.connectedSince = null;
+        worker.failAfter = null;
+      } else {
+        worker.schedulabilityReason = plan.event === 'UNCORDONED' ? '' : reason;
+      }
+      return { worker, event: this.recordEvent(em, worker.id, plan.event, reason, input.actorUserId, input.now) };
+    });
+  }
+
+  async listEvents(workerId: string, page: { pageSize: number; before?: { occurredAt: Date; id: string } }) {
+    return this.em.find(
+      WorkerEvent,
+      {
+        workerId,
+        ...(page.before
+          ? {
+              $or: [
+                { occurredAt: { $lt: page.before.occurredAt } },
+                { occurredAt: page.before.occurredAt, id: { $lt: page.before.id } },
+              ],
+            }
+          : {}),
+      },
+      { orderBy: { occurredAt: 'desc', id: 'desc' }, limit: page.pageSize },
+    );
+  }
+
+  async findAll(): Promise<Worker[]> {
+    return this.em.find(Worker, {}, { orderBy: { name: 'asc' } });
+  }
+
+  private recordEvent(
+    em: EntityManager,
+    workerId: string,
+    kind: WorkerEventKind,
+    reason: string,
+    actorUserId: string | null,
+    now: Date,
+  ): WorkerEvent {
+    return em.create(WorkerEvent, { id: randomUUID(), workerId, kind, reason, actorUserId, occurredAt: now });
   }
 
   /** Writes many heartbeats in one statement; rows whose stream has changed are skipped. */
@@ -128,9 +238,17 @@ export class WorkerRepository {
     );
   }
 
-  /** Workers the database believes online: the sweeper checks their leases. */
-  async findOnline(): Promise<Pick<Worker, 'id' | 'streamId'>[]> {
-    return this.em.find(Worker, { status: 'ONLINE' }, { fields: ['id', 'streamId'], disableIdentityMap: true });
+  /**
+   * Workers the database believes online whose stream opened before
+   * `connectedBefore`: the sweeper checks their leases. Younger ones are
+   * skipped: their lease may not be written yet (it follows the commit).
+   */
+  async findOnline(connectedBefore: Date): Promise<Pick<Worker, 'id' | 'streamId'>[]> {
+    return this.em.find(
+      Worker,
+      { status: 'ONLINE', connectedSince: { $lt: connectedBefore } },
+      { fields: ['id', 'streamId'], disableIdentityMap: true },
+    );
   }
 
   async findById(id: string): Promise<Worker | null> {
@@ -138,13 +256,26 @@ export class WorkerRepository {
   }
 
   async list(query: WorkerQuery): Promise<Worker[]> {
-    return this.em.find(
-      Worker,
-      {
-        ...(query.status ? { status: query.status } : {}),
-        ...(query.afterName ? { name: { $gt: query.afterName } } : {}),
-      },
-      { orderBy: { name: 'asc' }, limit: query.pageSize },
-    );
+    const qb = this.em.createQueryBuilder(Worker, 'w').select('*').orderBy({ name: 'asc' }).limit(query.pageSize);
+    if (query.status) qb.andWhere({ status: query.status });
+    if (query.afterName) qb.andWhere({ name: { $gt: query.afterName } });
+    if (query.agentVersion) qb.andWhere({ agentVersion: query.agentVersion });
+    for (const r of query.labels ?? []) {
+      switch (r.op) {
+        case 'exists':
+          qb.andWhere('jsonb_exists(w.labels, ?)', [r.key]);
+          break;
+        case 'not-exists':
+          qb.andWhere('not jsonb_exists(w.labels, ?)', [r.key]);
+          break;
+        case 'equals':
+          qb.andWhere('w.labels ->> ? = ?', [r.key, r.value]);
+          break;
+        case 'not-equals':
+          qb.andWhere('(w.labels ->> ?) is distinct from ?', [r.key, r.value]);
+          break;
+      }
+    }
+    return qb.getResult();
   }
 }

@@ -51,6 +51,13 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.AdminService/GetWorker': PLATFORM,
   'switchboard.v1.AdminService/CreateJoinToken': PLATFORM,
   'switchboard.v1.AdminService/SetUserStatus': PLATFORM,
+  'switchboard.v1.AdminService/CordonWorker': PLATFORM,
+  'switchboard.v1.AdminService/UncordonWorker': PLATFORM,
+  'switchboard.v1.AdminService/DrainWorker': PLATFORM,
+  'switchboard.v1.AdminService/RemoveWorker': PLATFORM,
+  'switchboard.v1.AdminService/ListWorkerEvents': PLATFORM,
+  'switchboard.v1.AdminService/WatchWorkers': PLATFORM,
+  'switchboard.v1.AdminService/GetFleetSummary': PLATFORM,
 
   'switchboard.v1.WorkerService/Connect': { kind: 'worker' },
 

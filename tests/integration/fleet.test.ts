@@ -27,6 +27,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
   beforeAll(async () => {
     cp = await startControlPlane({
       env: {
+        FAILURE_GRACE_MS: '1000',
         HEARTBEAT_INTERVAL_MS: '200',
         LEASE_TTL_MS: '1000',
         SWEEP_INTERVAL_MS: '100',
@@ -91,7 +92,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
     expect(worker.connectedSince).toBeUndefined();
   });
 
-  it('turns the worker OFFLINE promptly when the agent process is killed', async () => {
+  it('turns the worker OFFLINE promptly when the agent process is killed, and FAILED after the grace', async () => {
     const name = `killed-${Date.now().toString(36)}`;
     const child = spawnAgentProcess(['--control-plane', cp.grpcAddress, '--name', name, '--join-token', joinToken]);
     try {
@@ -108,12 +109,20 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
       );
       // Far below the lease TTL would allow: the stream's end is the signal.
       expect(Date.now() - killedAt).toBeLessThan(3000);
+      // Not back within FAILURE_GRACE_MS (1 s here): FAILED, within one sweep more.
+      const failed = await eventually(async () => {
+        const w = await workerNamed(name);
+        return w?.status === 'WORKER_STATUS_FAILED' ? w : undefined;
+      }, 3000);
+      expect(Date.now() - killedAt).toBeGreaterThanOrEqual(1000);
+      expect(Date.now() - killedAt).toBeLessThan(1000 + 100 + 1500);
+      expect(failed.statusReason).toContain('not back within the failure grace');
     } finally {
       child.kill('SIGKILL');
     }
   });
 
-  it('turns a worker OFFLINE after the lease TTL when heartbeats stop but the connection stays open', async () => {
+  it('turns a worker FAILED after the lease TTL when heartbeats stop but the connection stays open', async () => {
     const stream = new RawAgentStream(cp.grpcUrl, joinToken);
     const name = `silent-${Date.now().toString(36)}`;
     stream.hello(name);
@@ -133,7 +142,7 @@ describe('worker fleet over live agent streams (PostgreSQL + Redis)', () => {
     expect(elapsed).toBeLessThan(2500);
     const worker = await eventually(async () => {
       const w = await workerNamed(name);
-      return w?.status === 'WORKER_STATUS_OFFLINE' ? w : undefined;
+      return w?.status === 'WORKER_STATUS_FAILED' ? w : undefined;
     }, 2000);
     expect(worker.statusReason).toBe('lease expired');
   });

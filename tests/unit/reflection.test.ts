@@ -165,6 +165,13 @@ describe('server reflection v1', () => {
       'GetWorker',
       'CreateJoinToken',
       'SetUserStatus',
+      'CordonWorker',
+      'UncordonWorker',
+      'DrainWorker',
+      'RemoveWorker',
+      'ListWorkerEvents',
+      'WatchWorkers',
+      'GetFleetSummary',
     ]);
     expect(resolved.getMessage('switchboard.v1.Worker')?.field['connectedSince']?.message?.typeName).toBe(
       'google.protobuf.Timestamp',

@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Worker, WorkerStatus } from "./fleet_pb.js";
+import type { Worker, WorkerEvent, WorkerStatus } from "./fleet_pb.js";
 import { file_switchboard_v1_fleet } from "./fleet_pb.js";
 import type { User, UserStatus } from "./identity_pb.js";
 import { file_switchboard_v1_identity } from "./identity_pb.js";
@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/admin.proto.
  */
 export const file_switchboard_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEifwoSTGlzdFdvcmtlcnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIsCgZzdGF0dXMYAyABKA4yHC5zd2l0Y2hib2FyZC52MS5Xb3JrZXJTdGF0dXMiVwoTTGlzdFdvcmtlcnNSZXNwb25zZRInCgd3b3JrZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIvChBHZXRXb3JrZXJSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQEiOwoRR2V0V29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyInQKFkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QSHQoLZGVzY3JpcHRpb24YASABKAlCCLpIBXIDGMgBEh8KC3R0bF9zZWNvbmRzGAIgASgNQgq6SAcqBRiAmp4BEhoKCG1heF91c2VzGAMgASgNQgi6SAUqAxiQTiKBAQoXQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USFQoNam9pbl90b2tlbl9pZBgBIAEoCRINCgV0b2tlbhgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghtYXhfdXNlcxgEIAEoDSJpChRTZXRVc2VyU3RhdHVzUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABARI2CgZzdGF0dXMYAiABKA4yGi5zd2l0Y2hib2FyZC52MS5Vc2VyU3RhdHVzQgq6SAeCAQQYARgCIjsKFVNldFVzZXJTdGF0dXNSZXNwb25zZRIiCgR1c2VyGAEgASgLMhQuc3dpdGNoYm9hcmQudjEuVXNlcjL6AgoMQWRtaW5TZXJ2aWNlElYKC0xpc3RXb3JrZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJQCglHZXRXb3JrZXISIC5zd2l0Y2hib2FyZC52MS5HZXRXb3JrZXJSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuR2V0V29ya2VyUmVzcG9uc2USYgoPQ3JlYXRlSm9pblRva2VuEiYuc3dpdGNoYm9hcmQudjEuQ3JlYXRlSm9pblRva2VuUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlElwKDVNldFVzZXJTdGF0dXMSJC5zd2l0Y2hib2FyZC52MS5TZXRVc2VyU3RhdHVzUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldFVzZXJTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEiwQEKEkxpc3RXb3JrZXJzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSLAoGc3RhdHVzGAMgASgOMhwuc3dpdGNoYm9hcmQudjEuV29ya2VyU3RhdHVzEiAKDmxhYmVsX3NlbGVjdG9yGAQgASgJQgi6SAVyAxiACBIeCg1hZ2VudF92ZXJzaW9uGAUgASgJQge6SARyAhhAIlcKE0xpc3RXb3JrZXJzUmVzcG9uc2USJwoHd29ya2VycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoQR2V0V29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIjsKEUdldFdvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlciJ0ChZDcmVhdGVKb2luVG9rZW5SZXF1ZXN0Eh0KC2Rlc2NyaXB0aW9uGAEgASgJQgi6SAVyAxjIARIfCgt0dGxfc2Vjb25kcxgCIAEoDUIKukgHKgUYgJqeARIaCghtYXhfdXNlcxgDIAEoDUIIukgFKgMYkE4igQEKF0NyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlEhUKDWpvaW5fdG9rZW5faWQYASABKAkSDQoFdG9rZW4YAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3VzZXMYBCABKA0iaQoUU2V0VXNlclN0YXR1c1JlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQESNgoGc3RhdHVzGAIgASgOMhouc3dpdGNoYm9hcmQudjEuVXNlclN0YXR1c0IKukgHggEEGAEYAiI7ChVTZXRVc2VyU3RhdHVzUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULnN3aXRjaGJvYXJkLnYxLlVzZXIiTAoTQ29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiPgoUQ29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIjQKFVVuY29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIkAKFlVuY29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIksKEkRyYWluV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiWQoTRHJhaW5Xb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISGgoSc2Vzc2lvbnNfcmVtYWluaW5nGAIgASgNIjIKE1JlbW92ZVdvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABASI+ChRSZW1vdmVXb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXIicwoXTGlzdFdvcmtlckV2ZW50c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIdCglwYWdlX3NpemUYAiABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAQiYAoYTGlzdFdvcmtlckV2ZW50c1Jlc3BvbnNlEisKBmV2ZW50cxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLldvcmtlckV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IpQBChRXYXRjaFdvcmtlcnNSZXNwb25zZRIoCghzbmFwc2hvdBgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchImCgZ3b3JrZXIYAiABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISKgoFZXZlbnQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5Xb3JrZXJFdmVudCIYChZHZXRGbGVldFN1bW1hcnlSZXF1ZXN0IukDChdHZXRGbGVldFN1bW1hcnlSZXNwb25zZRJXChF3b3JrZXJzX2J5X3N0YXR1cxgBIAMoCzI8LnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLldvcmtlcnNCeVN0YXR1c0VudHJ5EmUKGG9ubGluZV9ieV9zY2hlZHVsYWJpbGl0eRgCIAMoCzJDLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLk9ubGluZUJ5U2NoZWR1bGFiaWxpdHlFbnRyeRIWCg50b3RhbF9jYXBhY2l0eRgDIAEoDRIVCg1mcmVlX2NhcGFjaXR5GAQgASgNEhcKD2NwdV9wZXJjZW50X3A1MBgFIAEoARIXCg9jcHVfcGVyY2VudF9wOTUYBiABKAESGgoSbWVtb3J5X3BlcmNlbnRfcDUwGAcgASgBEhoKEm1lbW9yeV9wZXJjZW50X3A5NRgIIAEoARo2ChRXb3JrZXJzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBGj0KG09ubGluZUJ5U2NoZWR1bGFiaWxpdHlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBMpEICgxBZG1pblNlcnZpY2USVgoLTGlzdFdvcmtlcnMSIi5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2Vyc1JlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlElAKCUdldFdvcmtlchIgLnN3aXRjaGJvYXJkLnYxLkdldFdvcmtlclJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5HZXRXb3JrZXJSZXNwb25zZRJiCg9DcmVhdGVKb2luVG9rZW4SJi5zd2l0Y2hib2FyZC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USXAoNU2V0VXNlclN0YXR1cxIkLnN3aXRjaGJvYXJkLnYxLlNldFVzZXJTdGF0dXNSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0VXNlclN0YXR1c1Jlc3BvbnNlElkKDENvcmRvbldvcmtlchIjLnN3aXRjaGJvYXJkLnYxLkNvcmRvbldvcmtlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5Db3Jkb25Xb3JrZXJSZXNwb25zZRJfCg5VbmNvcmRvbldvcmtlchIlLnN3aXRjaGJvYXJkLnYxLlVuY29yZG9uV29ya2VyUmVxdWVzdBomLnN3aXRjaGJvYXJkLnYxLlVuY29yZG9uV29ya2VyUmVzcG9uc2USVgoLRHJhaW5Xb3JrZXISIi5zd2l0Y2hib2FyZC52MS5EcmFpbldvcmtlclJlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5EcmFpbldvcmtlclJlc3BvbnNlElkKDFJlbW92ZVdvcmtlchIjLnN3aXRjaGJvYXJkLnYxLlJlbW92ZVdvcmtlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVXb3JrZXJSZXNwb25zZRJlChBMaXN0V29ya2VyRXZlbnRzEicuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlckV2ZW50c1JlcXVlc3QaKC5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2VyRXZlbnRzUmVzcG9uc2USWwoMV2F0Y2hXb3JrZXJzEiMuc3dpdGNoYm9hcmQudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLldhdGNoV29ya2Vyc1Jlc3BvbnNlMAESYgoPR2V0RmxlZXRTdW1tYXJ5EiYuc3dpdGNoYm9hcmQudjEuR2V0RmxlZXRTdW1tYXJ5UmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
 
 /**
  * @generated from message switchboard.v1.ListWorkersRequest
@@ -43,6 +43,20 @@ export type ListWorkersRequest = Message<"switchboard.v1.ListWorkersRequest"> & 
    * @generated from field: switchboard.v1.WorkerStatus status = 3;
    */
   status: WorkerStatus;
+
+  /**
+   * Only workers whose labels match, e.g. "region=eu,zone!=eu-1c".
+   *
+   * @generated from field: string label_selector = 4;
+   */
+  labelSelector: string;
+
+  /**
+   * Only workers running this agent version.
+   *
+   * @generated from field: string agent_version = 5;
+   */
+  agentVersion: string;
 };
 
 /**
@@ -217,6 +231,329 @@ export const SetUserStatusResponseSchema: GenMessage<SetUserStatusResponse> = /*
   messageDesc(file_switchboard_v1_admin, 7);
 
 /**
+ * @generated from message switchboard.v1.CordonWorkerRequest
+ */
+export type CordonWorkerRequest = Message<"switchboard.v1.CordonWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * Why, for the other operators (kept with the worker and in its events).
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.CordonWorkerRequest.
+ * Use `create(CordonWorkerRequestSchema)` to create a new message.
+ */
+export const CordonWorkerRequestSchema: GenMessage<CordonWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 8);
+
+/**
+ * @generated from message switchboard.v1.CordonWorkerResponse
+ */
+export type CordonWorkerResponse = Message<"switchboard.v1.CordonWorkerResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.CordonWorkerResponse.
+ * Use `create(CordonWorkerResponseSchema)` to create a new message.
+ */
+export const CordonWorkerResponseSchema: GenMessage<CordonWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 9);
+
+/**
+ * @generated from message switchboard.v1.UncordonWorkerRequest
+ */
+export type UncordonWorkerRequest = Message<"switchboard.v1.UncordonWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.UncordonWorkerRequest.
+ * Use `create(UncordonWorkerRequestSchema)` to create a new message.
+ */
+export const UncordonWorkerRequestSchema: GenMessage<UncordonWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 10);
+
+/**
+ * @generated from message switchboard.v1.UncordonWorkerResponse
+ */
+export type UncordonWorkerResponse = Message<"switchboard.v1.UncordonWorkerResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.UncordonWorkerResponse.
+ * Use `create(UncordonWorkerResponseSchema)` to create a new message.
+ */
+export const UncordonWorkerResponseSchema: GenMessage<UncordonWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 11);
+
+/**
+ * @generated from message switchboard.v1.DrainWorkerRequest
+ */
+export type DrainWorkerRequest = Message<"switchboard.v1.DrainWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.DrainWorkerRequest.
+ * Use `create(DrainWorkerRequestSchema)` to create a new message.
+ */
+export const DrainWorkerRequestSchema: GenMessage<DrainWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 12);
+
+/**
+ * @generated from message switchboard.v1.DrainWorkerResponse
+ */
+export type DrainWorkerResponse = Message<"switchboard.v1.DrainWorkerResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+
+  /**
+   * Sessions the worker still runs (they move once migration exists).
+   *
+   * @generated from field: uint32 sessions_remaining = 2;
+   */
+  sessionsRemaining: number;
+};
+
+/**
+ * Describes the message switchboard.v1.DrainWorkerResponse.
+ * Use `create(DrainWorkerResponseSchema)` to create a new message.
+ */
+export const DrainWorkerResponseSchema: GenMessage<DrainWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 13);
+
+/**
+ * @generated from message switchboard.v1.RemoveWorkerRequest
+ */
+export type RemoveWorkerRequest = Message<"switchboard.v1.RemoveWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.RemoveWorkerRequest.
+ * Use `create(RemoveWorkerRequestSchema)` to create a new message.
+ */
+export const RemoveWorkerRequestSchema: GenMessage<RemoveWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 14);
+
+/**
+ * @generated from message switchboard.v1.RemoveWorkerResponse
+ */
+export type RemoveWorkerResponse = Message<"switchboard.v1.RemoveWorkerResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.RemoveWorkerResponse.
+ * Use `create(RemoveWorkerResponseSchema)` to create a new message.
+ */
+export const RemoveWorkerResponseSchema: GenMessage<RemoveWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 15);
+
+/**
+ * @generated from message switchboard.v1.ListWorkerEventsRequest
+ */
+export type ListWorkerEventsRequest = Message<"switchboard.v1.ListWorkerEventsRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListWorkerEventsRequest.
+ * Use `create(ListWorkerEventsRequestSchema)` to create a new message.
+ */
+export const ListWorkerEventsRequestSchema: GenMessage<ListWorkerEventsRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 16);
+
+/**
+ * @generated from message switchboard.v1.ListWorkerEventsResponse
+ */
+export type ListWorkerEventsResponse = Message<"switchboard.v1.ListWorkerEventsResponse"> & {
+  /**
+   * @generated from field: repeated switchboard.v1.WorkerEvent events = 1;
+   */
+  events: WorkerEvent[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListWorkerEventsResponse.
+ * Use `create(ListWorkerEventsResponseSchema)` to create a new message.
+ */
+export const ListWorkerEventsResponseSchema: GenMessage<ListWorkerEventsResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 17);
+
+/**
+ * @generated from message switchboard.v1.WatchWorkersRequest
+ */
+export type WatchWorkersRequest = Message<"switchboard.v1.WatchWorkersRequest"> & {
+};
+
+/**
+ * Describes the message switchboard.v1.WatchWorkersRequest.
+ * Use `create(WatchWorkersRequestSchema)` to create a new message.
+ */
+export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 18);
+
+/**
+ * @generated from message switchboard.v1.WatchWorkersResponse
+ */
+export type WatchWorkersResponse = Message<"switchboard.v1.WatchWorkersResponse"> & {
+  /**
+   * The first message: every worker as it is now.
+   *
+   * @generated from field: repeated switchboard.v1.Worker snapshot = 1;
+   */
+  snapshot: Worker[];
+
+  /**
+   * Later messages: one change each, with the worker as it is after it.
+   *
+   * @generated from field: switchboard.v1.Worker worker = 2;
+   */
+  worker?: Worker | undefined;
+
+  /**
+   * @generated from field: switchboard.v1.WorkerEvent event = 3;
+   */
+  event?: WorkerEvent | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.WatchWorkersResponse.
+ * Use `create(WatchWorkersResponseSchema)` to create a new message.
+ */
+export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 19);
+
+/**
+ * @generated from message switchboard.v1.GetFleetSummaryRequest
+ */
+export type GetFleetSummaryRequest = Message<"switchboard.v1.GetFleetSummaryRequest"> & {
+};
+
+/**
+ * Describes the message switchboard.v1.GetFleetSummaryRequest.
+ * Use `create(GetFleetSummaryRequestSchema)` to create a new message.
+ */
+export const GetFleetSummaryRequestSchema: GenMessage<GetFleetSummaryRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 20);
+
+/**
+ * @generated from message switchboard.v1.GetFleetSummaryResponse
+ */
+export type GetFleetSummaryResponse = Message<"switchboard.v1.GetFleetSummaryResponse"> & {
+  /**
+   * Workers by status name (ONLINE, OFFLINE, FAILED, REMOVED).
+   *
+   * @generated from field: map<string, uint32> workers_by_status = 1;
+   */
+  workersByStatus: { [key: string]: number };
+
+  /**
+   * Online workers by schedulability (ACTIVE, CORDONED, DRAINING).
+   *
+   * @generated from field: map<string, uint32> online_by_schedulability = 2;
+   */
+  onlineBySchedulability: { [key: string]: number };
+
+  /**
+   * Sessions the online, schedulable workers accept in total, and how many are free.
+   *
+   * @generated from field: uint32 total_capacity = 3;
+   */
+  totalCapacity: number;
+
+  /**
+   * @generated from field: uint32 free_capacity = 4;
+   */
+  freeCapacity: number;
+
+  /**
+   * Process CPU percent across online workers.
+   *
+   * @generated from field: double cpu_percent_p50 = 5;
+   */
+  cpuPercentP50: number;
+
+  /**
+   * @generated from field: double cpu_percent_p95 = 6;
+   */
+  cpuPercentP95: number;
+
+  /**
+   * Host memory in use, percent, across online workers.
+   *
+   * @generated from field: double memory_percent_p50 = 7;
+   */
+  memoryPercentP50: number;
+
+  /**
+   * @generated from field: double memory_percent_p95 = 8;
+   */
+  memoryPercentP95: number;
+};
+
+/**
+ * Describes the message switchboard.v1.GetFleetSummaryResponse.
+ * Use `create(GetFleetSummaryResponseSchema)` to create a new message.
+ */
+export const GetFleetSummaryResponseSchema: GenMessage<GetFleetSummaryResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 21);
+
+/**
  * AdminService is how platform operators look at and act on the fleet.
  *
  * @generated from service switchboard.v1.AdminService
@@ -261,6 +598,77 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SetUserStatusRequestSchema;
     output: typeof SetUserStatusResponseSchema;
+  },
+  /**
+   * CordonWorker stops new work from being placed on a worker.
+   *
+   * @generated from rpc switchboard.v1.AdminService.CordonWorker
+   */
+  cordonWorker: {
+    methodKind: "unary";
+    input: typeof CordonWorkerRequestSchema;
+    output: typeof CordonWorkerResponseSchema;
+  },
+  /**
+   * UncordonWorker lets new work be placed on a cordoned or draining worker again.
+   *
+   * @generated from rpc switchboard.v1.AdminService.UncordonWorker
+   */
+  uncordonWorker: {
+    methodKind: "unary";
+    input: typeof UncordonWorkerRequestSchema;
+    output: typeof UncordonWorkerResponseSchema;
+  },
+  /**
+   * DrainWorker stops new work and moves what runs elsewhere (once sessions
+   * can migrate); it reports how much work the worker still holds.
+   *
+   * @generated from rpc switchboard.v1.AdminService.DrainWorker
+   */
+  drainWorker: {
+    methodKind: "unary";
+    input: typeof DrainWorkerRequestSchema;
+    output: typeof DrainWorkerResponseSchema;
+  },
+  /**
+   * RemoveWorker takes an offline, failed or drained worker out of the fleet.
+   *
+   * @generated from rpc switchboard.v1.AdminService.RemoveWorker
+   */
+  removeWorker: {
+    methodKind: "unary";
+    input: typeof RemoveWorkerRequestSchema;
+    output: typeof RemoveWorkerResponseSchema;
+  },
+  /**
+   * ListWorkerEvents returns a worker's history of status changes, newest first.
+   *
+   * @generated from rpc switchboard.v1.AdminService.ListWorkerEvents
+   */
+  listWorkerEvents: {
+    methodKind: "unary";
+    input: typeof ListWorkerEventsRequestSchema;
+    output: typeof ListWorkerEventsResponseSchema;
+  },
+  /**
+   * WatchWorkers streams a snapshot of the fleet, then every change as it happens.
+   *
+   * @generated from rpc switchboard.v1.AdminService.WatchWorkers
+   */
+  watchWorkers: {
+    methodKind: "server_streaming";
+    input: typeof WatchWorkersRequestSchema;
+    output: typeof WatchWorkersResponseSchema;
+  },
+  /**
+   * GetFleetSummary counts workers and capacity and summarises their load.
+   *
+   * @generated from rpc switchboard.v1.AdminService.GetFleetSummary
+   */
+  getFleetSummary: {
+    methodKind: "unary";
+    input: typeof GetFleetSummaryRequestSchema;
+    output: typeof GetFleetSummaryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_admin, 0);

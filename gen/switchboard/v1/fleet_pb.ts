@@ -12,7 +12,60 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/fleet.proto.
  */
 export const file_switchboard_v1_fleet: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9mbGVldC5wcm90bxIOc3dpdGNoYm9hcmQudjEitAIKD1Jlc291cmNlTWV0cmljcxITCgtjcHVfcGVyY2VudBgBIAEoARIRCglyc3NfYnl0ZXMYAiABKAQSFwoPaGVhcF91c2VkX2J5dGVzGAMgASgEEhgKEGhlYXBfdG90YWxfYnl0ZXMYBCABKAQSFwoPbG9hZF9hdmVyYWdlXzFtGAUgASgBEhcKD2xvYWRfYXZlcmFnZV81bRgGIAEoARIYChBsb2FkX2F2ZXJhZ2VfMTVtGAcgASgBEhkKEWZyZWVfbWVtb3J5X2J5dGVzGAggASgEEhoKEnRvdGFsX21lbW9yeV9ieXRlcxgJIAEoBBIZChFldmVudF9sb29wX2xhZ19tcxgKIAEoARIVCg1zZXNzaW9uX2NvdW50GAsgASgNEhEKCWNwdV9jb3VudBgMIAEoDSLABAoGV29ya2VyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSLAoGc3RhdHVzGAMgASgOMhwuc3dpdGNoYm9hcmQudjEuV29ya2VyU3RhdHVzEhUKDXN0YXR1c19yZWFzb24YBCABKAkSFQoNYWdlbnRfdmVyc2lvbhgFIAEoCRIQCghjYXBhY2l0eRgGIAEoDRIxChFzdXBwb3J0ZWRfZW5naW5lcxgHIAMoDjIWLnN3aXRjaGJvYXJkLnYxLkVuZ2luZRIyCgZsYWJlbHMYCCADKAsyIi5zd2l0Y2hib2FyZC52MS5Xb3JrZXIuTGFiZWxzRW50cnkSMwoPY29ubmVjdGVkX3NpbmNlGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBI1ChFsYXN0X2hlYXJ0YmVhdF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoHbWV0cmljcxgLIAEoCzIfLnN3aXRjaGJvYXJkLnYxLlJlc291cmNlTWV0cmljcxIxCg1maXJzdF9zZWVuX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9kaXNjb25uZWN0ZWRfYXQYDSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhIKCnJlcGxpY2FfaWQYDiABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASpICgZFbmdpbmUSFgoSRU5HSU5FX1VOU1BFQ0lGSUVEEAASEgoORU5HSU5FX1NBTkRCT1gQARISCg5FTkdJTkVfQkFJTEVZUxACKmIKDFdvcmtlclN0YXR1cxIdChlXT1JLRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRVU19PTkxJTkUQARIZChVXT1JLRVJfU1RBVFVTX09GRkxJTkUQAmIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9mbGVldC5wcm90bxIOc3dpdGNoYm9hcmQudjEipwEKC1dvcmtlckV2ZW50EgoKAmlkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRITCgt3b3JrZXJfbmFtZRgDIAEoCRIMCgRraW5kGAQgASgJEg4KBnJlYXNvbhgFIAEoCRIVCg1hY3Rvcl91c2VyX2lkGAYgASgJEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK0AgoPUmVzb3VyY2VNZXRyaWNzEhMKC2NwdV9wZXJjZW50GAEgASgBEhEKCXJzc19ieXRlcxgCIAEoBBIXCg9oZWFwX3VzZWRfYnl0ZXMYAyABKAQSGAoQaGVhcF90b3RhbF9ieXRlcxgEIAEoBBIXCg9sb2FkX2F2ZXJhZ2VfMW0YBSABKAESFwoPbG9hZF9hdmVyYWdlXzVtGAYgASgBEhgKEGxvYWRfYXZlcmFnZV8xNW0YByABKAESGQoRZnJlZV9tZW1vcnlfYnl0ZXMYCCABKAQSGgoSdG90YWxfbWVtb3J5X2J5dGVzGAkgASgEEhkKEWV2ZW50X2xvb3BfbGFnX21zGAogASgBEhUKDXNlc3Npb25fY291bnQYCyABKA0SEQoJY3B1X2NvdW50GAwgASgNIpcFCgZXb3JrZXISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIsCgZzdGF0dXMYAyABKA4yHC5zd2l0Y2hib2FyZC52MS5Xb3JrZXJTdGF0dXMSFQoNc3RhdHVzX3JlYXNvbhgEIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAcgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjIKBmxhYmVscxgIIAMoCzIiLnN3aXRjaGJvYXJkLnYxLldvcmtlci5MYWJlbHNFbnRyeRIzCg9jb25uZWN0ZWRfc2luY2UYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgdtZXRyaWNzGAsgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEjEKDWZpcnN0X3NlZW5fYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2Rpc2Nvbm5lY3RlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVwbGljYV9pZBgOIAEoCRI2Cg5zY2hlZHVsYWJpbGl0eRgPIAEoDjIeLnN3aXRjaGJvYXJkLnYxLlNjaGVkdWxhYmlsaXR5Eh0KFXNjaGVkdWxhYmlsaXR5X3JlYXNvbhgQIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKkgKBkVuZ2luZRIWChJFTkdJTkVfVU5TUEVDSUZJRUQQABISCg5FTkdJTkVfU0FOREJPWBABEhIKDkVOR0lORV9CQUlMRVlTEAIqlwEKDFdvcmtlclN0YXR1cxIdChlXT1JLRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRVU19PTkxJTkUQARIZChVXT1JLRVJfU1RBVFVTX09GRkxJTkUQAhIYChRXT1JLRVJfU1RBVFVTX0ZBSUxFRBADEhkKFVdPUktFUl9TVEFUVVNfUkVNT1ZFRBAEKoUBCg5TY2hlZHVsYWJpbGl0eRIeChpTQ0hFRFVMQUJJTElUWV9VTlNQRUNJRklFRBAAEhkKFVNDSEVEVUxBQklMSVRZX0FDVElWRRABEhsKF1NDSEVEVUxBQklMSVRZX0NPUkRPTkVEEAISGwoXU0NIRURVTEFCSUxJVFlfRFJBSU5JTkcQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+
+/**
+ * WorkerEvent records one change of a worker's status or schedulability.
+ *
+ * @generated from message switchboard.v1.WorkerEvent
+ */
+export type WorkerEvent = Message<"switchboard.v1.WorkerEvent"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string worker_id = 2;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string worker_name = 3;
+   */
+  workerName: string;
+
+  /**
+   * ONLINE, OFFLINE, FAILED, REMOVED, CORDONED, DRAINING or UNCORDONED.
+   *
+   * @generated from field: string kind = 4;
+   */
+  kind: string;
+
+  /**
+   * @generated from field: string reason = 5;
+   */
+  reason: string;
+
+  /**
+   * The operator who caused it; empty when the system did.
+   *
+   * @generated from field: string actor_user_id = 6;
+   */
+  actorUserId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 7;
+   */
+  occurredAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.WorkerEvent.
+ * Use `create(WorkerEventSchema)` to create a new message.
+ */
+export const WorkerEventSchema: GenMessage<WorkerEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_fleet, 0);
 
 /**
  * ResourceMetrics is a point-in-time reading taken by the agent on its own
@@ -99,7 +152,7 @@ export type ResourceMetrics = Message<"switchboard.v1.ResourceMetrics"> & {
  * Use `create(ResourceMetricsSchema)` to create a new message.
  */
 export const ResourceMetricsSchema: GenMessage<ResourceMetrics> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_fleet, 0);
+  messageDesc(file_switchboard_v1_fleet, 1);
 
 /**
  * Worker is one agent process as the control plane knows it.
@@ -194,6 +247,18 @@ export type Worker = Message<"switchboard.v1.Worker"> & {
    * @generated from field: string replica_id = 14;
    */
   replicaId: string;
+
+  /**
+   * @generated from field: switchboard.v1.Schedulability schedulability = 15;
+   */
+  schedulability: Schedulability;
+
+  /**
+   * Why it is cordoned or draining (the operator's words).
+   *
+   * @generated from field: string schedulability_reason = 16;
+   */
+  schedulabilityReason: string;
 };
 
 /**
@@ -201,7 +266,7 @@ export type Worker = Message<"switchboard.v1.Worker"> & {
  * Use `create(WorkerSchema)` to create a new message.
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_fleet, 1);
+  messageDesc(file_switchboard_v1_fleet, 2);
 
 /**
  * Engine is the implementation a worker uses to run a WhatsApp session.
@@ -254,11 +319,27 @@ export enum WorkerStatus {
   ONLINE = 1,
 
   /**
-   * The worker's stream ended or its lease expired.
+   * The worker's stream ended: cleanly, or moments ago (FAILED follows
+   * unless it reconnects within the failure grace).
    *
    * @generated from enum value: WORKER_STATUS_OFFLINE = 2;
    */
   OFFLINE = 2,
+
+  /**
+   * The worker vanished (connection lost and not back within the grace, or
+   * lease expired while the connection looked open): its work must move.
+   *
+   * @generated from enum value: WORKER_STATUS_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * Taken out of the fleet by an operator; its credentials no longer work.
+   *
+   * @generated from enum value: WORKER_STATUS_REMOVED = 4;
+   */
+  REMOVED = 4,
 }
 
 /**
@@ -266,4 +347,43 @@ export enum WorkerStatus {
  */
 export const WorkerStatusSchema: GenEnum<WorkerStatus> = /*@__PURE__*/
   enumDesc(file_switchboard_v1_fleet, 1);
+
+/**
+ * Schedulability says whether new work may be placed on a worker (operator's choice).
+ *
+ * @generated from enum switchboard.v1.Schedulability
+ */
+export enum Schedulability {
+  /**
+   * @generated from enum value: SCHEDULABILITY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * New work may be placed here.
+   *
+   * @generated from enum value: SCHEDULABILITY_ACTIVE = 1;
+   */
+  ACTIVE = 1,
+
+  /**
+   * No new work; what runs stays.
+   *
+   * @generated from enum value: SCHEDULABILITY_CORDONED = 2;
+   */
+  CORDONED = 2,
+
+  /**
+   * No new work, and what runs moves elsewhere.
+   *
+   * @generated from enum value: SCHEDULABILITY_DRAINING = 3;
+   */
+  DRAINING = 3,
+}
+
+/**
+ * Describes the enum switchboard.v1.Schedulability.
+ */
+export const SchedulabilitySchema: GenEnum<Schedulability> = /*@__PURE__*/
+  enumDesc(file_switchboard_v1_fleet, 2);
 

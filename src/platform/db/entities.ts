@@ -1,6 +1,7 @@
 import { AuditEventSchema } from '../../audit/audit-event.entity.js';
 import { JoinTokenSchema } from '../../fleet/join-token.entity.js';
 import { WorkerSchema } from '../../fleet/worker.entity.js';
+import { WorkerEventSchema } from '../../fleet/worker-event.entity.js';
 import { MembershipSchema, TenantSchema, UserSchema } from '../../identity/account.entity.js';
 import { ApiKeySchema } from '../../identity/api-key.entity.js';
 import { AuthSessionSchema, RefreshTokenSchema } from '../../identity/auth-session.entity.js';
@@ -9,6 +10,7 @@ import { SigningKeySchema } from '../../identity/signing-key.entity.js';
 /** Every entity the ORM knows; one list so the app, the CLI and tests agree. */
 export const entities = [
   WorkerSchema,
+  WorkerEventSchema,
   JoinTokenSchema,
   TenantSchema,
   UserSchema,
