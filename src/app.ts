@@ -158,6 +158,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       createEntityManagerInterceptor(database.orm),
     ],
     shutdownSignal: shutdown.signal,
+    readMaxBytes: config.maxRequestBytes,
     contextValues: (req) =>
       createContextValues()
         .set(peerKey, remoteAddress(req))

@@ -31,6 +31,8 @@ export interface Config {
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
   readonly shutdownTimeoutMs: number;
+  /** Largest request message accepted; bigger ones are refused before they are read whole. */
+  readonly maxRequestBytes: number;
   /** Identifies this control-plane process among replicas sharing one Redis. */
   readonly replicaId: string;
   readonly auth: AuthConfig;
@@ -118,6 +120,7 @@ const envSchema = z
     FAILURE_GRACE_MS: milliseconds(3000, 0),
     METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
     SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
+    MAX_REQUEST_BYTES: count(1024 * 1024, 1024, 64 * 1024 * 1024),
     REPLICA_ID: z.string().min(1).optional(),
     ACCESS_TOKEN_TTL_MS: milliseconds(15 * MINUTE, 1000),
     REFRESH_TOKEN_TTL_MS: milliseconds(30 * DAY, 60_000),
@@ -200,6 +203,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     failureGraceMs: e.FAILURE_GRACE_MS,
     metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
     auth: {
       accessTokenTtlMs: e.ACCESS_TOKEN_TTL_MS,

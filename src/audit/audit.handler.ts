@@ -21,8 +21,7 @@ export function createAuditHandler(audit: AuditService): Partial<ServiceImpl<typ
       if (req.tenantId && !platformAdmin) {
         throw new DomainError('PERMISSION_DENIED', 'only platform admins choose the tenant; yours is implied');
       }
-      // A tenant member (even a platform admin acting in a tenant) reads only
-      // that tenant unless they ask for another explicitly as platform admin.
+      // Platform admins read every tenant (or the one they name); everyone else reads only their own.
       const tenantId = platformAdmin ? req.tenantId || null : principal.tenantId;
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
       const cursor = decodePageToken(req.pageToken);

@@ -1,4 +1,5 @@
 import { createInterface } from 'node:readline/promises';
+import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { systemClock } from '../platform/clock.js';
@@ -45,12 +46,16 @@ async function main(): Promise<void> {
   }
 }
 
+// Reads the password without echoing it to the terminal.
 async function prompt(question: string): Promise<string> {
-  const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: true });
+  process.stdout.write(question);
+  const muted = new Writable({ write: (_chunk, _encoding, done) => done() });
+  const rl = createInterface({ input: process.stdin, output: muted, terminal: true });
   try {
-    return (await rl.question(question)).trim();
+    return (await rl.question('')).trim();
   } finally {
     rl.close();
+    process.stdout.write('\n');
   }
 }
 

@@ -5,6 +5,7 @@ import type { Clock } from '../platform/clock.js';
 import { DomainError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
 import type { AuthInvalidation } from './auth-invalidation.js';
+import { TtlCache } from '../platform/ttl-cache.js';
 import { Tenant } from './account.entity.js';
 import { ApiKey } from './api-key.entity.js';
 import type { TenantPlan, TenantRole } from './identity.types.js';
@@ -27,7 +28,8 @@ interface CachedKey {
 
 /** Creates, lists, revokes and authenticates tenant API keys. */
 export class ApiKeyService {
-  private readonly cache = new Map<string, { key: CachedKey | null; loadedAtMs: number }>();
+  // Bounded: unknown ids are cached too (as null) so guessing cannot grow memory without limit.
+  private readonly cache: TtlCache<CachedKey | null>;
   private readonly lastUsed = new Map<string, Date>();
   private lastUsedTimer: NodeJS.Timeout | undefined;
 
@@ -39,6 +41,7 @@ export class ApiKeyService {
     private readonly invalidation: AuthInvalidation,
     private readonly log: Logger,
   ) {
+    this.cache = new TtlCache(clock, options.cacheTtlMs, 50_000);
     invalidation.onInvalidate((event) => {
       if (event.apiKeyId) this.forget(event.apiKeyId);
     });
@@ -64,11 +67,13 @@ export class ApiKeyService {
     origin: RequestOrigin,
   ): Promise<{ apiKey: ApiKey; secret: string }> {
     const tenantId = requireTenant(principal);
+    if (principal.kind !== 'user') {
+      // A leaked key must not be able to mint itself a successor that outlives its revocation.
+      throw new DomainError('PERMISSION_DENIED', 'API keys are created by people, not by other API keys');
+    }
+    if (input.name.trim() === '') throw DomainError.invalidArgument('name', 'must not be blank');
     if (!principal.role || !canGrantRole(principal.role, input.role)) {
-      throw new DomainError(
-        'PERMISSION_DENIED',
-        `a ${principal.role ?? 'caller without a role'} cannot create a ${input.role} key`,
-      );
+      throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot create a ${input.role} key`);
     }
     const id = randomBytes(10).toString('hex').slice(0, 16);
     const secretPart = randomSecret(32);
@@ -122,6 +127,9 @@ export class ApiKeyService {
     // Scoped by tenant: another tenant's key id is simply not found.
     const apiKey = await em.findOne(ApiKey, { id, tenantId });
     if (!apiKey) throw DomainError.notFound('API key', id);
+    if (!principal.role || !canGrantRole(principal.role, apiKey.role)) {
+      throw new DomainError('PERMISSION_DENIED', `your role cannot revoke a ${apiKey.role} key`);
+    }
     if (!apiKey.revokedAt) {
       apiKey.revokedAt = this.clock.now();
       this.audit.record(
@@ -133,6 +141,22 @@ export class ApiKeyService {
     }
     await this.invalidation.publish({ apiKeyId: id });
     return apiKey;
+  }
+
+  /**
+   * Revokes the keys a user created (in one tenant, or everywhere): keys do
+   * not outlive the authority of the person who made them.
+   */
+  async revokeCreatedBy(em: EntityManager, userId: string, tenantId: string | null): Promise<void> {
+    const keys = await em.find(ApiKey, {
+      createdByUserId: userId,
+      revokedAt: null,
+      ...(tenantId ? { tenantId } : {}),
+    });
+    const now = this.clock.now();
+    for (const key of keys) key.revokedAt = now;
+    await em.flush();
+    for (const key of keys) await this.invalidation.publish({ apiKeyId: key.id });
   }
 
   /** Drops a key from this replica's cache (called locally and on a revocation broadcast). */
@@ -157,14 +181,11 @@ export class ApiKeyService {
   }
 
   private async lookup(id: string): Promise<CachedKey | null> {
-    const now = this.clock.monotonicMs();
-    const cached = this.cache.get(id);
-    if (cached && now - cached.loadedAtMs < this.options.cacheTtlMs) return cached.key;
-    const em = this.orm.em.fork();
-    const row = await em.findOne(ApiKey, { id });
-    const tenant = row ? await em.findOne(Tenant, { id: row.tenantId }) : null;
-    const key: CachedKey | null =
-      row && tenant
+    return this.cache.getOrLoad(id, async () => {
+      const em = this.orm.em.fork();
+      const row = await em.findOne(ApiKey, { id });
+      const tenant = row ? await em.findOne(Tenant, { id: row.tenantId }) : null;
+      return row && tenant
         ? {
             tenantId: row.tenantId,
             role: row.role,
@@ -174,8 +195,7 @@ export class ApiKeyService {
             revokedAt: row.revokedAt,
           }
         : null;
-    this.cache.set(id, { key, loadedAtMs: now });
-    return key;
+    });
   }
 
   // Last-used times are written in batches: a busy key would otherwise cost a write per call.

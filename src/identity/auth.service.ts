@@ -40,6 +40,8 @@ export interface AuthDependencies {
   refreshTokenTtlMs: number;
   /** Called when sessions or users change so cached principals are dropped on every replica. */
   invalidate: (what: { userId?: string; sessionId?: string }) => Promise<void>;
+  /** Revokes the API keys a user created (on suspension). */
+  revokeKeysOf: (em: EntityManager, userId: string) => Promise<void>;
 }
 
 const REFRESH_PREFIX = 'sbr_';
@@ -53,6 +55,8 @@ export class AuthService {
     input: { email: string; password: string; displayName: string; tenantName: string },
     origin: RequestOrigin,
   ): Promise<{ user: User; tenant: Tenant; tokens: IssuedTokens }> {
+    if (input.displayName.trim() === '') throw DomainError.invalidArgument('display_name', 'must not be blank');
+    if (input.tenantName.trim() === '') throw DomainError.invalidArgument('tenant_name', 'must not be blank');
     const now = this.deps.clock.now();
     const passwordHash = await this.deps.hasher.hash(input.password);
     try {
@@ -87,13 +91,12 @@ export class AuthService {
     origin: RequestOrigin,
   ): Promise<IssuedTokens> {
     const email = normaliseEmail(input.email);
-    await this.deps.throttle.assertAllowed(email, origin.ip);
+    await this.deps.throttle.beginAttempt(email, origin.ip);
     const user = await em.findOne(User, { emailNormalized: email }, { populate: ['passwordHash'] });
     const valid = user
       ? await this.deps.hasher.verify(user.passwordHash, input.password)
       : await this.deps.hasher.verifyNothing(input.password);
     if (!user || !valid || user.status !== 'ACTIVE') {
-      await this.deps.throttle.recordFailure(email, origin.ip);
       this.deps.audit.record(
         em,
         {
@@ -109,7 +112,7 @@ export class AuthService {
       // One message for every cause: no account enumeration.
       throw new DomainError('UNAUTHENTICATED', 'invalid email or password');
     }
-    await this.deps.throttle.recordSuccess(email);
+    await this.deps.throttle.succeeded(email, origin.ip);
     const membership = await this.chooseMembership(em, user, input.tenantId);
     return em.transactional(async (tx) => {
       if (this.deps.hasher.needsRehash(user.passwordHash)) {
@@ -196,9 +199,24 @@ export class AuthService {
   ): Promise<void> {
     if (principal.kind !== 'user') throw new DomainError('FAILED_PRECONDITION', 'API keys have no password');
     const user = await em.findOneOrFail(User, { id: principal.userId }, { populate: ['passwordHash'] });
+    // Same lock-out as login: a stolen access token must not become a password oracle.
+    await this.deps.throttle.beginAttempt(user.emailNormalized, origin.ip);
     if (!(await this.deps.hasher.verify(user.passwordHash, input.currentPassword))) {
+      this.deps.audit.record(
+        em,
+        {
+          action: 'auth.password_change.failed',
+          tenantId: principal.tenantId,
+          targetType: 'user',
+          targetId: user.id,
+          details: { reason: 'wrong current password' },
+        },
+        { principal, origin },
+      );
+      await em.flush();
       throw new DomainError('PERMISSION_DENIED', 'current password is wrong');
     }
+    await this.deps.throttle.succeeded(user.emailNormalized, origin.ip);
     if (input.currentPassword === input.newPassword) {
       throw DomainError.invalidArgument('new_password', 'must differ from the current password');
     }
@@ -278,7 +296,10 @@ export class AuthService {
       throw new DomainError('FAILED_PRECONDITION', 'you cannot suspend yourself');
     }
     user.status = input.status;
-    if (input.status === 'SUSPENDED') await this.revokeSessions(em, { userId: user.id }, 'user suspended');
+    if (input.status === 'SUSPENDED') {
+      await this.revokeSessions(em, { userId: user.id }, 'user suspended');
+      await this.deps.revokeKeysOf(em, user.id);
+    }
     this.deps.audit.record(
       em,
       {
@@ -318,6 +339,9 @@ export class AuthService {
       if (!membership) throw DomainError.notFound('tenant', tenantId);
       return membership;
     }
+    // A platform admin acts on the platform unless they name a tenant: being
+    // added to some tenant must not put their sessions in that tenant's log.
+    if (user.platformAdmin) return null;
     return em.findOne(Membership, { userId: user.id }, { orderBy: { createdAt: 'asc' } });
   }
 

@@ -61,13 +61,16 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     audit,
     refreshTokenTtlMs: config.auth.refreshTokenTtlMs,
     invalidate: publish,
+    revokeKeysOf: (em, userId) => apiKeys.revokeCreatedBy(em, userId, null),
   });
   let keyTimer: NodeJS.Timeout | undefined;
   return {
     tokens,
     auth,
     apiKeys,
-    members: new MemberService(clock, audit, publish),
+    members: new MemberService(clock, audit, publish, (em, userId, tenantId) =>
+      apiKeys.revokeCreatedBy(em, userId, tenantId),
+    ),
     joinTokens: new JoinTokenService(clock, audit),
     audit,
     authenticator: new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation),

@@ -11,58 +11,59 @@ export interface LoginThrottleOptions {
 }
 
 /**
- * Locks out an account, and separately an IP, after repeated failed logins
- * within a window. Counters live in the coordination store so every replica
- * sees them.
+ * Locks out an account, and separately an IP, after repeated failed password
+ * checks within a window. Every attempt takes its point *before* the password
+ * is checked (atomically, in the coordination store shared by all replicas),
+ * so a burst of parallel guesses cannot slip past the limit; a success gives
+ * the point back.
  */
 export class LoginThrottle {
   private readonly byAccount: RateLimiterAbstract;
   private readonly byIp: RateLimiterAbstract;
 
-  private readonly lockoutSeconds: number;
-
   constructor(store: CoordinationStore, options: LoginThrottleOptions) {
     const window = Math.max(1, Math.ceil(options.windowMs / 1000));
-    this.lockoutSeconds = Math.max(1, Math.ceil(options.lockoutMs / 1000));
+    const lockout = Math.max(1, Math.ceil(options.lockoutMs / 1000));
     this.byAccount = store.createRateLimiter({
-      keyPrefix: 'login-fail:account',
+      keyPrefix: 'login:account',
       points: options.maxFailuresPerAccount,
       durationSeconds: window,
+      blockSeconds: lockout,
     });
     this.byIp = store.createRateLimiter({
-      keyPrefix: 'login-fail:ip',
+      keyPrefix: 'login:ip',
       points: options.maxFailuresPerIp,
       durationSeconds: window,
+      blockSeconds: lockout,
     });
   }
 
-  /** Refuses with RESOURCE_EXHAUSTED (and the time to wait) while the account or the IP is locked out. */
-  async assertAllowed(email: string, ip: string): Promise<void> {
-    const [account, address] = await Promise.all([this.byAccount.get(email), this.byIp.get(ip)]);
-    const waits = [account, address]
-      .filter((r) => r !== null && r.remainingPoints <= 0)
-      .map((r) => r?.msBeforeNext ?? 0);
-    if (waits.length > 0) {
-      const retryAfterSeconds = Math.ceil(Math.max(...waits) / 1000);
-      throw new DomainError('RESOURCE_EXHAUSTED', `too many failed logins; try again in ${retryAfterSeconds} s`, {
-        details: { 'retry-after': retryAfterSeconds },
-      });
-    }
+  /** Takes one attempt for the account and the IP, or refuses with RESOURCE_EXHAUSTED and the wait. */
+  async beginAttempt(account: string, ip: string): Promise<void> {
+    const [forAccount, forIp] = await Promise.all([take(this.byAccount, account), take(this.byIp, ip)]);
+    if (!forAccount.refused && !forIp.refused) return;
+    // Refused: give back the point the other limiter did grant.
+    if (!forAccount.refused) await this.byAccount.reward(account, 1);
+    if (!forIp.refused) await this.byIp.reward(ip, 1);
+    const refused = [forAccount, forIp].filter((r) => r.refused);
+    const retryAfterSeconds = Math.max(1, Math.ceil(Math.max(...refused.map((r) => r.msBeforeNext)) / 1000));
+    throw new DomainError('RESOURCE_EXHAUSTED', `too many failed attempts; try again in ${retryAfterSeconds} s`, {
+      details: { 'retry-after': retryAfterSeconds },
+    });
   }
 
-  async recordFailure(email: string, ip: string): Promise<void> {
-    await Promise.all([this.count(this.byAccount, email), this.count(this.byIp, ip)]);
+  /** The password was right: the attempt does not count. */
+  async succeeded(account: string, ip: string): Promise<void> {
+    await Promise.all([this.byAccount.delete(account), this.byIp.reward(ip, 1)]);
   }
+}
 
-  async recordSuccess(email: string): Promise<void> {
-    await this.byAccount.delete(email);
-  }
-
-  // Counts one failure; the one that reaches the limit starts the lock-out.
-  private async count(limiter: RateLimiterAbstract, key: string): Promise<void> {
-    const result = await limiter.consume(key, 1).catch((refused: unknown) => refused);
-    if (result instanceof RateLimiterRes && result.remainingPoints <= 0) {
-      await limiter.block(key, this.lockoutSeconds);
-    }
+async function take(limiter: RateLimiterAbstract, key: string): Promise<{ refused: boolean; msBeforeNext: number }> {
+  try {
+    const result = await limiter.consume(key, 1);
+    return { refused: false, msBeforeNext: result.msBeforeNext };
+  } catch (refusal) {
+    if (refusal instanceof RateLimiterRes) return { refused: true, msBeforeNext: refusal.msBeforeNext };
+    throw refusal;
   }
 }

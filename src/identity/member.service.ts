@@ -2,7 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../platform/clock.js';
 import { DomainError } from '../platform/errors.js';
-import { Membership, User } from './account.entity.js';
+import { LockMode } from '@mikro-orm/core';
+import { Membership, Tenant, User } from './account.entity.js';
 import { requireTenant } from './api-key.service.js';
 import type { TenantRole } from './identity.types.js';
 import type { Principal, RequestOrigin } from './principal.js';
@@ -22,6 +23,7 @@ export class MemberService {
     private readonly clock: Clock,
     private readonly audit: AuditService,
     private readonly invalidate: (what: { userId: string }) => Promise<void>,
+    private readonly revokeKeysOf: (em: EntityManager, userId: string, tenantId: string) => Promise<void>,
   ) {}
 
   async list(em: EntityManager, principal: Principal): Promise<MemberView[]> {
@@ -70,25 +72,27 @@ export class MemberService {
     origin: RequestOrigin,
   ): Promise<MemberView> {
     const tenantId = requireTenant(principal);
-    const membership = await this.findMember(em, tenantId, input.userId);
-    this.assertCanManage(principal, membership.role);
-    this.assertCanGrant(principal, input.role);
-    if (membership.role === 'OWNER' && input.role !== 'OWNER')
-      await this.assertAnotherOwner(em, tenantId, input.userId);
-    const previous = membership.role;
-    membership.role = input.role;
-    this.audit.record(
-      em,
-      {
-        action: 'member.role_changed',
-        tenantId,
-        targetType: 'user',
-        targetId: input.userId,
-        details: { from: previous, to: input.role },
-      },
-      { principal, origin },
-    );
-    await em.flush();
+    const membership = await em.transactional(async (tx) => {
+      await this.lockTenant(tx, tenantId);
+      const found = await this.findMember(tx, tenantId, input.userId);
+      this.assertCanManage(principal, found.role);
+      this.assertCanGrant(principal, input.role);
+      if (found.role === 'OWNER' && input.role !== 'OWNER') await this.assertAnotherOwner(tx, tenantId, input.userId);
+      const previous = found.role;
+      found.role = input.role;
+      this.audit.record(
+        tx,
+        {
+          action: 'member.role_changed',
+          tenantId,
+          targetType: 'user',
+          targetId: input.userId,
+          details: { from: previous, to: input.role },
+        },
+        { principal, origin },
+      );
+      return found;
+    });
     await this.invalidate({ userId: input.userId });
     const user = await em.findOneOrFail(User, { id: input.userId });
     return { user, role: membership.role, joinedAt: membership.createdAt };
@@ -96,17 +100,28 @@ export class MemberService {
 
   async remove(em: EntityManager, principal: Principal, userId: string, origin: RequestOrigin): Promise<void> {
     const tenantId = requireTenant(principal);
-    const membership = await this.findMember(em, tenantId, userId);
-    this.assertCanManage(principal, membership.role);
-    if (membership.role === 'OWNER') await this.assertAnotherOwner(em, tenantId, userId);
-    em.remove(membership);
-    this.audit.record(
-      em,
-      { action: 'member.removed', tenantId, targetType: 'user', targetId: userId },
-      { principal, origin },
-    );
-    await em.flush();
+    await em.transactional(async (tx) => {
+      await this.lockTenant(tx, tenantId);
+      const membership = await this.findMember(tx, tenantId, userId);
+      this.assertCanManage(principal, membership.role);
+      if (membership.role === 'OWNER') await this.assertAnotherOwner(tx, tenantId, userId);
+      tx.remove(membership);
+      this.audit.record(
+        tx,
+        { action: 'member.removed', tenantId, targetType: 'user', targetId: userId },
+        { principal, origin },
+      );
+      await tx.flush();
+      // Their API keys in this tenant go with them.
+      await this.revokeKeysOf(tx, userId, tenantId);
+    });
     await this.invalidate({ userId });
+  }
+
+  // Serialises membership changes per tenant, so two owners demoting
+  // themselves at once cannot leave the tenant without one.
+  private async lockTenant(em: EntityManager, tenantId: string): Promise<void> {
+    await em.findOne(Tenant, { id: tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
   }
 
   // Not a member of the caller's tenant (or no such user): the same NOT_FOUND.
@@ -118,13 +133,16 @@ export class MemberService {
 
   private assertCanGrant(principal: Principal, role: TenantRole): void {
     if (!principal.role || !canGrantRole(principal.role, role)) {
-      throw new DomainError('PERMISSION_DENIED', `a ${principal.role ?? 'caller'} cannot grant ${role}`);
+      throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot grant ${role}`);
     }
   }
 
   private assertCanManage(principal: Principal, current: TenantRole): void {
     if (!principal.role || !canManageMember(principal.role, current)) {
-      throw new DomainError('PERMISSION_DENIED', `a ${principal.role ?? 'caller'} cannot change a ${current}`);
+      throw new DomainError(
+        'PERMISSION_DENIED',
+        `role ${principal.role ?? 'none'} cannot change a member with role ${current}`,
+      );
     }
   }
 

@@ -24,7 +24,15 @@ export function createAuthInterceptor(authenticator: CredentialVerifier, rateLim
     let principal: Principal | undefined;
     if (access && access.kind !== 'public' && access.kind !== 'worker') {
       const credential = Authenticator.credentialFrom(req.header);
-      if (credential) principal = await authenticator.authenticate(credential);
+      if (credential) {
+        try {
+          principal = await authenticator.authenticate(credential);
+        } catch (refusal) {
+          // Failed credentials count against the caller's IP, so guessing keys or tokens is rate-limited too.
+          await rateLimits.consume(`ip:${origin.ip}`, 'anonymous');
+          throw refusal;
+        }
+      }
     }
     authorize(access, principal);
     req.contextValues.set(principalKey, principal);

@@ -1,4 +1,5 @@
 import type { DescMessage, Message } from '@bufbuild/protobuf';
+import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 import type { Interceptor } from '@connectrpc/connect';
 import { createValidator, type Validator } from '@bufbuild/protovalidate';
 import { DomainError } from '../platform/errors.js';
@@ -10,6 +11,11 @@ import { DomainError } from '../platform/errors.js';
  */
 export function createValidationInterceptor(validator: Validator = createValidator()): Interceptor {
   const check = (schema: DescMessage, message: Message) => {
+    const nul = findNulCharacter(reflect(schema, message));
+    if (nul) {
+      // PostgreSQL text cannot hold NUL; refusing here keeps it a caller error, not a database one.
+      throw DomainError.invalidArgument(nul, 'must not contain NUL characters');
+    }
     const result = validator.validate(schema, message);
     if (result.kind === 'valid') return;
     if (result.kind === 'error') throw result.error;
@@ -36,4 +42,46 @@ export function createValidationInterceptor(validator: Validator = createValidat
       })(),
     });
   };
+}
+
+/** The path of the first string field (at any depth) that contains a NUL character. */
+function findNulCharacter(message: ReflectMessage, prefix = ''): string | undefined {
+  for (const field of message.fields) {
+    if (!message.isSet(field)) continue;
+    const path = `${prefix}${field.name}`;
+    switch (field.fieldKind) {
+      case 'scalar': {
+        const value = message.get(field);
+        if (typeof value === 'string' && value.includes('\u0000')) return path;
+        break;
+      }
+      case 'message': {
+        const found = findNulCharacter(message.get(field), `${path}.`);
+        if (found) return found;
+        break;
+      }
+      case 'list':
+        for (const item of message.get(field)) {
+          if (typeof item === 'string' && item.includes('\u0000')) return path;
+          if (typeof item === 'object' && item !== null && 'fields' in item) {
+            const found = findNulCharacter(item as ReflectMessage, `${path}.`);
+            if (found) return found;
+          }
+        }
+        break;
+      case 'map':
+        for (const [key, value] of message.get(field)) {
+          if (
+            (typeof key === 'string' && key.includes('\u0000')) ||
+            (typeof value === 'string' && value.includes('\u0000'))
+          ) {
+            return `${path}[${String(key)}]`;
+          }
+        }
+        break;
+      case 'enum':
+        break;
+    }
+  }
+  return undefined;
 }

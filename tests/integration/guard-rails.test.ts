@@ -61,7 +61,7 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
       password: tenant.password,
     });
     expect(locked.status).toBe(429);
-    expect(String(locked.json.message)).toMatch(/too many failed logins; try again in \d+ s/);
+    expect(String(locked.json.message)).toMatch(/too many failed attempts; try again in \d+ s/);
     expect(Number(locked.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     await sleep(1300);
     const ok = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
@@ -69,6 +69,40 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
       password: tenant.password,
     });
     expect(ok.status).toBe(200);
+  });
+
+  it('counts parallel guesses before checking them, so a burst cannot get past the lock-out', async () => {
+    const tenant = await signUp(cp.httpUrl, 'burst');
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        postJson(cp.httpUrl, rpc('AuthService', 'Login'), { email: tenant.email, password: 'wrong-guess' }).then(
+          (r) => r.status,
+        ),
+      ),
+    );
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(3);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(17);
+  });
+
+  it('refuses request bodies over the size limit without reading them whole', async () => {
+    const { status, json } = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
+      email: 'a@b.c',
+      password: 'x'.repeat(2 * 1024 * 1024),
+    });
+    expect(status).toBe(429);
+    expect(json.code).toBe('resource_exhausted');
+    expect(String(json.message)).toContain('is larger than');
+  });
+
+  it('refuses NUL characters in strings with INVALID_ARGUMENT, not an internal error', async () => {
+    const { status, json } = await postJson(cp.httpUrl, rpc('AuthService', 'SignUp'), {
+      email: 'nul@example.com',
+      password: 'a-long-enough-password',
+      displayName: 'a\u0000b',
+      tenantName: 'x',
+    });
+    expect(status).toBe(400);
+    expect(String(json.message)).toContain('display_name');
   });
 
   describe('worker streams', () => {

@@ -274,6 +274,51 @@ describe('identity and access (PostgreSQL + Redis)', () => {
       expect(String(past.json.message)).toContain('expires_at');
     });
 
+    it('lets only people create keys, and no role revoke a key above it', async () => {
+      const created = await call(
+        rpc('ApiKeyService', 'CreateApiKey'),
+        { name: 'parent', role: 'ROLE_ADMIN' },
+        acme.accessToken,
+      );
+      const parent = created.json.secret as string;
+      const child = await call(rpc('ApiKeyService', 'CreateApiKey'), { name: 'child', role: 'ROLE_VIEWER' }, parent);
+      expect(child.status).toBe(403);
+      const developer = await addMember(cp.httpUrl, acme, 'DEVELOPER');
+      const adminKeyId = (created.json.apiKey as { id: string }).id;
+      const revoke = await call(rpc('ApiKeyService', 'RevokeApiKey'), { apiKeyId: adminKeyId }, developer.token);
+      expect(revoke.status).toBe(403);
+      expect((await call(rpc('AuthService', 'GetMe'), {}, parent)).status).toBe(200);
+      const blank = await call(
+        rpc('ApiKeyService', 'CreateApiKey'),
+        { name: '   ', role: 'ROLE_VIEWER' },
+        acme.accessToken,
+      );
+      expect(blank.status).toBe(400);
+    });
+
+    it('revokes the keys of a member who is removed or suspended', async () => {
+      const member = await addMember(cp.httpUrl, acme, 'DEVELOPER');
+      const key = await call(rpc('ApiKeyService', 'CreateApiKey'), { name: 'm', role: 'ROLE_VIEWER' }, member.token);
+      const secret = key.json.secret as string;
+      expect((await call(rpc('AuthService', 'GetMe'), {}, secret)).status).toBe(200);
+      const removed = await call(rpc('MemberService', 'RemoveMember'), { userId: member.userId }, acme.accessToken);
+      expect(removed.json).toEqual({});
+      expect((await call(rpc('AuthService', 'GetMe'), {}, secret)).json).toMatchObject({ code: 'unauthenticated' });
+
+      const owner = await signUp(cp.httpUrl, 'suspended-keys');
+      const ownKey = await call(
+        rpc('ApiKeyService', 'CreateApiKey'),
+        { name: 'o', role: 'ROLE_VIEWER' },
+        owner.accessToken,
+      );
+      await call(
+        rpc('AdminService', 'SetUserStatus'),
+        { userId: owner.ownerId, status: 'USER_STATUS_SUSPENDED' },
+        cp.adminToken,
+      );
+      expect((await call(rpc('AuthService', 'GetMe'), {}, ownKey.json.secret as string)).status).toBe(401);
+    });
+
     it('lets an API key never reach platform RPCs nor user-only ones', async () => {
       const created = await call(
         rpc('ApiKeyService', 'CreateApiKey'),
