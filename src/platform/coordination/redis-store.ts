@@ -25,6 +25,13 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
+/** The commands defineCommand adds to the client. */
+interface LeaseScripts {
+  acquireLease(key: string, holder: string, ttlMs: number): Promise<number>;
+  renewLease(key: string, holder: string, ttlMs: number): Promise<number>;
+  releaseLease(key: string, holder: string): Promise<number>;
+}
+
 /** Options for connecting the Redis adapter. */
 export interface RedisStoreOptions {
   url: string;
@@ -42,10 +49,19 @@ export class RedisCoordinationStore implements CoordinationStore {
   private subscriber: Redis | undefined;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
 
+  // The lease scripts as commands: ioredis sends EVALSHA (the script's hash)
+  // instead of the script text on every heartbeat.
+  private readonly scripts: LeaseScripts;
+
   private constructor(
     private readonly client: Redis,
     private readonly options: RedisStoreOptions,
-  ) {}
+  ) {
+    client.defineCommand('acquireLease', { numberOfKeys: 1, lua: ACQUIRE });
+    client.defineCommand('renewLease', { numberOfKeys: 1, lua: RENEW });
+    client.defineCommand('releaseLease', { numberOfKeys: 1, lua: RELEASE });
+    this.scripts = client as unknown as LeaseScripts;
+  }
 
   /** Connects and proves the server answers, or fails with one line that says how to fix it. */
   static async connect(options: RedisStoreOptions): Promise<RedisCoordinationStore> {
@@ -64,7 +80,7 @@ export class RedisCoordinationStore implements CoordinationStore {
   }
 
   async acquireLease(key: string, holder: string, ttlMs: number): Promise<boolean> {
-    return (await this.client.eval(ACQUIRE, 1, this.key(key), holder, ttlMs)) === 1;
+    return (await this.scripts.acquireLease(this.key(key), holder, ttlMs)) === 1;
   }
 
   async forceLease(key: string, holder: string, ttlMs: number): Promise<void> {
@@ -72,11 +88,11 @@ export class RedisCoordinationStore implements CoordinationStore {
   }
 
   async renewLease(key: string, holder: string, ttlMs: number): Promise<boolean> {
-    return (await this.client.eval(RENEW, 1, this.key(key), holder, ttlMs)) === 1;
+    return (await this.scripts.renewLease(this.key(key), holder, ttlMs)) === 1;
   }
 
   async releaseLease(key: string, holder: string): Promise<boolean> {
-    return (await this.client.eval(RELEASE, 1, this.key(key), holder)) === 1;
+    return (await this.scripts.releaseLease(this.key(key), holder)) === 1;
   }
 
   async readLeases(keys: readonly string[]): Promise<(string | null)[]> {
