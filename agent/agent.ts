@@ -49,7 +49,7 @@ const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
  * open, says Hello, heartbeats real metrics, and reconnects with backoff,
  * keeping its worker id and instance id across reconnects.
  */
-export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string] }> {
+export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]; fenced: [number] }> {
   private _state: AgentState = 'idle';
   private readonly instanceId = randomBytes(12).toString('hex');
   private readonly client: ControlPlaneClient;
@@ -64,6 +64,8 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
   /** Assigned by the first Welcome; presented on every reconnect. */
   workerId = '';
   private usingStoredCredential = false;
+  private leaseTtlMs = 10_000;
+  private lastAckMs = 0;
   private readonly credentials: CredentialStore;
 
   constructor(
@@ -147,6 +149,10 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
         if (settled) return;
         settled = true;
         clearTimeout(welcomeTimer);
+        // The stream may end first (the control plane cut it while we were
+        // frozen): the lease is just as lapsed, so fence all the same.
+        const silentMs = performance.now() - this.lastAckMs;
+        if (this.heartbeatTimer && silentMs >= this.leaseTtlMs) this.fence(stream, silentMs);
         this.stopHeartbeats();
         this.stream = undefined;
         resolve(reason);
@@ -199,10 +205,15 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
         );
         this.setState('connected');
         this.emit('welcome', welcome.workerId);
+        this.leaseTtlMs = welcome.leaseTtl
+          ? Number(welcome.leaseTtl.seconds) * 1000 + welcome.leaseTtl.nanos / 1e6
+          : 10_000;
+        this.lastAckMs = performance.now();
         this.startHeartbeats(stream, intervalMs);
         break;
       }
       case 'heartbeatAck':
+        this.lastAckMs = performance.now();
         break;
       case undefined:
         this.log.warn({ correlationId: message.correlationId }, 'control message without payload ignored');
@@ -215,6 +226,15 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
   private startHeartbeats(stream: AgentStream, intervalMs: number): void {
     this.stopHeartbeats();
     const beat = () => {
+      // Fencing: without an acknowledged heartbeat for a whole lease, the
+      // control plane may already have declared this worker failed and moved
+      // its work. Stop everything held before anything else happens, then
+      // reconnect and re-register from scratch.
+      const silentMs = performance.now() - this.lastAckMs;
+      if (silentMs >= this.leaseTtlMs) {
+        this.fence(stream, silentMs);
+        return;
+      }
       this.sequence += 1n;
       this.send(stream, {
         case: 'heartbeat',
@@ -223,6 +243,16 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
     };
     beat();
     this.heartbeatTimer = setInterval(beat, intervalMs);
+  }
+
+  private fence(stream: AgentStream, silentMs: number): void {
+    this.stopHeartbeats();
+    this.log.warn(
+      { silentMs: Math.round(silentMs), leaseTtlMs: this.leaseTtlMs },
+      'lease not renewed for a whole lease period: fenced (work stopped); reconnecting',
+    );
+    this.emit('fenced', silentMs);
+    stream.cancel();
   }
 
   private stopHeartbeats(): void {
