@@ -9,6 +9,7 @@ import { ServerReflection as ServerReflectionV1alpha } from '../gen/grpc/reflect
 import type { Config } from './config.js';
 import { createAdminServiceHandler } from './admin/admin.handler.js';
 import { FleetService } from './fleet/fleet.service.js';
+import { MaintenanceService } from './fleet/maintenance.service.js';
 import { createWorkerServiceHandler } from './fleet/worker-stream.handler.js';
 import { systemClock, type Clock } from './platform/clock.js';
 import type { CoordinationStore } from './platform/coordination/coordination-store.js';
@@ -121,7 +122,12 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const routes = (router: ConnectRouter) => {
     router.service(
       AdminService,
-      createAdminServiceHandler({ fleet, joinTokens: identity.joinTokens, auth: identity.auth }),
+      createAdminServiceHandler({
+        fleet,
+        joinTokens: identity.joinTokens,
+        auth: identity.auth,
+        maintenance: new MaintenanceService(clock, identity.audit),
+      }),
     );
     router.service(WorkerService, createWorkerServiceHandler(fleet));
     router.service(AuthService, createAuthHandler(identity.auth));

@@ -8,7 +8,9 @@ import {
   DrainWorkerResponseSchema,
   GetFleetSummaryResponseSchema,
   ListWorkerEventsResponseSchema,
+  MaintenanceSchema,
   RemoveWorkerResponseSchema,
+  SetMaintenanceResponseSchema,
   UncordonWorkerResponseSchema,
   WatchWorkersResponseSchema,
   GetWorkerResponseSchema,
@@ -16,6 +18,7 @@ import {
   SetUserStatusResponseSchema,
 } from '../../gen/switchboard/v1/admin_pb.js';
 import type { JoinTokenService } from '../fleet/join-token.service.js';
+import type { MaintenanceService, MaintenanceState } from '../fleet/maintenance.service.js';
 import type { AuthService } from '../identity/auth.service.js';
 import { userStatusFromProto, userToProto } from '../identity/identity.mapping.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
@@ -37,8 +40,9 @@ export function createAdminServiceHandler(deps: {
   fleet: FleetService;
   joinTokens: JoinTokenService;
   auth: AuthService;
+  maintenance: MaintenanceService;
 }): Partial<ServiceImpl<typeof AdminService>> {
-  const { fleet, joinTokens, auth } = deps;
+  const { fleet, joinTokens, auth, maintenance } = deps;
   const adminAction = (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
     const principal = requirePrincipal(ctx);
     return fleet.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
@@ -160,8 +164,22 @@ export function createAdminServiceHandler(deps: {
     },
 
     async getFleetSummary(_req, ctx: HandlerContext) {
-      const summary = await fleet.summary(new WorkerRepository(requestEntityManager(ctx)));
-      return create(GetFleetSummaryResponseSchema, summary);
+      const em = requestEntityManager(ctx);
+      const summary = await fleet.summary(new WorkerRepository(em));
+      return create(GetFleetSummaryResponseSchema, {
+        ...summary,
+        maintenance: maintenanceToProto(await maintenance.current(em)),
+      });
+    },
+
+    async setMaintenance(req, ctx: HandlerContext) {
+      const state = await maintenance.set(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        { enabled: req.enabled, message: req.message },
+        ctx.values.get(originKey),
+      );
+      return create(SetMaintenanceResponseSchema, { maintenance: maintenanceToProto(state) });
     },
 
     async getWorker(req, ctx: HandlerContext) {
@@ -171,4 +189,13 @@ export function createAdminServiceHandler(deps: {
       return create(GetWorkerResponseSchema, { worker: workerToProto(worker) });
     },
   };
+}
+
+function maintenanceToProto(state: MaintenanceState) {
+  return create(MaintenanceSchema, {
+    enabled: state.enabled,
+    message: state.message,
+    since: state.since ? timestampFromDate(state.since) : undefined,
+    setByUserId: state.setByUserId ?? '',
+  });
 }

@@ -58,6 +58,7 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.AdminService/ListWorkerEvents': PLATFORM,
   'switchboard.v1.AdminService/WatchWorkers': PLATFORM,
   'switchboard.v1.AdminService/GetFleetSummary': PLATFORM,
+  'switchboard.v1.AdminService/SetMaintenance': PLATFORM,
 
   'switchboard.v1.WorkerService/Connect': { kind: 'worker' },
 

@@ -156,15 +156,33 @@ describe('fleet administration (PostgreSQL + Redis)', () => {
     expect(summary.onlineBySchedulability.CORDONED).toBeGreaterThan(0);
   });
 
+  it('switches fleet-wide maintenance on and off with a message, audited', async () => {
+    const on = await admin.setMaintenance({ enabled: true, message: 'database upgrade 22:00-23:00 UTC' });
+    expect(on.maintenance?.enabled).toBe(true);
+    const summary = await admin.getFleetSummary({});
+    expect(summary.maintenance?.enabled).toBe(true);
+    expect(summary.maintenance?.message).toBe('database upgrade 22:00-23:00 UTC');
+    expect(summary.maintenance?.setByUserId).not.toBe('');
+    await admin.setMaintenance({ enabled: false, message: '' });
+    expect((await admin.getFleetSummary({})).maintenance?.enabled).toBe(false);
+    const { json } = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AuditService/ListAuditEvents',
+      { actionPrefix: 'fleet.maintenance' },
+      cp.adminToken,
+    );
+    expect((json.events as { action: string }[]).map((e) => e.action)).toEqual([
+      'fleet.maintenance_off',
+      'fleet.maintenance_on',
+    ]);
+  });
+
   it('keeps fleet administration for platform admins', async () => {
     const tenant = await signUp(cp.httpUrl, 'notadmin');
-    const { status } = await postJson(
-      cp.httpUrl,
-      'switchboard.v1.AdminService/GetFleetSummary',
-      {},
-      tenant.accessToken,
-    );
-    expect(status).toBe(403);
+    for (const path of ['GetFleetSummary', 'SetMaintenance', 'CordonWorker', 'ListWorkerEvents']) {
+      const { status } = await postJson(cp.httpUrl, `switchboard.v1.AdminService/${path}`, {}, tenant.accessToken);
+      expect({ path, status }).toEqual({ path, status: 403 });
+    }
   });
 });
 

@@ -172,6 +172,7 @@ describe('server reflection v1', () => {
       'ListWorkerEvents',
       'WatchWorkers',
       'GetFleetSummary',
+      'SetMaintenance',
     ]);
     expect(resolved.getMessage('switchboard.v1.Worker')?.field['connectedSince']?.message?.typeName).toBe(
       'google.protobuf.Timestamp',

@@ -17,7 +17,82 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/admin.proto.
  */
 export const file_switchboard_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEiwQEKEkxpc3RXb3JrZXJzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSLAoGc3RhdHVzGAMgASgOMhwuc3dpdGNoYm9hcmQudjEuV29ya2VyU3RhdHVzEiAKDmxhYmVsX3NlbGVjdG9yGAQgASgJQgi6SAVyAxiACBIeCg1hZ2VudF92ZXJzaW9uGAUgASgJQge6SARyAhhAIlcKE0xpc3RXb3JrZXJzUmVzcG9uc2USJwoHd29ya2VycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoQR2V0V29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIjsKEUdldFdvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlciJ0ChZDcmVhdGVKb2luVG9rZW5SZXF1ZXN0Eh0KC2Rlc2NyaXB0aW9uGAEgASgJQgi6SAVyAxjIARIfCgt0dGxfc2Vjb25kcxgCIAEoDUIKukgHKgUYgJqeARIaCghtYXhfdXNlcxgDIAEoDUIIukgFKgMYkE4igQEKF0NyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlEhUKDWpvaW5fdG9rZW5faWQYASABKAkSDQoFdG9rZW4YAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3VzZXMYBCABKA0iaQoUU2V0VXNlclN0YXR1c1JlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQESNgoGc3RhdHVzGAIgASgOMhouc3dpdGNoYm9hcmQudjEuVXNlclN0YXR1c0IKukgHggEEGAEYAiI7ChVTZXRVc2VyU3RhdHVzUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULnN3aXRjaGJvYXJkLnYxLlVzZXIiTAoTQ29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiPgoUQ29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIjQKFVVuY29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIkAKFlVuY29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIksKEkRyYWluV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiWQoTRHJhaW5Xb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISGgoSc2Vzc2lvbnNfcmVtYWluaW5nGAIgASgNIjIKE1JlbW92ZVdvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABASI+ChRSZW1vdmVXb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXIicwoXTGlzdFdvcmtlckV2ZW50c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIdCglwYWdlX3NpemUYAiABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAQiYAoYTGlzdFdvcmtlckV2ZW50c1Jlc3BvbnNlEisKBmV2ZW50cxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLldvcmtlckV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IpQBChRXYXRjaFdvcmtlcnNSZXNwb25zZRIoCghzbmFwc2hvdBgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchImCgZ3b3JrZXIYAiABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISKgoFZXZlbnQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5Xb3JrZXJFdmVudCIYChZHZXRGbGVldFN1bW1hcnlSZXF1ZXN0IukDChdHZXRGbGVldFN1bW1hcnlSZXNwb25zZRJXChF3b3JrZXJzX2J5X3N0YXR1cxgBIAMoCzI8LnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLldvcmtlcnNCeVN0YXR1c0VudHJ5EmUKGG9ubGluZV9ieV9zY2hlZHVsYWJpbGl0eRgCIAMoCzJDLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLk9ubGluZUJ5U2NoZWR1bGFiaWxpdHlFbnRyeRIWCg50b3RhbF9jYXBhY2l0eRgDIAEoDRIVCg1mcmVlX2NhcGFjaXR5GAQgASgNEhcKD2NwdV9wZXJjZW50X3A1MBgFIAEoARIXCg9jcHVfcGVyY2VudF9wOTUYBiABKAESGgoSbWVtb3J5X3BlcmNlbnRfcDUwGAcgASgBEhoKEm1lbW9yeV9wZXJjZW50X3A5NRgIIAEoARo2ChRXb3JrZXJzQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBGj0KG09ubGluZUJ5U2NoZWR1bGFiaWxpdHlFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBMpEICgxBZG1pblNlcnZpY2USVgoLTGlzdFdvcmtlcnMSIi5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2Vyc1JlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlElAKCUdldFdvcmtlchIgLnN3aXRjaGJvYXJkLnYxLkdldFdvcmtlclJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5HZXRXb3JrZXJSZXNwb25zZRJiCg9DcmVhdGVKb2luVG9rZW4SJi5zd2l0Y2hib2FyZC52MS5DcmVhdGVKb2luVG9rZW5SZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuQ3JlYXRlSm9pblRva2VuUmVzcG9uc2USXAoNU2V0VXNlclN0YXR1cxIkLnN3aXRjaGJvYXJkLnYxLlNldFVzZXJTdGF0dXNSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuU2V0VXNlclN0YXR1c1Jlc3BvbnNlElkKDENvcmRvbldvcmtlchIjLnN3aXRjaGJvYXJkLnYxLkNvcmRvbldvcmtlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5Db3Jkb25Xb3JrZXJSZXNwb25zZRJfCg5VbmNvcmRvbldvcmtlchIlLnN3aXRjaGJvYXJkLnYxLlVuY29yZG9uV29ya2VyUmVxdWVzdBomLnN3aXRjaGJvYXJkLnYxLlVuY29yZG9uV29ya2VyUmVzcG9uc2USVgoLRHJhaW5Xb3JrZXISIi5zd2l0Y2hib2FyZC52MS5EcmFpbldvcmtlclJlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5EcmFpbldvcmtlclJlc3BvbnNlElkKDFJlbW92ZVdvcmtlchIjLnN3aXRjaGJvYXJkLnYxLlJlbW92ZVdvcmtlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVXb3JrZXJSZXNwb25zZRJlChBMaXN0V29ya2VyRXZlbnRzEicuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlckV2ZW50c1JlcXVlc3QaKC5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2VyRXZlbnRzUmVzcG9uc2USWwoMV2F0Y2hXb3JrZXJzEiMuc3dpdGNoYm9hcmQudjEuV2F0Y2hXb3JrZXJzUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLldhdGNoV29ya2Vyc1Jlc3BvbnNlMAESYgoPR2V0RmxlZXRTdW1tYXJ5EiYuc3dpdGNoYm9hcmQudjEuR2V0RmxlZXRTdW1tYXJ5UmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEicgoLTWFpbnRlbmFuY2USDwoHZW5hYmxlZBgBIAEoCBIPCgdtZXNzYWdlGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5zZXRfYnlfdXNlcl9pZBgEIAEoCSJDChVTZXRNYWludGVuYW5jZVJlcXVlc3QSDwoHZW5hYmxlZBgBIAEoCBIZCgdtZXNzYWdlGAIgASgJQgi6SAVyAxj0AyJKChZTZXRNYWludGVuYW5jZVJlc3BvbnNlEjAKC21haW50ZW5hbmNlGAEgASgLMhsuc3dpdGNoYm9hcmQudjEuTWFpbnRlbmFuY2UiwQEKEkxpc3RXb3JrZXJzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSLAoGc3RhdHVzGAMgASgOMhwuc3dpdGNoYm9hcmQudjEuV29ya2VyU3RhdHVzEiAKDmxhYmVsX3NlbGVjdG9yGAQgASgJQgi6SAVyAxiACBIeCg1hZ2VudF92ZXJzaW9uGAUgASgJQge6SARyAhhAIlcKE0xpc3RXb3JrZXJzUmVzcG9uc2USJwoHd29ya2VycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoQR2V0V29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIjsKEUdldFdvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlciJ0ChZDcmVhdGVKb2luVG9rZW5SZXF1ZXN0Eh0KC2Rlc2NyaXB0aW9uGAEgASgJQgi6SAVyAxjIARIfCgt0dGxfc2Vjb25kcxgCIAEoDUIKukgHKgUYgJqeARIaCghtYXhfdXNlcxgDIAEoDUIIukgFKgMYkE4igQEKF0NyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlEhUKDWpvaW5fdG9rZW5faWQYASABKAkSDQoFdG9rZW4YAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3VzZXMYBCABKA0iaQoUU2V0VXNlclN0YXR1c1JlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQESNgoGc3RhdHVzGAIgASgOMhouc3dpdGNoYm9hcmQudjEuVXNlclN0YXR1c0IKukgHggEEGAEYAiI7ChVTZXRVc2VyU3RhdHVzUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULnN3aXRjaGJvYXJkLnYxLlVzZXIiTAoTQ29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiPgoUQ29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIjQKFVVuY29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIkAKFlVuY29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIksKEkRyYWluV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiWQoTRHJhaW5Xb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISGgoSc2Vzc2lvbnNfcmVtYWluaW5nGAIgASgNIjIKE1JlbW92ZVdvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABASI+ChRSZW1vdmVXb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXIicwoXTGlzdFdvcmtlckV2ZW50c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIdCglwYWdlX3NpemUYAiABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAQiYAoYTGlzdFdvcmtlckV2ZW50c1Jlc3BvbnNlEisKBmV2ZW50cxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLldvcmtlckV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IpQBChRXYXRjaFdvcmtlcnNSZXNwb25zZRIoCghzbmFwc2hvdBgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchImCgZ3b3JrZXIYAiABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISKgoFZXZlbnQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5Xb3JrZXJFdmVudCIYChZHZXRGbGVldFN1bW1hcnlSZXF1ZXN0IpsEChdHZXRGbGVldFN1bW1hcnlSZXNwb25zZRJXChF3b3JrZXJzX2J5X3N0YXR1cxgBIAMoCzI8LnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLldvcmtlcnNCeVN0YXR1c0VudHJ5EmUKGG9ubGluZV9ieV9zY2hlZHVsYWJpbGl0eRgCIAMoCzJDLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLk9ubGluZUJ5U2NoZWR1bGFiaWxpdHlFbnRyeRIWCg50b3RhbF9jYXBhY2l0eRgDIAEoDRIVCg1mcmVlX2NhcGFjaXR5GAQgASgNEhcKD2NwdV9wZXJjZW50X3A1MBgFIAEoARIXCg9jcHVfcGVyY2VudF9wOTUYBiABKAESGgoSbWVtb3J5X3BlcmNlbnRfcDUwGAcgASgBEhoKEm1lbW9yeV9wZXJjZW50X3A5NRgIIAEoARIwCgttYWludGVuYW5jZRgJIAEoCzIbLnN3aXRjaGJvYXJkLnYxLk1haW50ZW5hbmNlGjYKFFdvcmtlcnNCeVN0YXR1c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEaPQobT25saW5lQnlTY2hlZHVsYWJpbGl0eUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEy8ggKDEFkbWluU2VydmljZRJWCgtMaXN0V29ya2VycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USUAoJR2V0V29ya2VyEiAuc3dpdGNoYm9hcmQudjEuR2V0V29ya2VyUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkdldFdvcmtlclJlc3BvbnNlEmIKD0NyZWF0ZUpvaW5Ub2tlbhImLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QaJy5zd2l0Y2hib2FyZC52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZRJcCg1TZXRVc2VyU3RhdHVzEiQuc3dpdGNoYm9hcmQudjEuU2V0VXNlclN0YXR1c1JlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5TZXRVc2VyU3RhdHVzUmVzcG9uc2USWQoMQ29yZG9uV29ya2VyEiMuc3dpdGNoYm9hcmQudjEuQ29yZG9uV29ya2VyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkNvcmRvbldvcmtlclJlc3BvbnNlEl8KDlVuY29yZG9uV29ya2VyEiUuc3dpdGNoYm9hcmQudjEuVW5jb3Jkb25Xb3JrZXJSZXF1ZXN0GiYuc3dpdGNoYm9hcmQudjEuVW5jb3Jkb25Xb3JrZXJSZXNwb25zZRJWCgtEcmFpbldvcmtlchIiLnN3aXRjaGJvYXJkLnYxLkRyYWluV29ya2VyUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkRyYWluV29ya2VyUmVzcG9uc2USWQoMUmVtb3ZlV29ya2VyEiMuc3dpdGNoYm9hcmQudjEuUmVtb3ZlV29ya2VyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlJlbW92ZVdvcmtlclJlc3BvbnNlEmUKEExpc3RXb3JrZXJFdmVudHMSJy5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2VyRXZlbnRzUmVxdWVzdBooLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJFdmVudHNSZXNwb25zZRJbCgxXYXRjaFdvcmtlcnMSIy5zd2l0Y2hib2FyZC52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARJiCg9HZXRGbGVldFN1bW1hcnkSJi5zd2l0Y2hib2FyZC52MS5HZXRGbGVldFN1bW1hcnlSZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuR2V0RmxlZXRTdW1tYXJ5UmVzcG9uc2USXwoOU2V0TWFpbnRlbmFuY2USJS5zd2l0Y2hib2FyZC52MS5TZXRNYWludGVuYW5jZVJlcXVlc3QaJi5zd2l0Y2hib2FyZC52MS5TZXRNYWludGVuYW5jZVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
+
+/**
+ * Maintenance is the fleet-wide maintenance switch.
+ *
+ * @generated from message switchboard.v1.Maintenance
+ */
+export type Maintenance = Message<"switchboard.v1.Maintenance"> & {
+  /**
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * What operators and tenants are told.
+   *
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp since = 3;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string set_by_user_id = 4;
+   */
+  setByUserId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.Maintenance.
+ * Use `create(MaintenanceSchema)` to create a new message.
+ */
+export const MaintenanceSchema: GenMessage<Maintenance> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 0);
+
+/**
+ * @generated from message switchboard.v1.SetMaintenanceRequest
+ */
+export type SetMaintenanceRequest = Message<"switchboard.v1.SetMaintenanceRequest"> & {
+  /**
+   * @generated from field: bool enabled = 1;
+   */
+  enabled: boolean;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message switchboard.v1.SetMaintenanceRequest.
+ * Use `create(SetMaintenanceRequestSchema)` to create a new message.
+ */
+export const SetMaintenanceRequestSchema: GenMessage<SetMaintenanceRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 1);
+
+/**
+ * @generated from message switchboard.v1.SetMaintenanceResponse
+ */
+export type SetMaintenanceResponse = Message<"switchboard.v1.SetMaintenanceResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Maintenance maintenance = 1;
+   */
+  maintenance?: Maintenance | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.SetMaintenanceResponse.
+ * Use `create(SetMaintenanceResponseSchema)` to create a new message.
+ */
+export const SetMaintenanceResponseSchema: GenMessage<SetMaintenanceResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 2);
 
 /**
  * @generated from message switchboard.v1.ListWorkersRequest
@@ -64,7 +139,7 @@ export type ListWorkersRequest = Message<"switchboard.v1.ListWorkersRequest"> & 
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 0);
+  messageDesc(file_switchboard_v1_admin, 3);
 
 /**
  * @generated from message switchboard.v1.ListWorkersResponse
@@ -88,7 +163,7 @@ export type ListWorkersResponse = Message<"switchboard.v1.ListWorkersResponse"> 
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 1);
+  messageDesc(file_switchboard_v1_admin, 4);
 
 /**
  * @generated from message switchboard.v1.GetWorkerRequest
@@ -105,7 +180,7 @@ export type GetWorkerRequest = Message<"switchboard.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 2);
+  messageDesc(file_switchboard_v1_admin, 5);
 
 /**
  * @generated from message switchboard.v1.GetWorkerResponse
@@ -122,7 +197,7 @@ export type GetWorkerResponse = Message<"switchboard.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 3);
+  messageDesc(file_switchboard_v1_admin, 6);
 
 /**
  * @generated from message switchboard.v1.CreateJoinTokenRequest
@@ -155,7 +230,7 @@ export type CreateJoinTokenRequest = Message<"switchboard.v1.CreateJoinTokenRequ
  * Use `create(CreateJoinTokenRequestSchema)` to create a new message.
  */
 export const CreateJoinTokenRequestSchema: GenMessage<CreateJoinTokenRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 4);
+  messageDesc(file_switchboard_v1_admin, 7);
 
 /**
  * @generated from message switchboard.v1.CreateJoinTokenResponse
@@ -189,7 +264,7 @@ export type CreateJoinTokenResponse = Message<"switchboard.v1.CreateJoinTokenRes
  * Use `create(CreateJoinTokenResponseSchema)` to create a new message.
  */
 export const CreateJoinTokenResponseSchema: GenMessage<CreateJoinTokenResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 5);
+  messageDesc(file_switchboard_v1_admin, 8);
 
 /**
  * @generated from message switchboard.v1.SetUserStatusRequest
@@ -211,7 +286,7 @@ export type SetUserStatusRequest = Message<"switchboard.v1.SetUserStatusRequest"
  * Use `create(SetUserStatusRequestSchema)` to create a new message.
  */
 export const SetUserStatusRequestSchema: GenMessage<SetUserStatusRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 6);
+  messageDesc(file_switchboard_v1_admin, 9);
 
 /**
  * @generated from message switchboard.v1.SetUserStatusResponse
@@ -228,7 +303,7 @@ export type SetUserStatusResponse = Message<"switchboard.v1.SetUserStatusRespons
  * Use `create(SetUserStatusResponseSchema)` to create a new message.
  */
 export const SetUserStatusResponseSchema: GenMessage<SetUserStatusResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 7);
+  messageDesc(file_switchboard_v1_admin, 10);
 
 /**
  * @generated from message switchboard.v1.CordonWorkerRequest
@@ -252,7 +327,7 @@ export type CordonWorkerRequest = Message<"switchboard.v1.CordonWorkerRequest"> 
  * Use `create(CordonWorkerRequestSchema)` to create a new message.
  */
 export const CordonWorkerRequestSchema: GenMessage<CordonWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 8);
+  messageDesc(file_switchboard_v1_admin, 11);
 
 /**
  * @generated from message switchboard.v1.CordonWorkerResponse
@@ -269,7 +344,7 @@ export type CordonWorkerResponse = Message<"switchboard.v1.CordonWorkerResponse"
  * Use `create(CordonWorkerResponseSchema)` to create a new message.
  */
 export const CordonWorkerResponseSchema: GenMessage<CordonWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 9);
+  messageDesc(file_switchboard_v1_admin, 12);
 
 /**
  * @generated from message switchboard.v1.UncordonWorkerRequest
@@ -286,7 +361,7 @@ export type UncordonWorkerRequest = Message<"switchboard.v1.UncordonWorkerReques
  * Use `create(UncordonWorkerRequestSchema)` to create a new message.
  */
 export const UncordonWorkerRequestSchema: GenMessage<UncordonWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 10);
+  messageDesc(file_switchboard_v1_admin, 13);
 
 /**
  * @generated from message switchboard.v1.UncordonWorkerResponse
@@ -303,7 +378,7 @@ export type UncordonWorkerResponse = Message<"switchboard.v1.UncordonWorkerRespo
  * Use `create(UncordonWorkerResponseSchema)` to create a new message.
  */
 export const UncordonWorkerResponseSchema: GenMessage<UncordonWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 11);
+  messageDesc(file_switchboard_v1_admin, 14);
 
 /**
  * @generated from message switchboard.v1.DrainWorkerRequest
@@ -325,7 +400,7 @@ export type DrainWorkerRequest = Message<"switchboard.v1.DrainWorkerRequest"> & 
  * Use `create(DrainWorkerRequestSchema)` to create a new message.
  */
 export const DrainWorkerRequestSchema: GenMessage<DrainWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 12);
+  messageDesc(file_switchboard_v1_admin, 15);
 
 /**
  * @generated from message switchboard.v1.DrainWorkerResponse
@@ -349,7 +424,7 @@ export type DrainWorkerResponse = Message<"switchboard.v1.DrainWorkerResponse"> 
  * Use `create(DrainWorkerResponseSchema)` to create a new message.
  */
 export const DrainWorkerResponseSchema: GenMessage<DrainWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 13);
+  messageDesc(file_switchboard_v1_admin, 16);
 
 /**
  * @generated from message switchboard.v1.RemoveWorkerRequest
@@ -366,7 +441,7 @@ export type RemoveWorkerRequest = Message<"switchboard.v1.RemoveWorkerRequest"> 
  * Use `create(RemoveWorkerRequestSchema)` to create a new message.
  */
 export const RemoveWorkerRequestSchema: GenMessage<RemoveWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 14);
+  messageDesc(file_switchboard_v1_admin, 17);
 
 /**
  * @generated from message switchboard.v1.RemoveWorkerResponse
@@ -383,7 +458,7 @@ export type RemoveWorkerResponse = Message<"switchboard.v1.RemoveWorkerResponse"
  * Use `create(RemoveWorkerResponseSchema)` to create a new message.
  */
 export const RemoveWorkerResponseSchema: GenMessage<RemoveWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 15);
+  messageDesc(file_switchboard_v1_admin, 18);
 
 /**
  * @generated from message switchboard.v1.ListWorkerEventsRequest
@@ -410,7 +485,7 @@ export type ListWorkerEventsRequest = Message<"switchboard.v1.ListWorkerEventsRe
  * Use `create(ListWorkerEventsRequestSchema)` to create a new message.
  */
 export const ListWorkerEventsRequestSchema: GenMessage<ListWorkerEventsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 16);
+  messageDesc(file_switchboard_v1_admin, 19);
 
 /**
  * @generated from message switchboard.v1.ListWorkerEventsResponse
@@ -432,7 +507,7 @@ export type ListWorkerEventsResponse = Message<"switchboard.v1.ListWorkerEventsR
  * Use `create(ListWorkerEventsResponseSchema)` to create a new message.
  */
 export const ListWorkerEventsResponseSchema: GenMessage<ListWorkerEventsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 17);
+  messageDesc(file_switchboard_v1_admin, 20);
 
 /**
  * @generated from message switchboard.v1.WatchWorkersRequest
@@ -445,7 +520,7 @@ export type WatchWorkersRequest = Message<"switchboard.v1.WatchWorkersRequest"> 
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 18);
+  messageDesc(file_switchboard_v1_admin, 21);
 
 /**
  * @generated from message switchboard.v1.WatchWorkersResponse
@@ -476,7 +551,7 @@ export type WatchWorkersResponse = Message<"switchboard.v1.WatchWorkersResponse"
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 19);
+  messageDesc(file_switchboard_v1_admin, 22);
 
 /**
  * @generated from message switchboard.v1.GetFleetSummaryRequest
@@ -489,7 +564,7 @@ export type GetFleetSummaryRequest = Message<"switchboard.v1.GetFleetSummaryRequ
  * Use `create(GetFleetSummaryRequestSchema)` to create a new message.
  */
 export const GetFleetSummaryRequestSchema: GenMessage<GetFleetSummaryRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 20);
+  messageDesc(file_switchboard_v1_admin, 23);
 
 /**
  * @generated from message switchboard.v1.GetFleetSummaryResponse
@@ -544,6 +619,11 @@ export type GetFleetSummaryResponse = Message<"switchboard.v1.GetFleetSummaryRes
    * @generated from field: double memory_percent_p95 = 8;
    */
   memoryPercentP95: number;
+
+  /**
+   * @generated from field: switchboard.v1.Maintenance maintenance = 9;
+   */
+  maintenance?: Maintenance | undefined;
 };
 
 /**
@@ -551,7 +631,7 @@ export type GetFleetSummaryResponse = Message<"switchboard.v1.GetFleetSummaryRes
  * Use `create(GetFleetSummaryResponseSchema)` to create a new message.
  */
 export const GetFleetSummaryResponseSchema: GenMessage<GetFleetSummaryResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 21);
+  messageDesc(file_switchboard_v1_admin, 24);
 
 /**
  * AdminService is how platform operators look at and act on the fleet.
@@ -669,6 +749,17 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof GetFleetSummaryRequestSchema;
     output: typeof GetFleetSummaryResponseSchema;
+  },
+  /**
+   * SetMaintenance switches fleet-wide maintenance on or off: while on, no
+   * new work is placed and failed workers' work is not reassigned automatically.
+   *
+   * @generated from rpc switchboard.v1.AdminService.SetMaintenance
+   */
+  setMaintenance: {
+    methodKind: "unary";
+    input: typeof SetMaintenanceRequestSchema;
+    output: typeof SetMaintenanceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_admin, 0);

@@ -2,6 +2,7 @@ import { AuditEventSchema } from '../../audit/audit-event.entity.js';
 import { JoinTokenSchema } from '../../fleet/join-token.entity.js';
 import { WorkerSchema } from '../../fleet/worker.entity.js';
 import { WorkerEventSchema } from '../../fleet/worker-event.entity.js';
+import { PlatformSettingSchema } from '../../fleet/platform-setting.entity.js';
 import { MembershipSchema, TenantSchema, UserSchema } from '../../identity/account.entity.js';
 import { ApiKeySchema } from '../../identity/api-key.entity.js';
 import { AuthSessionSchema, RefreshTokenSchema } from '../../identity/auth-session.entity.js';
@@ -11,6 +12,7 @@ import { SigningKeySchema } from '../../identity/signing-key.entity.js';
 export const entities = [
   WorkerSchema,
   WorkerEventSchema,
+  PlatformSettingSchema,
   JoinTokenSchema,
   TenantSchema,
   UserSchema,

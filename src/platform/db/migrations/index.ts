@@ -2,6 +2,7 @@ import type { MigrationObject } from '@mikro-orm/core';
 import { Migration20261125000000CreateWorker } from './Migration20261125000000CreateWorker.js';
 import { Migration20261125010000Identity } from './Migration20261125010000Identity.js';
 import { Migration20261125020000WorkerLifecycle } from './Migration20261125020000WorkerLifecycle.js';
+import { Migration20261126000000PlatformSetting } from './Migration20261126000000PlatformSetting.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -11,4 +12,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261125000000CreateWorker', class: Migration20261125000000CreateWorker },
   { name: 'Migration20261125010000Identity', class: Migration20261125010000Identity },
   { name: 'Migration20261125020000WorkerLifecycle', class: Migration20261125020000WorkerLifecycle },
+  { name: 'Migration20261126000000PlatformSetting', class: Migration20261126000000PlatformSetting },
 ];
