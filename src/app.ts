@@ -106,6 +106,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       leaseTtlMs: config.leaseTtlMs,
       sweepIntervalMs: config.sweepIntervalMs,
       failureGraceMs: config.failureGraceMs,
+      maxConnectionAgeMs: config.maxConnectionAgeMs,
       metricsFlushIntervalMs: config.metricsFlushIntervalMs,
       replicaId: config.replicaId,
     },

@@ -28,6 +28,8 @@ export interface Config {
   readonly sweepIntervalMs: number;
   /** How long a worker whose connection was lost may take to reconnect before it is FAILED. */
   readonly failureGraceMs: number;
+  /** Agent streams are ended (±10% jitter) after this long so they spread over replicas again. */
+  readonly maxConnectionAgeMs: number;
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
   readonly shutdownTimeoutMs: number;
@@ -118,6 +120,7 @@ const envSchema = z
     LEASE_TTL_MS: milliseconds(10000, 300),
     SWEEP_INTERVAL_MS: milliseconds(1000, 50),
     FAILURE_GRACE_MS: milliseconds(3000, 0),
+    MAX_CONNECTION_AGE_MS: milliseconds(30 * MINUTE, 1000),
     METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
     SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
     MAX_REQUEST_BYTES: count(1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -201,6 +204,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     leaseTtlMs: e.LEASE_TTL_MS,
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     failureGraceMs: e.FAILURE_GRACE_MS,
+    maxConnectionAgeMs: e.MAX_CONNECTION_AGE_MS,
     metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

@@ -141,6 +141,8 @@ export class FleetService {
     connection.workerName = worker.name;
     connection.instanceId = hello.instanceId;
     connection.lastRenewalMs = clock.monotonicMs();
+    // Jitter keeps agents that connected together from all leaving together.
+    connection.endAtMs = clock.monotonicMs() + this.options.maxConnectionAgeMs * (0.9 + Math.random() * 0.2);
     connection.state = 'live';
     this.connections.set(worker.id, connection);
     this.log.info(
@@ -218,6 +220,12 @@ export class FleetService {
     const { store, clock } = this.resources;
     try {
       await store.releaseLease(leaseKey(connection.workerId), connection.streamId);
+      if (finalOutcome === 'rebalance') {
+        // The agent reconnects at once and takes over its row; if it does not,
+        // the sweeper finds an ONLINE worker without a lease and fails it.
+        this.log.info({ workerId: connection.workerId, worker: connection.workerName }, 'stream ended to rebalance');
+        return;
+      }
       const now = clock.now();
       const event = await this.repository().detachStream({
         workerId: connection.workerId,
@@ -254,6 +262,15 @@ export class FleetService {
     const { clock, store } = this.resources;
     const nowMs = clock.monotonicMs();
     for (const connection of this.connections.values()) {
+      if (connection.state === 'live' && nowMs >= connection.endAtMs) {
+        // GOAWAY alone would not end a running stream: end it ourselves.
+        connection.terminate(
+          'connection age limit',
+          new DomainError('UNAVAILABLE', 'connection age limit reached; reconnect (possibly to another replica)'),
+          'rebalance',
+        );
+        continue;
+      }
       if (connection.state === 'live' && isLeaseExpired(connection.lastRenewalMs, this.options.leaseTtlMs, nowMs)) {
         connection.terminate(
           'lease expired',

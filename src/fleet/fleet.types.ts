@@ -54,4 +54,6 @@ export interface FleetOptions {
   replicaId: string;
   /** How long a worker whose connection was lost may take to come back before it is FAILED. */
   failureGraceMs: number;
+  /** A stream is ended after this long (±10%), so agents rebalance across replicas. */
+  maxConnectionAgeMs: number;
 }

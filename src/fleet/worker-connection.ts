@@ -10,7 +10,7 @@ import type { ControlEnvelope } from './fleet.types.js';
 export type ConnectionState = 'open' | 'live' | 'closing' | 'closed';
 
 /** How a stream ended, which decides the worker's status (see FleetService.disconnect). */
-export type DisconnectOutcome = 'clean' | 'lost' | 'expired';
+export type DisconnectOutcome = 'clean' | 'lost' | 'expired' | 'rebalance';
 
 /**
  * One agent stream on this replica: the outbound queue the transport drains,
@@ -24,6 +24,8 @@ export class WorkerConnection {
   instanceId = '';
   /** Monotonic time of the last successful lease renewal. */
   lastRenewalMs = 0;
+  /** Monotonic time after which the stream is ended to rebalance (connection age limit). */
+  endAtMs = Infinity;
   /** Why the stream is ending, once that is decided. */
   endReason: string | undefined;
   endOutcome: DisconnectOutcome | undefined;
