@@ -49,7 +49,13 @@ const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
  * open, says Hello, heartbeats real metrics, and reconnects with backoff,
  * keeping its worker id and instance id across reconnects.
  */
-export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]; fenced: [number] }> {
+export class Agent extends EventEmitter<{
+  state: [AgentState];
+  welcome: [string];
+  fenced: [number];
+  drain: [string];
+  shutdown: [string];
+}> {
   private _state: AgentState = 'idle';
   private readonly instanceId = randomBytes(12).toString('hex');
   private readonly client: ControlPlaneClient;
@@ -65,6 +71,8 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
   workerId = '';
   private usingStoredCredential = false;
   private leaseTtlMs = 10_000;
+  /** Told to drain (by the control plane); reported in every heartbeat. */
+  draining = false;
   private lastAckMs = 0;
   private readonly credentials: CredentialStore;
 
@@ -215,6 +223,17 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
       case 'heartbeatAck':
         this.lastAckMs = performance.now();
         break;
+      case 'drain':
+        this.draining = true;
+        this.log.warn({ reason: message.payload.value.reason }, 'draining: no new work will be placed here');
+        this.acknowledge(stream, message.correlationId, 'draining');
+        this.emit('drain', message.payload.value.reason);
+        break;
+      case 'shutdown':
+        this.log.warn({ reason: message.payload.value.reason }, 'shutdown requested by the control plane');
+        this.acknowledge(stream, message.correlationId, 'stopping');
+        this.emit('shutdown', message.payload.value.reason);
+        break;
       case undefined:
         this.log.warn({ correlationId: message.correlationId }, 'control message without payload ignored');
         break;
@@ -238,11 +257,28 @@ export class Agent extends EventEmitter<{ state: [AgentState]; welcome: [string]
       this.sequence += 1n;
       this.send(stream, {
         case: 'heartbeat',
-        value: { sequence: this.sequence, metrics: toResourceMetrics(this.metrics.sample()), sentAt: timestampNow() },
+        value: {
+          sequence: this.sequence,
+          metrics: toResourceMetrics(this.metrics.sample()),
+          sentAt: timestampNow(),
+          draining: this.draining,
+        },
       });
     };
     beat();
     this.heartbeatTimer = setInterval(beat, intervalMs);
+  }
+
+  // Answers a command on the same correlation id, as the protocol requires.
+  private acknowledge(stream: AgentStream, correlationId: string, detail: string): void {
+    if (stream.writable) {
+      stream.write(
+        create(AgentMessageSchema, {
+          correlationId,
+          payload: { case: 'commandAck', value: { accepted: true, detail } },
+        }),
+      );
+    }
   }
 
   private fence(stream: AgentStream, silentMs: number): void {

@@ -43,6 +43,7 @@ async function main(): Promise<void> {
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
+  agent.on('shutdown', () => stop('shutdown command'));
   // Started by `npm start` with an IPC channel: stop when that parent is gone.
   process.on('disconnect', () => stop('parent process exited'));
   process.on('SIGINT', () => stop('SIGINT'));

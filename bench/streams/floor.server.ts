@@ -51,6 +51,9 @@ function routes(router: ConnectRouter): void {
               },
             });
             break;
+          case 'commandAck':
+            // The floor sends no commands, so there is nothing to acknowledge.
+            break;
           case undefined:
             throw new ConnectError('envelope has no payload', Code.InvalidArgument);
           default:

@@ -167,6 +167,9 @@ export class SimulatedAgent {
         this.context.recorder.record(performance.now() - sentAt);
         break;
       }
+      case 'drain':
+      case 'shutdown':
+        throw new Error(`unexpected ${message.payload.case} command during the benchmark`);
       case undefined:
         throw new Error('control message without payload');
       default:

@@ -112,9 +112,14 @@ export function createAdminServiceHandler(deps: {
 
     async drainWorker(req, ctx: HandlerContext) {
       const worker = await adminAction(ctx, req.workerId, 'drain', req.reason);
+      const notified =
+        worker.status === 'ONLINE'
+          ? await fleet.sendCommand(worker.id, { kind: 'drain', reason: req.reason || 'drained by an operator' })
+          : { delivered: false, detail: 'not connected' };
       return create(DrainWorkerResponseSchema, {
         worker: workerToProto(worker),
         sessionsRemaining: worker.metrics?.sessionCount ?? 0,
+        agentNotified: notified.delivered,
       });
     },
 

@@ -2,7 +2,14 @@ import { randomUUID } from 'node:crypto';
 import type { Resources } from '../platform/resources.js';
 import { DomainError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
-import type { AgentHeartbeat, AgentHello, FleetOptions, WorkerQuery } from './fleet.types.js';
+import type {
+  AgentHeartbeat,
+  AgentHello,
+  CommandResult,
+  FleetOptions,
+  WorkerCommand,
+  WorkerQuery,
+} from './fleet.types.js';
 import { validateHello } from './hello.validation.js';
 import { WorkerConnection } from './worker-connection.js';
 import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
@@ -14,6 +21,8 @@ import type { AdminAction } from './worker.state.js';
 import type { DisconnectOutcome } from './worker-connection.js';
 
 const CHANGES_CHANNEL = 'fleet:changes';
+/** Each replica listens on its own channel for commands to relay to its streams, and for replies. */
+const replicaChannel = (replicaId: string) => `fleet:replica:${replicaId}`;
 
 /** A committed change to a worker, as watchers receive it. */
 export interface WorkerChange {
@@ -37,6 +46,11 @@ export class FleetService {
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly watchers = new Set<(change: WorkerChange) => void>();
+  private unsubscribeReplica: (() => Promise<void>) | undefined;
+  /** Commands sent down a local stream, waiting for the agent's CommandAck (by correlation id). */
+  private readonly awaitingAck = new Map<string, (result: CommandResult) => void>();
+  /** Commands relayed to another replica, waiting for its reply (by request id). */
+  private readonly awaitingReplica = new Map<string, (result: CommandResult) => void>();
   private unsubscribe: (() => Promise<void>) | undefined;
 
   constructor(
@@ -51,6 +65,12 @@ export class FleetService {
     this.unsubscribe = await this.resources.store.subscribe(CHANGES_CHANNEL, (message) => {
       void this.deliver(message);
     });
+    this.unsubscribeReplica = await this.resources.store.subscribe(
+      replicaChannel(this.options.replicaId),
+      (message) => {
+        void this.onReplicaMessage(message);
+      },
+    );
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.flushTimer = setInterval(() => void this.flushHeartbeats(), this.options.metricsFlushIntervalMs);
   }
@@ -352,6 +372,91 @@ export class FleetService {
   }
 
   /**
+   * Delivers a command to a worker wherever its stream lives: directly when
+   * this replica holds it, otherwise through the owning replica (recorded on
+   * the worker) over the coordination store, with a deadline either way.
+   */
+  async sendCommand(workerId: string, command: WorkerCommand, timeoutMs = 5000): Promise<CommandResult> {
+    const local = this.connections.get(workerId);
+    if (local?.state === 'live') return this.sendLocal(local, command, timeoutMs);
+    const worker = await this.repository().findById(workerId);
+    if (worker?.status !== 'ONLINE' || !worker.replicaId || worker.replicaId === this.options.replicaId) {
+      return { delivered: false, detail: 'the worker is not connected' };
+    }
+    const requestId = randomUUID();
+    const reply = this.waitFor(
+      this.awaitingReplica,
+      requestId,
+      timeoutMs + 500,
+      'no answer from the replica holding the worker',
+    );
+    await this.resources.store.publish(
+      replicaChannel(worker.replicaId),
+      JSON.stringify({ type: 'command', requestId, from: this.options.replicaId, workerId, command, timeoutMs }),
+    );
+    return reply;
+  }
+
+  /** The agent answered a command sent on this replica. */
+  commandAcknowledged(correlationId: string, accepted: boolean, detail: string): void {
+    this.awaitingAck.get(correlationId)?.({ delivered: accepted, detail });
+  }
+
+  private sendLocal(connection: WorkerConnection, command: WorkerCommand, timeoutMs: number): Promise<CommandResult> {
+    const correlationId = randomUUID();
+    const ack = this.waitFor(this.awaitingAck, correlationId, timeoutMs, 'the agent did not acknowledge in time');
+    connection.send({ correlationId, ...command });
+    return ack;
+  }
+
+  private waitFor(
+    pending: Map<string, (result: CommandResult) => void>,
+    id: string,
+    timeoutMs: number,
+    timeoutDetail: string,
+  ): Promise<CommandResult> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => settle({ delivered: false, detail: timeoutDetail }), timeoutMs);
+      const settle = (result: CommandResult) => {
+        clearTimeout(timer);
+        pending.delete(id);
+        resolve(result);
+      };
+      pending.set(id, settle);
+    });
+  }
+
+  private async onReplicaMessage(raw: string): Promise<void> {
+    try {
+      const message = JSON.parse(raw) as
+        | {
+            type: 'command';
+            requestId: string;
+            from: string;
+            workerId: string;
+            command: WorkerCommand;
+            timeoutMs: number;
+          }
+        | { type: 'reply'; requestId: string; result: CommandResult };
+      if (message.type === 'reply') {
+        this.awaitingReplica.get(message.requestId)?.(message.result);
+        return;
+      }
+      const connection = this.connections.get(message.workerId);
+      const result =
+        connection?.state === 'live'
+          ? await this.sendLocal(connection, message.command, message.timeoutMs)
+          : { delivered: false, detail: 'the worker is not connected to the replica it was recorded on' };
+      await this.resources.store.publish(
+        replicaChannel(message.from),
+        JSON.stringify({ type: 'reply', requestId: message.requestId, result }),
+      );
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not handle a message from another replica');
+    }
+  }
+
+  /**
    * Calls `onChange` for every worker change on any replica (through the
    * coordination store), until the returned function is called.
    */
@@ -373,6 +478,7 @@ export class FleetService {
   async shutdown(): Promise<void> {
     this.stopped = true;
     await this.unsubscribe?.();
+    await this.unsubscribeReplica?.();
     clearInterval(this.sweepTimer);
     clearInterval(this.flushTimer);
     const live = [...this.connections.values()];

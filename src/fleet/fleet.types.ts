@@ -33,7 +33,17 @@ export type ControlEnvelope = { correlationId: string } & (
       workerCredential: string;
     }
   | { kind: 'heartbeatAck'; sequence: bigint; leaseExpiresAt: Date }
+  | WorkerCommand
 );
+
+/** A command for one worker, delivered over its stream (through its owner replica if need be). */
+export type WorkerCommand = { kind: 'drain'; reason: string } | { kind: 'shutdown'; reason: string };
+
+/** What came of a command. */
+export interface CommandResult {
+  delivered: boolean;
+  detail: string;
+}
 
 /** Filters for listing workers. */
 export interface WorkerQuery {

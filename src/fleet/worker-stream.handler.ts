@@ -57,6 +57,9 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
                 correlationId,
               );
               break;
+            case 'commandAck':
+              fleet.commandAcknowledged(correlationId, payload.value.accepted, payload.value.detail);
+              break;
             case undefined:
               throw DomainError.invalidArgument('payload', 'envelope has no payload');
             default:
@@ -100,6 +103,16 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
 
 function toProto(envelope: ControlEnvelope): ControlMessage {
   switch (envelope.kind) {
+    case 'drain':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: { case: 'drain', value: { reason: envelope.reason } },
+      });
+    case 'shutdown':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: { case: 'shutdown', value: { reason: envelope.reason } },
+      });
     case 'welcome':
       return create(ControlMessageSchema, {
         correlationId: envelope.correlationId,

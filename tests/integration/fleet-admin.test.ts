@@ -41,7 +41,12 @@ describe('fleet administration (PostgreSQL + Redis)', () => {
     expect(cordoned.worker?.status).toBe(WorkerStatus.ONLINE);
     // Repeating it changes nothing and records nothing.
     await admin.cordonWorker({ workerId, reason: 'again' });
-    const drained = await admin.drainWorker({ workerId, reason: 'moving racks' });
+    const draining = admin.drainWorker({ workerId, reason: 'moving racks' });
+    const command = await stream.next();
+    expect(command.payload.case === 'drain' && command.payload.value.reason).toBe('moving racks');
+    stream.acknowledge(command);
+    const drained = await draining;
+    expect(drained.agentNotified).toBe(true);
     expect(drained.worker?.schedulability).toBe(Schedulability.DRAINING);
     expect(drained.sessionsRemaining).toBe(0);
     const active = await admin.uncordonWorker({ workerId });
@@ -75,7 +80,11 @@ describe('fleet administration (PostgreSQL + Redis)', () => {
     expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
 
     // Drained (no sessions): removal ends its stream and its credential.
-    await admin.drainWorker({ workerId, reason: 'retire' });
+    const draining = admin.drainWorker({ workerId, reason: 'retire' });
+    const command = await stream.next();
+    expect(command.payload.case).toBe('drain');
+    stream.acknowledge(command);
+    expect((await draining).agentNotified).toBe(true);
     const removed = await admin.removeWorker({ workerId });
     expect(removed.worker?.status).toBe(WorkerStatus.REMOVED);
     const ended = await stream.next().then(

@@ -17,6 +17,8 @@ export interface TestControlPlane {
   grpcAddress: string;
   /** Access token of a platform admin created for the test. */
   adminToken: string;
+  databaseUrl: string;
+  redisPrefix: string;
   /** A join token an agent can enrol with (`uses` agents, default 100). */
   joinToken(uses?: number): Promise<string>;
   close(): Promise<void>;
@@ -27,10 +29,12 @@ export interface TestControlPlane {
  * (a fresh key prefix), or on the embedded defaults with `embedded: true`.
  */
 export async function startControlPlane(
-  options: { env?: Record<string, string>; embedded?: boolean } = {},
+  options: { env?: Record<string, string>; embedded?: boolean; replicaOf?: TestControlPlane } = {},
 ): Promise<TestControlPlane> {
-  const database = options.embedded ? undefined : await createTestDatabase();
-  const prefix = uniqueRedisPrefix();
+  // A replica shares the first control plane's database and Redis prefix (and leaves them to it to clean up).
+  const owned = options.embedded || options.replicaOf ? undefined : await createTestDatabase();
+  const database = options.replicaOf ? { url: options.replicaOf.databaseUrl } : owned;
+  const prefix = options.replicaOf?.redisPrefix ?? uniqueRedisPrefix();
   const dataDir = options.embedded ? mkdtempSync(join(tmpdir(), 'sb-test-')) : undefined;
   const config = loadConfig({
     HOST: '127.0.0.1',
@@ -54,6 +58,8 @@ export async function startControlPlane(
     grpcUrl: `http://127.0.0.1:${urls.grpcPort}`,
     grpcAddress: `127.0.0.1:${urls.grpcPort}`,
     adminToken,
+    databaseUrl: database?.url ?? '',
+    redisPrefix: prefix,
     async joinToken(uses = 100) {
       const { json } = await postJson(
         httpUrl,
@@ -66,9 +72,9 @@ export async function startControlPlane(
     },
     async close() {
       await app.close();
-      await database?.drop();
+      await owned?.drop();
       if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-      if (!options.embedded) await deleteRedisKeys(prefix);
+      if (!options.embedded && !options.replicaOf) await deleteRedisKeys(prefix);
     },
   };
 }

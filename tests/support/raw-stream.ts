@@ -22,8 +22,13 @@ export class RawAgentStream {
     this.inbound = client.connect(this.outbound, { signal: this.abort.signal })[Symbol.asyncIterator]();
   }
 
-  send(payload: MessageInitShape<typeof AgentMessageSchema>['payload']): void {
-    this.outbound.push(create(AgentMessageSchema, { correlationId: `c-${++this.seq}`, payload }));
+  send(payload: MessageInitShape<typeof AgentMessageSchema>['payload'], correlationId = `c-${++this.seq}`): void {
+    this.outbound.push(create(AgentMessageSchema, { correlationId, payload }));
+  }
+
+  /** Acknowledges a command, as an agent must. */
+  acknowledge(command: ControlMessage): void {
+    this.send({ case: 'commandAck', value: { accepted: true, detail: 'ok' } }, command.correlationId);
   }
 
   hello(workerName: string, overrides: Record<string, unknown> = {}): void {

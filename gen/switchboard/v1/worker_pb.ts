@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/worker.proto.
  */
 export const file_switchboard_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIokBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAQgkKB3BheWxvYWQilgEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAQgkKB3BheWxvYWQiwwIKBUhlbGxvEhMKC3dvcmtlcl9uYW1lGAEgASgJEhUKDWFnZW50X3ZlcnNpb24YAiABKAkSEAoIY2FwYWNpdHkYAyABKA0SMQoRc3VwcG9ydGVkX2VuZ2luZXMYBCADKA4yFi5zd2l0Y2hib2FyZC52MS5FbmdpbmUSMQoGbGFiZWxzGAUgAygLMiEuc3dpdGNoYm9hcmQudjEuSGVsbG8uTGFiZWxzRW50cnkSEwoLaW5zdGFuY2VfaWQYBiABKAkSEQoJd29ya2VyX2lkGAcgASgJEhQKCmpvaW5fdG9rZW4YCCABKAlIABIbChF3b3JrZXJfY3JlZGVudGlhbBgJIAEoCUgAGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDAoKY3JlZGVudGlhbCJ8CglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQSMAoHbWV0cmljcxgCIAEoCzIfLnN3aXRjaGJvYXJkLnYxLlJlc291cmNlTWV0cmljcxIrCgdzZW50X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKwAQoHV2VsY29tZRIRCgl3b3JrZXJfaWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWxlYXNlX3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZXBsaWNhX2lkGAQgASgJEhkKEXdvcmtlcl9jcmVkZW50aWFsGAUgASgJIlYKDEhlYXJ0YmVhdEFjaxIQCghzZXF1ZW5jZRgBIAEoBBI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDJcCg1Xb3JrZXJTZXJ2aWNlEksKB0Nvbm5lY3QSHC5zd2l0Y2hib2FyZC52MS5BZ2VudE1lc3NhZ2UaHi5zd2l0Y2hib2FyZC52MS5Db250cm9sTWVzc2FnZSgBMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIrwBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAQgkKB3BheWxvYWQi7AEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAEiYKBWRyYWluGAQgASgLMhUuc3dpdGNoYm9hcmQudjEuRHJhaW5IABIsCghzaHV0ZG93bhgFIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlNodXRkb3duSABCCQoHcGF5bG9hZCIXCgVEcmFpbhIOCgZyZWFzb24YASABKAkiGgoIU2h1dGRvd24SDgoGcmVhc29uGAEgASgJIi4KCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSDgoGZGV0YWlsGAIgASgJIsMCCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEhAKCGNhcGFjaXR5GAMgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjEKBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5EhMKC2luc3RhbmNlX2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIUCgpqb2luX3Rva2VuGAggASgJSAASGwoRd29ya2VyX2NyZWRlbnRpYWwYCSABKAlIABotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgwKCmNyZWRlbnRpYWwijgEKCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoBBIwCgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEisKB3NlbnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRyYWluaW5nGAQgASgIIrABCgdXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcGxpY2FfaWQYBCABKAkSGQoRd29ya2VyX2NyZWRlbnRpYWwYBSABKAkiVgoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMlwKDVdvcmtlclNlcnZpY2USSwoHQ29ubmVjdBIcLnN3aXRjaGJvYXJkLnYxLkFnZW50TWVzc2FnZRoeLnN3aXRjaGJvYXJkLnYxLkNvbnRyb2xNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * AgentMessage is every envelope an agent sends. New kinds (session events,
@@ -47,6 +47,14 @@ export type AgentMessage = Message<"switchboard.v1.AgentMessage"> & {
      */
     value: Heartbeat;
     case: "heartbeat";
+  } | {
+    /**
+     * Answers a command (Drain, Shutdown); carries the command's correlation id.
+     *
+     * @generated from field: switchboard.v1.CommandAck command_ack = 4;
+     */
+    value: CommandAck;
+    case: "commandAck";
   } | { case: undefined; value?: undefined };
 };
 
@@ -87,6 +95,22 @@ export type ControlMessage = Message<"switchboard.v1.ControlMessage"> & {
      */
     value: HeartbeatAck;
     case: "heartbeatAck";
+  } | {
+    /**
+     * Stop accepting new work; work moves elsewhere (once migration exists).
+     *
+     * @generated from field: switchboard.v1.Drain drain = 4;
+     */
+    value: Drain;
+    case: "drain";
+  } | {
+    /**
+     * Stop cleanly and exit.
+     *
+     * @generated from field: switchboard.v1.Shutdown shutdown = 5;
+     */
+    value: Shutdown;
+    case: "shutdown";
   } | { case: undefined; value?: undefined };
 };
 
@@ -96,6 +120,68 @@ export type ControlMessage = Message<"switchboard.v1.ControlMessage"> & {
  */
 export const ControlMessageSchema: GenMessage<ControlMessage> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_worker, 1);
+
+/**
+ * Drain tells the agent it is draining.
+ *
+ * @generated from message switchboard.v1.Drain
+ */
+export type Drain = Message<"switchboard.v1.Drain"> & {
+  /**
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.Drain.
+ * Use `create(DrainSchema)` to create a new message.
+ */
+export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 2);
+
+/**
+ * Shutdown asks the agent to stop cleanly.
+ *
+ * @generated from message switchboard.v1.Shutdown
+ */
+export type Shutdown = Message<"switchboard.v1.Shutdown"> & {
+  /**
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.Shutdown.
+ * Use `create(ShutdownSchema)` to create a new message.
+ */
+export const ShutdownSchema: GenMessage<Shutdown> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 3);
+
+/**
+ * CommandAck confirms an agent received and applied a command.
+ *
+ * @generated from message switchboard.v1.CommandAck
+ */
+export type CommandAck = Message<"switchboard.v1.CommandAck"> & {
+  /**
+   * @generated from field: bool accepted = 1;
+   */
+  accepted: boolean;
+
+  /**
+   * @generated from field: string detail = 2;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message switchboard.v1.CommandAck.
+ * Use `create(CommandAckSchema)` to create a new message.
+ */
+export const CommandAckSchema: GenMessage<CommandAck> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 4);
 
 /**
  * Hello introduces the worker; it is the first message on every stream.
@@ -179,7 +265,7 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 2);
+  messageDesc(file_switchboard_v1_worker, 5);
 
 /**
  * Heartbeat renews the worker's lease and reports its resource use.
@@ -203,6 +289,13 @@ export type Heartbeat = Message<"switchboard.v1.Heartbeat"> & {
    * @generated from field: google.protobuf.Timestamp sent_at = 3;
    */
   sentAt?: Timestamp | undefined;
+
+  /**
+   * The agent knows it is draining (after a Drain command or SIGTERM).
+   *
+   * @generated from field: bool draining = 4;
+   */
+  draining: boolean;
 };
 
 /**
@@ -210,7 +303,7 @@ export type Heartbeat = Message<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 3);
+  messageDesc(file_switchboard_v1_worker, 6);
 
 /**
  * Welcome accepts the worker and tells it the timing it must keep.
@@ -258,7 +351,7 @@ export type Welcome = Message<"switchboard.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 4);
+  messageDesc(file_switchboard_v1_worker, 7);
 
 /**
  * HeartbeatAck confirms that a heartbeat renewed the lease.
@@ -284,7 +377,7 @@ export type HeartbeatAck = Message<"switchboard.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 5);
+  messageDesc(file_switchboard_v1_worker, 8);
 
 /**
  * WorkerService is the agents' side of the control plane. Each agent holds

@@ -1,0 +1,67 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { AdminService, type WatchWorkersResponse } from '../../gen/switchboard/v1/admin_pb.js';
+import { WorkerStatus } from '../../gen/switchboard/v1/fleet_pb.js';
+import { createTestAgent } from '../support/agents.js';
+import { bearer } from '../support/clients.js';
+import { eventually, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+
+describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
+  let a: TestControlPlane;
+  let b: TestControlPlane;
+  beforeAll(async () => {
+    a = await startControlPlane({ env: { REPLICA_ID: 'replica-a' } });
+    b = await startControlPlane({ env: { REPLICA_ID: 'replica-b' }, replicaOf: a });
+  });
+  afterAll(async () => {
+    await b?.close();
+    await a?.close();
+  });
+
+  it('delivers a command issued on replica B to an agent whose stream lives on replica A', async () => {
+    const agent = createTestAgent(a.grpcAddress, await a.joinToken(1));
+    const drained = new Promise<string>((resolve) => agent.once('drain', resolve));
+    agent.start();
+    try {
+      await agent.connected();
+      const adminOnB = createClient(
+        AdminService,
+        createGrpcTransport({ baseUrl: b.grpcUrl, interceptors: [bearer(b.adminToken)] }),
+      );
+      const seenOnB = await adminOnB.getWorker({ workerId: agent.workerId });
+      expect(seenOnB.worker?.replicaId).toBe('replica-a');
+
+      const response = await adminOnB.drainWorker({ workerId: agent.workerId, reason: 'rack move' });
+      expect(response.agentNotified).toBe(true);
+      expect(await drained).toBe('rack move');
+      expect(agent.draining).toBe(true);
+    } finally {
+      await agent.stop();
+    }
+  });
+
+  it('shows changes made through one replica to watchers on the other', async () => {
+    const watchOnB = createClient(
+      AdminService,
+      createGrpcTransport({ baseUrl: b.grpcUrl, interceptors: [bearer(b.adminToken)] }),
+    );
+    const abort = new AbortController();
+    const stream = watchOnB.watchWorkers({}, { signal: abort.signal })[Symbol.asyncIterator]();
+    await stream.next(); // snapshot
+    const agent = createTestAgent(a.grpcAddress, await a.joinToken(1));
+    agent.start();
+    try {
+      await agent.connected();
+      const change = await eventually(async () => {
+        const next: IteratorResult<WatchWorkersResponse> = await stream.next();
+        return next.done || next.value.worker?.id !== agent.workerId ? undefined : next.value;
+      });
+      expect(change.event?.kind).toBe('ONLINE');
+      expect(change.worker?.status).toBe(WorkerStatus.ONLINE);
+    } finally {
+      abort.abort();
+      await agent.stop();
+    }
+  });
+});
