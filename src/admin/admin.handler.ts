@@ -28,7 +28,13 @@ import { statusFromProto, workerEventToProto, workerToProto } from '../fleet/fle
 import type { WorkerChange } from '../fleet/fleet.service.js';
 import { parseLabelSelector, type AdminAction } from '../fleet/worker.state.js';
 import { AsyncQueue } from '../platform/async-queue.js';
-import { decodePageToken, encodePageToken, normalisePageSize } from '../fleet/page-token.js';
+import {
+  decodePageToken,
+  decodeTimeCursor,
+  encodePageToken,
+  encodeTimeCursor,
+  normalisePageSize,
+} from '../fleet/page-token.js';
 import { WorkerRepository } from '../fleet/worker.repository.js';
 import { DomainError } from '../platform/errors.js';
 import { requestEntityManager } from '../transport/interceptors.js';
@@ -132,18 +138,16 @@ export function createAdminServiceHandler(deps: {
       const repository = new WorkerRepository(requestEntityManager(ctx));
       const worker = await fleet.getWorker(repository, req.workerId);
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
-      const cursor = decodePageToken(req.pageToken);
-      const [at = '', id = ''] = cursor ? cursor.split('|') : [];
+
       const events = await repository.listEvents(worker.id, {
         pageSize: pageSize + 1,
-        before: cursor ? { occurredAt: new Date(at), id } : undefined,
+        before: decodeTimeCursor(req.pageToken),
       });
       const page = events.slice(0, pageSize);
       const last = page.at(-1);
       return create(ListWorkerEventsResponseSchema, {
         events: page.map((event) => workerEventToProto(event, worker.name)),
-        nextPageToken:
-          events.length > pageSize && last ? encodePageToken(`${last.occurredAt.toISOString()}|${last.id}`) : '',
+        nextPageToken: events.length > pageSize && last ? encodeTimeCursor(last) : '',
       });
     },
 

@@ -6,7 +6,7 @@ import {
   type AuditService as AuditServiceDesc,
   ListAuditEventsResponseSchema,
 } from '../../gen/switchboard/v1/audit_pb.js';
-import { decodePageToken, encodePageToken, normalisePageSize } from '../fleet/page-token.js';
+import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/page-token.js';
 import { DomainError } from '../platform/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
@@ -24,8 +24,7 @@ export function createAuditHandler(audit: AuditService): Partial<ServiceImpl<typ
       // Platform admins read every tenant (or the one they name); everyone else reads only their own.
       const tenantId = platformAdmin ? req.tenantId || null : principal.tenantId;
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
-      const cursor = decodePageToken(req.pageToken);
-      const before = cursor ? parseCursor(cursor) : undefined;
+      const before = decodeTimeCursor(req.pageToken);
       const events = await audit.list(requestEntityManager(ctx), {
         tenantId,
         actionPrefix: req.actionPrefix,
@@ -50,18 +49,8 @@ export function createAuditHandler(audit: AuditService): Partial<ServiceImpl<typ
             details: e.details,
           }),
         ),
-        nextPageToken:
-          events.length > pageSize && last ? encodePageToken(`${last.occurredAt.toISOString()}|${last.id}`) : '',
+        nextPageToken: events.length > pageSize && last ? encodeTimeCursor(last) : '',
       });
     },
   };
-}
-
-function parseCursor(cursor: string): { occurredAt: Date; id: string } {
-  const [at = '', id = ''] = cursor.split('|');
-  const occurredAt = new Date(at);
-  if (Number.isNaN(occurredAt.getTime()) || id === '') {
-    throw DomainError.invalidArgument('page_token', 'not a page token returned by this API');
-  }
-  return { occurredAt, id };
 }

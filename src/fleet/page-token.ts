@@ -28,3 +28,23 @@ export function normalisePageSize(requested: number, defaults: { default: number
   if (requested === 0) return defaults.default;
   return Math.min(requested, defaults.max);
 }
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Cursor for lists ordered newest first by (time, id): audit events, worker events. */
+export function encodeTimeCursor(last: { occurredAt: Date; id: string }): string {
+  return encodePageToken(`${last.occurredAt.toISOString()}|${last.id}`);
+}
+
+export function decodeTimeCursor(token: string): { occurredAt: Date; id: string } | undefined {
+  const cursor = decodePageToken(token);
+  if (cursor === undefined) return undefined;
+  const [at = '', id = ''] = cursor.split('|');
+  const occurredAt = new Date(at);
+  const time = occurredAt.getTime();
+  // Anything this API did not produce is refused here, not by the database.
+  if (!/^\d{4}-\d{2}-\d{2}T/.test(at) || Number.isNaN(time) || !UUID.test(id)) {
+    throw DomainError.invalidArgument('page_token', 'not a page token returned by this API');
+  }
+  return { occurredAt, id };
+}

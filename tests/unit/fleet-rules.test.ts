@@ -2,7 +2,13 @@ import { describe, expect, it } from 'vitest';
 import type { AgentHello } from '../../src/fleet/fleet.types.js';
 import { validateHello } from '../../src/fleet/hello.validation.js';
 import { isLeaseExpired, leaseKey } from '../../src/fleet/lease.js';
-import { decodePageToken, encodePageToken, normalisePageSize } from '../../src/fleet/page-token.js';
+import {
+  decodePageToken,
+  decodeTimeCursor,
+  encodePageToken,
+  encodeTimeCursor,
+  normalisePageSize,
+} from '../../src/fleet/page-token.js';
 import { DomainError } from '../../src/platform/errors.js';
 
 const hello: AgentHello = {
@@ -79,5 +85,21 @@ describe('page tokens and sizes', () => {
     expect(normalisePageSize(5000, limits)).toBe(1000);
     expect(normalisePageSize(7, limits)).toBe(7);
     expect(() => normalisePageSize(-1, limits)).toThrow(/page_size/);
+  });
+});
+
+describe('time cursors (newest-first lists)', () => {
+  it('round-trip the last event', () => {
+    const last = { occurredAt: new Date('2026-11-25T10:00:00.000Z'), id: '00000000-0000-4000-8000-000000000001' };
+    expect(decodeTimeCursor(encodeTimeCursor(last))).toEqual(last);
+    expect(decodeTimeCursor('')).toBeUndefined();
+  });
+
+  it.each([
+    '2026-01-01T00:00:00Z|not-a-uuid',
+    '-200000-01-01T00:00:00Z|00000000-0000-4000-8000-000000000001',
+    'yesterday|00000000-0000-4000-8000-000000000001',
+  ])('refuses a forged cursor %j with INVALID_ARGUMENT', (inner) => {
+    expect(() => decodeTimeCursor(encodePageToken(inner))).toThrow(/page_token/);
   });
 });
