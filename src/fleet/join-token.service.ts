@@ -22,31 +22,9 @@ export class JoinTokenService {
     input: { description: string; ttlMs: number; maxUses: number },
     origin: RequestOrigin,
   ): Promise<{ joinToken: JoinToken; token: string }> {
-    const now = this.clock.now();
     const id = randomBytes(10).toString('hex').slice(0, 16);
     const secret = randomSecret(32);
-    const joinToken = em.create(JoinToken, {
-      id,
-      secretHash: sha256Hex(secret),
-      description: input.description,
-      createdByUserId: principal?.kind === 'user' ? principal.userId : null,
-      createdAt: now,
-      expiresAt: new Date(now.getTime() + input.ttlMs),
-      maxUses: input.maxUses,
-      uses: 0,
-    });
-    this.audit.record(
-      em,
-      {
-        action: 'join_token.created',
-        tenantId: null,
-        targetType: 'join_token',
-        targetId: id,
-        details: { maxUses: String(input.maxUses), expiresAt: joinToken.expiresAt.toISOString() },
-      },
-      { principal, origin },
-    );
-    await em.flush();
+    const joinToken = await this.register(em, { id, secret, ...input }, { principal, origin }, {});
     return { joinToken, token: `sbj_${id}_${secret}` };
   }
 
@@ -59,15 +37,30 @@ export class JoinTokenService {
     if (!match) throw DomainError.invalidArgument('BOOTSTRAP_JOIN_TOKEN', 'not a join token');
     const [, id = '', secret = ''] = match;
     if (await em.findOne(JoinToken, { id })) return;
+    await this.register(
+      em,
+      { id, secret, description: 'BOOTSTRAP_JOIN_TOKEN', ttlMs: 365 * 24 * 3600_000, maxUses: 10_000 },
+      { origin },
+      { source: 'BOOTSTRAP_JOIN_TOKEN' },
+    );
+  }
+
+  // Stores a token (its secret only as a hash) and audits it.
+  private async register(
+    em: EntityManager,
+    input: { id: string; secret: string; description: string; ttlMs: number; maxUses: number },
+    actor: { principal?: Principal; origin: RequestOrigin },
+    details: Record<string, string>,
+  ): Promise<JoinToken> {
     const now = this.clock.now();
-    em.create(JoinToken, {
-      id,
-      secretHash: sha256Hex(secret),
-      description: 'BOOTSTRAP_JOIN_TOKEN',
-      createdByUserId: null,
+    const joinToken = em.create(JoinToken, {
+      id: input.id,
+      secretHash: sha256Hex(input.secret),
+      description: input.description,
+      createdByUserId: actor.principal?.kind === 'user' ? actor.principal.userId : null,
       createdAt: now,
-      expiresAt: new Date(now.getTime() + 365 * 24 * 3600_000),
-      maxUses: 10_000,
+      expiresAt: new Date(now.getTime() + input.ttlMs),
+      maxUses: input.maxUses,
       uses: 0,
     });
     this.audit.record(
@@ -76,12 +69,13 @@ export class JoinTokenService {
         action: 'join_token.created',
         tenantId: null,
         targetType: 'join_token',
-        targetId: id,
-        details: { source: 'BOOTSTRAP_JOIN_TOKEN' },
+        targetId: input.id,
+        details: { maxUses: String(input.maxUses), expiresAt: joinToken.expiresAt.toISOString(), ...details },
       },
-      { origin },
+      actor,
     );
     await em.flush();
+    return joinToken;
   }
 
   /**
