@@ -25,6 +25,7 @@ export type AgentState = 'idle' | 'connecting' | 'connected' | 'backoff' | 'stop
 
 /** Everything the agent needs, compiled once (defaults applied) by agent/config.ts. */
 export interface AgentOptions {
+  /** host:port of a control plane, or several comma-separated: tried in turn when a stream ends. */
   controlPlaneAddress: string;
   workerName: string;
   capacity: number;
@@ -40,6 +41,8 @@ export interface AgentOptions {
   joinToken: string | undefined;
   /** Where the worker credential is kept between runs. */
   credentialFile: string;
+  /** On SIGTERM, how long to wait for the work held here to move before exiting anyway. */
+  drainTimeoutMs: number;
 }
 
 const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
@@ -58,7 +61,11 @@ export class Agent extends EventEmitter<{
 }> {
   private _state: AgentState = 'idle';
   private readonly instanceId = randomBytes(12).toString('hex');
-  private readonly client: ControlPlaneClient;
+  private readonly addresses: string[];
+  private readonly clients = new Map<string, ControlPlaneClient>();
+  private addressIndex = 0;
+  /** Sequence of the last heartbeat the control plane acknowledged. */
+  private ackedSequence = 0n;
   private readonly metrics = new MetricsCollector();
   private stream: AgentStream | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -82,10 +89,21 @@ export class Agent extends EventEmitter<{
   ) {
     super();
     this.credentials = new CredentialStore(options.credentialFile);
-    this.client = new ControlPlaneClient(options.controlPlaneAddress, {
-      keepaliveTimeMs: options.keepaliveTimeMs,
-      keepaliveTimeoutMs: options.keepaliveTimeoutMs,
-    });
+    this.addresses = options.controlPlaneAddress.split(',').map((address) => address.trim());
+  }
+
+  /** The client for the address this attempt uses (one channel per address, kept for reuse). */
+  private client(): ControlPlaneClient {
+    const address = this.addresses[this.addressIndex % this.addresses.length] as string;
+    let client = this.clients.get(address);
+    if (!client) {
+      client = new ControlPlaneClient(address, {
+        keepaliveTimeMs: this.options.keepaliveTimeMs,
+        keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
+      });
+      this.clients.set(address, client);
+    }
+    return client;
   }
 
   get state(): AgentState {
@@ -110,9 +128,40 @@ export class Agent extends EventEmitter<{
     this.wakeBackoff?.();
     this.stream?.end();
     await this.running;
-    this.client.close();
+    for (const client of this.clients.values()) client.close();
     this.metrics.close();
     this.setState('stopped');
+  }
+
+  /**
+   * Graceful stop (SIGTERM): tells the control plane this worker is draining
+   * (no new work; what it runs moves elsewhere), waits until the control plane
+   * has acknowledged that and no work is held here, or `timeoutMs` passed,
+   * then ends the stream cleanly.
+   */
+  async drainAndStop(workHeld: () => number = () => 0): Promise<void> {
+    if (this.isStopping() || this._state === 'idle') return this.stop();
+    const deadline = performance.now() + this.options.drainTimeoutMs;
+    this.draining = true;
+    this.emit('drain', 'agent stopping');
+    this.log.info({ timeoutMs: this.options.drainTimeoutMs }, 'draining before exit');
+    const stream = this.stream;
+    if (this._state === 'connected' && stream) {
+      const sequence = this.beat(stream);
+      await this.until(() => this.ackedSequence >= sequence, deadline);
+    }
+    const moved = await this.until(() => workHeld() === 0, deadline);
+    if (!moved) this.log.warn({ held: workHeld() }, 'drain timeout: exiting with work still held');
+    await this.stop();
+  }
+
+  /** Polls `done` until it holds or the deadline passes; returns whether it held. */
+  private async until(done: () => boolean, deadlineMs: number): Promise<boolean> {
+    while (!done()) {
+      if (performance.now() >= deadlineMs || this.isStopping()) return false;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    return true;
   }
 
   /** Resolves when the agent is connected (welcomed). */
@@ -133,6 +182,8 @@ export class Agent extends EventEmitter<{
     while (this._state !== 'stopping') {
       const outcome = await this.holdStream();
       if (this.isStopping()) break;
+      // The replica may be gone: the next attempt goes to the next address.
+      this.addressIndex += 1;
       const delay = backoffDelay(this.attempt++, this.options.backoff);
       this.log.warn({ reason: outcome, retryInMs: delay, attempt: this.attempt }, 'stream ended; reconnecting');
       this.setState('backoff');
@@ -147,7 +198,7 @@ export class Agent extends EventEmitter<{
   private holdStream(): Promise<string> {
     this.setState('connecting');
     return new Promise<string>((resolve) => {
-      const stream = this.client.openStream();
+      const stream = this.client().openStream();
       this.stream = stream;
       let settled = false;
       const welcomeTimer = setTimeout(() => {
@@ -191,6 +242,8 @@ export class Agent extends EventEmitter<{
           labels: this.options.labels,
           instanceId: this.instanceId,
           workerId: this.workerId,
+          // Sessions arrive with the sessions capability; until then nothing is held.
+          heldSessions: [],
           credential: this.credentialForHello(),
         },
       });
@@ -222,6 +275,7 @@ export class Agent extends EventEmitter<{
       }
       case 'heartbeatAck':
         this.lastAckMs = performance.now();
+        if (message.payload.value.sequence > this.ackedSequence) this.ackedSequence = message.payload.value.sequence;
         break;
       case 'drain':
         this.draining = true;
@@ -254,19 +308,25 @@ export class Agent extends EventEmitter<{
         this.fence(stream, silentMs);
         return;
       }
-      this.sequence += 1n;
-      this.send(stream, {
-        case: 'heartbeat',
-        value: {
-          sequence: this.sequence,
-          metrics: toResourceMetrics(this.metrics.sample()),
-          sentAt: timestampNow(),
-          draining: this.draining,
-        },
-      });
+      this.beat(stream);
     };
     beat();
     this.heartbeatTimer = setInterval(beat, intervalMs);
+  }
+
+  /** Sends one heartbeat now; returns its sequence. */
+  private beat(stream: AgentStream): bigint {
+    this.sequence += 1n;
+    this.send(stream, {
+      case: 'heartbeat',
+      value: {
+        sequence: this.sequence,
+        metrics: toResourceMetrics(this.metrics.sample()),
+        sentAt: timestampNow(),
+        draining: this.draining,
+      },
+    });
+    return this.sequence;
   }
 
   // Answers a command on the same correlation id, as the protocol requires.

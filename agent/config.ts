@@ -15,13 +15,15 @@ export const AGENT_VERSION = '0.1.0';
 
 const USAGE = `Usage: npm run agent -- [options]
 
-  --control-plane <host:port>  gRPC address of the control plane (CONTROL_PLANE_ADDRESS, default localhost:50051)
+  --control-plane <host:port>  gRPC address of the control plane (CONTROL_PLANE_ADDRESS, default localhost:50051);
+                               several, comma-separated, are tried in turn when a stream ends
   --name <name>                unique worker name (WORKER_NAME, default the host name)
   --capacity <n>               sessions this worker accepts (WORKER_CAPACITY, default 100)
   --labels <k=v,...>           placement labels, e.g. region=eu,zone=a (WORKER_LABELS)
   --engines <list>             engines to offer: sandbox, baileys (WORKER_ENGINES, default sandbox)
   --join-token <token>         enrols the worker the first time (JOIN_TOKEN; create one with AdminService/CreateJoinToken)
   --state-dir <dir>            where the worker credential is kept (AGENT_STATE_DIR, default ./data/agent)
+  --drain-timeout <ms>         on SIGTERM, how long to wait for work to move before exiting (AGENT_DRAIN_TIMEOUT_MS, default 30000)
   --log-level <level>          AGENT_LOG_LEVEL, default info
   --log-format <json|pretty>   AGENT_LOG_FORMAT, default json
 `;
@@ -34,7 +36,10 @@ export class AgentConfigError extends Error {
 const schema = z.object({
   CONTROL_PLANE_ADDRESS: z
     .string()
-    .regex(/^[^\s/]+:\d{1,5}$/, 'expected host:port, e.g. localhost:50051')
+    .regex(
+      /^[^\s/,]+:\d{1,5}(,[^\s/,]+:\d{1,5})*$/,
+      'expected host:port (or several, comma-separated), e.g. localhost:50051',
+    )
     .default('localhost:50051'),
   WORKER_NAME: z.string().min(1).default(hostname().toLowerCase()),
   WORKER_CAPACITY: z.coerce.number({ error: 'expected a number' }).int().min(1).max(100_000).default(100),
@@ -46,6 +51,7 @@ const schema = z.object({
   AGENT_KEEPALIVE_TIMEOUT_MS: z.coerce.number().int().min(1000).default(10_000),
   JOIN_TOKEN: z.string().min(1).optional(),
   AGENT_STATE_DIR: z.string().min(1).default('./data/agent'),
+  AGENT_DRAIN_TIMEOUT_MS: z.coerce.number({ error: 'expected a number' }).int().min(0).default(30_000),
 });
 
 export function loadAgentConfig(
@@ -66,6 +72,7 @@ export function loadAgentConfig(
         'log-format': { type: 'string' },
         'join-token': { type: 'string' },
         'state-dir': { type: 'string' },
+        'drain-timeout': { type: 'string' },
       },
       strict: true,
     }).values;
@@ -85,6 +92,7 @@ export function loadAgentConfig(
       AGENT_LOG_FORMAT: flags['log-format'],
       JOIN_TOKEN: flags['join-token'],
       AGENT_STATE_DIR: flags['state-dir'],
+      AGENT_DRAIN_TIMEOUT_MS: flags['drain-timeout'],
     }),
   };
   const parsed = schema.safeParse(merged);
@@ -106,6 +114,7 @@ export function loadAgentConfig(
     welcomeTimeoutMs: 10_000,
     joinToken: e.JOIN_TOKEN,
     credentialFile: join(e.AGENT_STATE_DIR, `${e.WORKER_NAME}.credential`),
+    drainTimeoutMs: e.AGENT_DRAIN_TIMEOUT_MS,
     logLevel: e.AGENT_LOG_LEVEL,
     logFormat: e.AGENT_LOG_FORMAT,
   };

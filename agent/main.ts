@@ -30,11 +30,11 @@ async function main(): Promise<void> {
   agent.start();
 
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = (signal: string, drain = false) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, 'agent stopping');
-    agent.stop().then(
+    logger.info({ signal, drain }, 'agent stopping');
+    (drain ? agent.drainAndStop() : agent.stop()).then(
       () => process.exit(0),
       (error: unknown) => {
         logger.error({ err: error }, 'agent did not stop cleanly');
@@ -42,7 +42,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
+  // SIGTERM is how orchestrators stop a worker: drain first so its work moves.
+  process.on('SIGTERM', () => stop('SIGTERM', true));
   agent.on('shutdown', () => stop('shutdown command'));
   // Started by `npm start` with an IPC channel: stop when that parent is gone.
   process.on('disconnect', () => stop('parent process exited'));

@@ -9,6 +9,7 @@ import { ServerReflection as ServerReflectionV1alpha } from '../gen/grpc/reflect
 import type { Config } from './config.js';
 import { createAdminServiceHandler } from './admin/admin.handler.js';
 import { FleetService } from './fleet/fleet.service.js';
+import { ReassignmentHoldService } from './fleet/reassignment-hold.service.js';
 import { MaintenanceService } from './fleet/maintenance.service.js';
 import { createWorkerServiceHandler } from './fleet/worker-stream.handler.js';
 import { systemClock, type Clock } from './platform/clock.js';
@@ -109,8 +110,11 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       maxConnectionAgeMs: config.maxConnectionAgeMs,
       metricsFlushIntervalMs: config.metricsFlushIntervalMs,
       replicaId: config.replicaId,
+      sweeperLeadershipTtlMs: config.sweeperLeadershipTtlMs,
+      guard: { ...config.massFailure, windowMs: config.leaseTtlMs },
     },
     { tokens: identity.tokens, joinTokens: identity.joinTokens },
+    new ReassignmentHoldService(clock, identity.audit),
   );
 
   const serviceNames = SERVICES.map((service) => service.typeName);

@@ -30,6 +30,10 @@ export interface Config {
   readonly failureGraceMs: number;
   /** Agent streams are ended (±10% jitter) after this long so they spread over replicas again. */
   readonly maxConnectionAgeMs: number;
+  /** How long the fleet-wide sweeper role lasts without renewal; a dead leader is replaced after this. */
+  readonly sweeperLeadershipTtlMs: number;
+  /** The mass-failure guard: more than this share (and at least this many) failing within a lease holds reassignment. */
+  readonly massFailure: { maxFailedShare: number; minFailures: number };
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
   readonly shutdownTimeoutMs: number;
@@ -121,6 +125,9 @@ const envSchema = z
     SWEEP_INTERVAL_MS: milliseconds(1000, 50),
     FAILURE_GRACE_MS: milliseconds(3000, 0),
     MAX_CONNECTION_AGE_MS: milliseconds(30 * MINUTE, 1000),
+    SWEEPER_LEADERSHIP_TTL_MS: milliseconds(5000, 100),
+    MASS_FAILURE_SHARE: z.coerce.number().gt(0).lte(1).default(0.3),
+    MASS_FAILURE_MIN_WORKERS: z.coerce.number().int().min(1).default(3),
     METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
     SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
     MAX_REQUEST_BYTES: count(1024 * 1024, 1024, 64 * 1024 * 1024),
@@ -169,6 +176,14 @@ const envSchema = z
         message: `must be at least twice HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS} ms)`,
       });
     }
+    // The sweeper renews its role every sweep; one slow sweep must not lose it.
+    if (env.SWEEPER_LEADERSHIP_TTL_MS < 2 * env.SWEEP_INTERVAL_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SWEEPER_LEADERSHIP_TTL_MS'],
+        message: `must be at least twice SWEEP_INTERVAL_MS (${env.SWEEP_INTERVAL_MS} ms)`,
+      });
+    }
   });
 
 /** Thrown for configuration a person must fix; names every bad variable. */
@@ -205,6 +220,8 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     sweepIntervalMs: e.SWEEP_INTERVAL_MS,
     failureGraceMs: e.FAILURE_GRACE_MS,
     maxConnectionAgeMs: e.MAX_CONNECTION_AGE_MS,
+    sweeperLeadershipTtlMs: e.SWEEPER_LEADERSHIP_TTL_MS,
+    massFailure: { maxFailedShare: e.MASS_FAILURE_SHARE, minFailures: e.MASS_FAILURE_MIN_WORKERS },
     metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

@@ -16,7 +16,12 @@ import {
   GetWorkerResponseSchema,
   ListWorkersResponseSchema,
   SetUserStatusResponseSchema,
+  ShutdownWorkerResponseSchema,
+  ReleaseReassignmentHoldResponseSchema,
 } from '../../gen/switchboard/v1/admin_pb.js';
+import { ReassignmentHoldSchema, WorkerMetricsRollupSchema } from '../../gen/switchboard/v1/fleet_pb.js';
+import type { ReassignmentHold } from '../fleet/failure-guard.js';
+import type { WorkerMetricsRollup } from '../fleet/worker-metrics-rollup.entity.js';
 import type { JoinTokenService } from '../fleet/join-token.service.js';
 import type { MaintenanceService, MaintenanceState } from '../fleet/maintenance.service.js';
 import type { AuthService } from '../identity/auth.service.js';
@@ -178,7 +183,38 @@ export function createAdminServiceHandler(deps: {
       return create(GetFleetSummaryResponseSchema, {
         ...summary,
         maintenance: maintenanceToProto(await maintenance.current(em)),
+        reassignmentHold: holdToProto(await fleet.holds.current(em)),
       });
+    },
+
+    async shutdownWorker(req, ctx: HandlerContext) {
+      const principal = requirePrincipal(ctx);
+      const worker = await fleet.getWorker(new WorkerRepository(requestEntityManager(ctx)), req.workerId);
+      if (worker.status !== 'ONLINE') {
+        throw new DomainError(
+          'FAILED_PRECONDITION',
+          `the worker is ${worker.status.toLowerCase()}: nothing to shut down`,
+        );
+      }
+      const result = await fleet.sendCommand(worker.id, {
+        kind: 'shutdown',
+        reason: req.reason || `shut down by an operator (${principal.kind === 'user' ? principal.userId : 'api key'})`,
+      });
+      return create(ShutdownWorkerResponseSchema, {
+        worker: workerToProto(worker),
+        agentNotified: result.delivered,
+        detail: result.delivered ? '' : result.detail,
+      });
+    },
+
+    async releaseReassignmentHold(req, ctx: HandlerContext) {
+      const hold = await fleet.holds.release(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        req.reason,
+        ctx.values.get(originKey),
+      );
+      return create(ReleaseReassignmentHoldResponseSchema, { reassignmentHold: holdToProto(hold) });
     },
 
     async setMaintenance(req, ctx: HandlerContext) {
@@ -195,7 +231,11 @@ export function createAdminServiceHandler(deps: {
       if (!UUID.test(req.workerId)) throw DomainError.invalidArgument('worker_id', 'must be a worker id (UUID)');
       const repository = new WorkerRepository(requestEntityManager(ctx));
       const worker = await fleet.getWorker(repository, req.workerId);
-      return create(GetWorkerResponseSchema, { worker: workerToProto(worker) });
+      const history = await fleet.metricsHistory(repository, worker.id, req.historyMinutes || 60);
+      return create(GetWorkerResponseSchema, {
+        worker: workerToProto(worker),
+        metricsHistory: history.map(rollupToProto),
+      });
     },
   };
 }
@@ -206,5 +246,28 @@ function maintenanceToProto(state: MaintenanceState) {
     message: state.message,
     since: state.since ? timestampFromDate(state.since) : undefined,
     setByUserId: state.setByUserId ?? '',
+  });
+}
+
+function holdToProto(hold: ReassignmentHold) {
+  return create(ReassignmentHoldSchema, {
+    active: hold.active,
+    since: hold.since ? timestampFromDate(hold.since) : undefined,
+    reason: hold.reason,
+    failedWorkers: hold.failedWorkers,
+    fleetSize: hold.fleetSize,
+  });
+}
+
+function rollupToProto(rollup: WorkerMetricsRollup) {
+  return create(WorkerMetricsRollupSchema, {
+    minute: timestampFromDate(rollup.minute),
+    samples: rollup.samples,
+    cpuPercentAvg: rollup.cpuPercentAvg,
+    cpuPercentMax: rollup.cpuPercentMax,
+    rssBytesMax: BigInt(Math.round(rollup.rssBytesMax)),
+    memoryPercentAvg: rollup.memoryPercentAvg,
+    eventLoopLagMsMax: rollup.eventLoopLagMsMax,
+    sessionCountMax: rollup.sessionCountMax,
   });
 }

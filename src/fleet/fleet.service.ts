@@ -14,6 +14,10 @@ import { validateHello } from './hello.validation.js';
 import { WorkerConnection } from './worker-connection.js';
 import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
 import { isLeaseExpired, leaseKey } from './lease.js';
+import { FleetSweeper } from './fleet-sweeper.js';
+import { foldSample, type MetricsRollup } from './metrics-rollup.js';
+import type { ReassignmentHoldService } from './reassignment-hold.service.js';
+import type { WorkerMetricsRollup } from './worker-metrics-rollup.entity.js';
 import { summariseFleet, type FleetSummary } from './fleet-summary.js';
 import { WorkerEvent } from './worker-event.entity.js';
 import { Worker } from './worker.entity.js';
@@ -21,6 +25,8 @@ import type { AdminAction } from './worker.state.js';
 import type { DisconnectOutcome } from './worker-connection.js';
 
 const CHANGES_CHANNEL = 'fleet:changes';
+/** Reason recorded when an agent drains itself (SIGTERM); a restarted agent is schedulable again. */
+const AGENT_DRAINING_REASON = 'the agent is draining (stopping)';
 /** Each replica listens on its own channel for commands to relay to its streams, and for replies. */
 const replicaChannel = (replicaId: string) => `fleet:replica:${replicaId}`;
 
@@ -52,13 +58,34 @@ export class FleetService {
   /** Commands relayed to another replica, waiting for its reply (by request id). */
   private readonly awaitingReplica = new Map<string, (result: CommandResult) => void>();
   private unsubscribe: (() => Promise<void>) | undefined;
+  /** This minute's metrics per worker, folded from heartbeats; written with the heartbeats. */
+  private readonly rollups = new Map<string, MetricsRollup>();
+  private readonly dirtyRollups = new Set<string>();
+  /** Rollups of a minute that ended before the flush wrote them. */
+  private completedRollups: MetricsRollup[] = [];
+  /** Timers that declare a lost worker FAILED when its grace ends (by worker id). */
+  private readonly graceTimers = new Map<string, NodeJS.Timeout>();
+  private readonly sweeper: FleetSweeper;
 
   constructor(
     private readonly resources: Resources,
     private readonly options: FleetOptions,
     private readonly auth: { tokens: TokenService; joinTokens: JoinTokenService },
+    readonly holds: ReassignmentHoldService,
   ) {
     this.log = resources.logger.child({ component: 'fleet' });
+    this.sweeper = new FleetSweeper(
+      resources,
+      {
+        replicaId: options.replicaId,
+        leaseTtlMs: options.leaseTtlMs,
+        leadershipTtlMs: options.sweeperLeadershipTtlMs,
+        guard: options.guard,
+      },
+      holds,
+      (event) => this.announce(event),
+      (workerId) => this.connections.has(workerId),
+    );
   }
 
   async start(): Promise<void> {
@@ -149,6 +176,15 @@ export class FleetService {
       });
       return;
     }
+    if (hello.heldSessions.length > 0) {
+      // Reconciled by the sessions capability; recorded here so a reconnect is never blind.
+      this.log.info(
+        { workerId: worker.id, held: hello.heldSessions.map((s) => `${s.sessionId}@${s.epoch}`) },
+        'worker reports sessions it still runs',
+      );
+    }
+    clearTimeout(this.graceTimers.get(worker.id));
+    this.graceTimers.delete(worker.id);
     const superseded = this.connections.get(worker.id);
     if (superseded && superseded !== connection) {
       superseded.terminate(
@@ -176,6 +212,15 @@ export class FleetService {
       'worker online',
     );
     await this.announce(online);
+    if (worker.schedulability === 'DRAINING' && worker.schedulabilityReason === AGENT_DRAINING_REASON) {
+      // It drained itself to stop (a rolling restart, say) and is back: not an operator's drain.
+      await this.applyAdminAction(this.repository(), {
+        workerId: worker.id,
+        action: 'uncordon',
+        reason: 'the agent restarted after draining itself',
+        actorUserId: null,
+      });
+    }
     connection.send({
       correlationId,
       kind: 'welcome',
@@ -212,6 +257,17 @@ export class FleetService {
       at: now,
       metrics: heartbeat.metrics,
     });
+    const previous = this.rollups.get(connection.workerId);
+    const rollup = foldSample(previous, connection.workerId, now, heartbeat.metrics);
+    if (previous && previous !== rollup && previous.minute.getTime() !== rollup.minute.getTime()) {
+      this.completedRollups.push(previous);
+    }
+    this.rollups.set(connection.workerId, rollup);
+    this.dirtyRollups.add(connection.workerId);
+    if (heartbeat.draining && !connection.drainRecorded) {
+      connection.drainRecorded = true;
+      await this.recordAgentDraining(connection);
+    }
     connection.send({
       correlationId,
       kind: 'heartbeatAck',
@@ -262,6 +318,7 @@ export class FleetService {
           'worker disconnected',
         );
         await this.announce(event);
+        if (finalOutcome === 'lost' && !this.stopped) this.armGraceTimer(connection.workerId);
       }
     } catch (error) {
       // The sweeper finds the worker when its lease expires, so nothing is lost.
@@ -279,7 +336,7 @@ export class FleetService {
    */
   async sweep(): Promise<void> {
     if (this.stopped) return;
-    const { clock, store } = this.resources;
+    const { clock } = this.resources;
     const nowMs = clock.monotonicMs();
     for (const connection of this.connections.values()) {
       if (connection.state === 'live' && nowMs >= connection.endAtMs) {
@@ -300,43 +357,86 @@ export class FleetService {
       }
     }
     try {
-      for (const event of await this.repository().failOverdue(clock.now())) {
-        this.log.warn({ workerId: event.workerId }, 'worker failed: connection lost and not back in time');
-        await this.announce(event);
-      }
-      // A worker registered less than a lease ago cannot have an expired lease.
-      const connectedBefore = new Date(clock.now().getTime() - this.options.leaseTtlMs);
-      const online = (await this.repository().findOnline(connectedBefore)).filter((w) => !this.connections.has(w.id));
-      if (online.length === 0) return;
-      const holders = await store.readLeases(online.map((w) => leaseKey(w.id)));
-      const expired = online.filter((w, i) => holders[i] === null && w.streamId !== null);
-      for (const worker of expired) {
-        const event = await this.repository().detachStream({
-          workerId: worker.id,
-          streamId: worker.streamId as string,
-          reason: 'lease expired',
-          now: clock.now(),
-          status: 'FAILED',
-        });
-        if (event) {
-          this.log.warn({ workerId: worker.id }, 'worker failed: lease expired');
-          await this.announce(event);
-        }
-      }
+      await this.sweeper.tick();
     } catch (error) {
-      this.log.error({ err: error }, 'lease sweep failed; retrying next interval');
+      this.log.error({ err: error }, 'fleet sweep failed; retrying next interval');
+    }
+  }
+
+  /**
+   * Declares the worker FAILED the moment its grace ends (the sweeper would
+   * find it too, up to a sweep later). Guarded in the database: a worker that
+   * came back meanwhile has no deadline any more.
+   */
+  private armGraceTimer(workerId: string): void {
+    clearTimeout(this.graceTimers.get(workerId));
+    const timer = setTimeout(() => {
+      this.graceTimers.delete(workerId);
+      void this.repository()
+        .failOverdue(this.resources.clock.now(), workerId)
+        .then(async (events) => {
+          for (const event of events) {
+            this.log.warn({ workerId }, 'worker failed: connection lost and not back in time');
+            await this.announce(event);
+          }
+        })
+        .catch((error: unknown) =>
+          this.log.error({ err: error, workerId }, 'could not declare a worker failed; the sweeper will'),
+        );
+    }, this.options.failureGraceMs + 5);
+    timer.unref();
+    this.graceTimers.set(workerId, timer);
+  }
+
+  /** The agent started draining by itself (SIGTERM): no new work for it from now on. */
+  private async recordAgentDraining(connection: WorkerConnection): Promise<void> {
+    try {
+      const worker = await this.repository().findById(connection.workerId);
+      if (!worker || worker.schedulability === 'DRAINING' || worker.streamId !== connection.streamId) return;
+      await this.applyAdminAction(this.repository(), {
+        workerId: connection.workerId,
+        action: 'drain',
+        reason: AGENT_DRAINING_REASON,
+        actorUserId: null,
+      });
+    } catch (error) {
+      this.log.warn({ err: error, workerId: connection.workerId }, 'could not record that the agent is draining');
     }
   }
 
   /** Writes buffered heartbeats; one statement per interval whatever the fleet size. */
   async flushHeartbeats(): Promise<void> {
-    if (this.pendingHeartbeats.size === 0) return this.flushing;
+    if (this.pendingHeartbeats.size === 0 && this.dirtyRollups.size === 0 && this.completedRollups.length === 0)
+      return this.flushing;
     const batch = [...this.pendingHeartbeats.values()];
     this.pendingHeartbeats.clear();
+    // Each flush writes what was folded since the last one; the database adds it to the minute.
+    const rollups: MetricsRollup[] = this.completedRollups;
+    this.completedRollups = [];
+    for (const workerId of this.dirtyRollups) {
+      const rollup = this.rollups.get(workerId);
+      if (rollup) rollups.push(rollup);
+      this.rollups.delete(workerId);
+    }
+    this.dirtyRollups.clear();
     this.flushing = this.flushing
-      .then(() => this.repository().recordHeartbeats(batch))
+      .then(async () => {
+        const repository = this.repository();
+        await repository.recordHeartbeats(batch);
+        await repository.recordRollups(rollups);
+      })
       .catch((error: unknown) => this.log.error({ err: error, workers: batch.length }, 'could not record heartbeats'));
     return this.flushing;
+  }
+
+  /** The worker's per-minute metrics for the last `minutes` minutes. */
+  async metricsHistory(
+    repository: WorkerRepository,
+    workerId: string,
+    minutes: number,
+  ): Promise<WorkerMetricsRollup[]> {
+    const since = new Date(this.resources.clock.now().getTime() - minutes * 60_000);
+    return repository.metricsHistory(workerId, since);
   }
 
   async listWorkers(repository: WorkerRepository, query: WorkerQuery): Promise<Worker[]> {
@@ -481,6 +581,11 @@ export class FleetService {
     await this.unsubscribeReplica?.();
     clearInterval(this.sweepTimer);
     clearInterval(this.flushTimer);
+    for (const timer of this.graceTimers.values()) clearTimeout(timer);
+    this.graceTimers.clear();
+    await this.sweeper
+      .resign()
+      .catch((error: unknown) => this.log.warn({ err: error }, 'could not resign the sweeper role'));
     const live = [...this.connections.values()];
     for (const connection of live) {
       connection.terminate(

@@ -1,4 +1,5 @@
 import type { LabelRequirement } from './worker.state.js';
+import type { FailureGuardPolicy } from './failure-guard.js';
 import type { EngineKind, WorkerMetrics, WorkerStatus } from './worker.entity.js';
 
 /** What an agent says about itself when it opens a stream (protocol-free). */
@@ -11,6 +12,8 @@ export interface AgentHello {
   instanceId: string;
   /** The id a previous Welcome gave; empty on first contact. */
   workerId: string;
+  /** Sessions the agent still runs, with their assignment epochs (reconciled by the sessions capability). */
+  heldSessions: { sessionId: string; epoch: bigint }[];
   /** How the agent proves it may join; absent means refused. */
   credential: { kind: 'join-token' | 'worker-credential'; token: string } | undefined;
 }
@@ -19,6 +22,8 @@ export interface AgentHello {
 export interface AgentHeartbeat {
   sequence: bigint;
   metrics: WorkerMetrics;
+  /** The agent is draining on its own initiative (SIGTERM) or after a Drain command. */
+  draining: boolean;
 }
 
 /** Messages the fleet sends down a worker's stream; the handler maps them to protobuf. */
@@ -66,4 +71,7 @@ export interface FleetOptions {
   failureGraceMs: number;
   /** A stream is ended after this long (±10%), so agents rebalance across replicas. */
   maxConnectionAgeMs: number;
+  /** How long the fleet-wide sweeper role lasts without renewal. */
+  sweeperLeadershipTtlMs: number;
+  guard: FailureGuardPolicy;
 }

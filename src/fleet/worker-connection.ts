@@ -29,6 +29,8 @@ export class WorkerConnection {
   /** Why the stream is ending, once that is decided. */
   endReason: string | undefined;
   endOutcome: DisconnectOutcome | undefined;
+  /** Set once the agent's own draining (SIGTERM) was recorded, so it is recorded once per stream. */
+  drainRecorded = false;
 
   constructor(
     readonly streamId: string,

@@ -40,6 +40,10 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
                   labels: { ...payload.value.labels },
                   instanceId: payload.value.instanceId,
                   workerId: payload.value.workerId,
+                  heldSessions: payload.value.heldSessions.map((held) => ({
+                    sessionId: held.sessionId,
+                    epoch: held.epoch,
+                  })),
                   credential:
                     payload.value.credential.case === 'joinToken'
                       ? { kind: 'join-token', token: payload.value.credential.value }
@@ -53,7 +57,11 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
             case 'heartbeat':
               await fleet.heartbeat(
                 connection,
-                { sequence: payload.value.sequence, metrics: metricsFromProto(payload.value.metrics) },
+                {
+                  sequence: payload.value.sequence,
+                  metrics: metricsFromProto(payload.value.metrics),
+                  draining: payload.value.draining,
+                },
                 correlationId,
               );
               break;

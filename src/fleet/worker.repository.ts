@@ -6,6 +6,9 @@ import type { AgentHello, WorkerQuery } from './fleet.types.js';
 import { Worker, type WorkerMetrics } from './worker.entity.js';
 import { WorkerEvent, type WorkerEventKind } from './worker-event.entity.js';
 import { planAdminAction, type AdminAction } from './worker.state.js';
+import type { MetricsRollup } from './metrics-rollup.js';
+import { WorkerMetricsRollup } from './worker-metrics-rollup.entity.js';
+import type { FailureReading } from './failure-guard.js';
 
 /** A buffered heartbeat waiting to be written. */
 export interface HeartbeatRecord {
@@ -135,11 +138,11 @@ export class WorkerRepository {
   }
 
   /** Workers whose connection was lost and who did not come back within the grace: FAILED now. */
-  async failOverdue(now: Date): Promise<WorkerEvent[]> {
+  async failOverdue(now: Date, workerId?: string): Promise<WorkerEvent[]> {
     return this.em.transactional(async (em) => {
       const overdue = await em.find(
         Worker,
-        { status: 'OFFLINE', failAfter: { $lte: now } },
+        { status: 'OFFLINE', failAfter: { $lte: now }, ...(workerId ? { id: workerId } : {}) },
         { lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE },
       );
       return overdue.map((worker) => {
@@ -249,6 +252,72 @@ export class WorkerRepository {
       { status: 'ONLINE', connectedSince: { $lt: connectedBefore } },
       { fields: ['id', 'streamId'], disableIdentityMap: true },
     );
+  }
+
+  /** Adds rollups to the stored minutes, merging with what other flushes (or replicas) stored. */
+  async recordRollups(rollups: readonly MetricsRollup[]): Promise<void> {
+    if (rollups.length === 0) return;
+    const rows = rollups.map(
+      () => '(?::uuid, ?::timestamptz, ?::int, ?::float8, ?::float8, ?::float8, ?::float8, ?::float8, ?::int)',
+    );
+    const params = rollups.flatMap((r) => [
+      r.workerId,
+      r.minute.toISOString(),
+      r.samples,
+      r.cpuPercentAvg,
+      r.cpuPercentMax,
+      r.rssBytesMax,
+      r.memoryPercentAvg,
+      r.eventLoopLagMsMax,
+      r.sessionCountMax,
+    ]);
+    // Averages merge weighted by sample count, the same as mergeRollups().
+    // Workers removed meanwhile are skipped rather than failing the batch.
+    await this.em.getConnection().execute(
+      `insert into "worker_metrics_rollup" as t
+         ("worker_id", "minute", "samples", "cpu_percent_avg", "cpu_percent_max", "rss_bytes_max",
+          "memory_percent_avg", "event_loop_lag_ms_max", "session_count_max")
+       select v.* from (values ${rows.join(', ')}) as v(worker_id, minute, samples, cpu_avg, cpu_max, rss_max, mem_avg, lag_max, sessions_max)
+        where exists (select 1 from "worker" w where w."id" = v.worker_id)
+       on conflict ("worker_id", "minute") do update set
+         "samples" = t."samples" + excluded."samples",
+         "cpu_percent_avg" = (t."cpu_percent_avg" * t."samples" + excluded."cpu_percent_avg" * excluded."samples") / (t."samples" + excluded."samples"),
+         "cpu_percent_max" = greatest(t."cpu_percent_max", excluded."cpu_percent_max"),
+         "rss_bytes_max" = greatest(t."rss_bytes_max", excluded."rss_bytes_max"),
+         "memory_percent_avg" = (t."memory_percent_avg" * t."samples" + excluded."memory_percent_avg" * excluded."samples") / (t."samples" + excluded."samples"),
+         "event_loop_lag_ms_max" = greatest(t."event_loop_lag_ms_max", excluded."event_loop_lag_ms_max"),
+         "session_count_max" = greatest(t."session_count_max", excluded."session_count_max")`,
+      params,
+    );
+  }
+
+  /** The worker's rollups from `since` on, oldest first. */
+  async metricsHistory(workerId: string, since: Date): Promise<WorkerMetricsRollup[]> {
+    return this.em.find(
+      WorkerMetricsRollup,
+      { workerId, minute: { $gte: since } },
+      { orderBy: { minute: 'asc' }, disableIdentityMap: true },
+    );
+  }
+
+  async pruneRollups(before: Date): Promise<number> {
+    return this.em.nativeDelete(WorkerMetricsRollup, { minute: { $lt: before } });
+  }
+
+  /** What the mass-failure guard reads: failures since `failedSince`, workers online, and those still failed since `holdSince`. */
+  async failureReading(failedSince: Date, holdSince: Date | null): Promise<FailureReading> {
+    const [row] = await this.em.getConnection().execute<{ recent: string; online: string; still_failed: string }[]>(
+      `select
+         (select count(distinct "worker_id") from "worker_event" where "kind" = 'FAILED' and "occurred_at" > ?) as recent,
+         (select count(*) from "worker" where "status" = 'ONLINE') as online,
+         (select count(*) from "worker" where "status" = 'FAILED' and "updated_at" >= ?) as still_failed`,
+      [failedSince.toISOString(), holdSince?.toISOString() ?? 'infinity'],
+    );
+    return {
+      recentFailures: Number(row?.recent ?? 0),
+      online: Number(row?.online ?? 0),
+      stillFailedSinceHold: Number(row?.still_failed ?? 0),
+    };
   }
 
   async findById(id: string): Promise<Worker | null> {

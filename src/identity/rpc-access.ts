@@ -57,6 +57,8 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.AdminService/RemoveWorker': PLATFORM,
   'switchboard.v1.AdminService/ListWorkerEvents': PLATFORM,
   'switchboard.v1.AdminService/WatchWorkers': PLATFORM,
+  'switchboard.v1.AdminService/ShutdownWorker': PLATFORM,
+  'switchboard.v1.AdminService/ReleaseReassignmentHold': PLATFORM,
   'switchboard.v1.AdminService/GetFleetSummary': PLATFORM,
   'switchboard.v1.AdminService/SetMaintenance': PLATFORM,
 

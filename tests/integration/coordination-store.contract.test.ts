@@ -80,6 +80,23 @@ describe.each(adapters)('coordination store contract: %s', (_name, make) => {
     expect(await store.renewLease('l5', 'a', 5000)).toBe(false);
   });
 
+  it('gives each new leadership term a larger fencing token and keeps it while the leader renews', async () => {
+    const first = await store.acquireLeadership('lead', 'a', 200);
+    expect(first).not.toBeNull();
+    expect(await store.acquireLeadership('lead', 'b', 200)).toBeNull();
+    expect(await store.acquireLeadership('lead', 'a', 200)).toBe(first);
+    await sleep(350);
+    // a's term ran out: b's term is a new one, fenced above a's.
+    const second = await store.acquireLeadership('lead', 'b', 1000);
+    expect(second).toBeGreaterThan(first as number);
+    expect(await store.acquireLeadership('lead', 'a', 1000)).toBeNull();
+    await store.releaseLeadership('lead', 'a'); // not a's to give up
+    expect(await store.acquireLeadership('lead', 'a', 1000)).toBeNull();
+    await store.releaseLeadership('lead', 'b');
+    const third = await store.acquireLeadership('lead', 'a', 1000);
+    expect(third).toBeGreaterThan(second as number);
+  });
+
   it('reads no leases for no keys', async () => {
     expect(await store.readLeases([])).toEqual([]);
   });

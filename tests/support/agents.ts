@@ -27,6 +27,7 @@ export function createTestAgent(
     welcomeTimeoutMs: 5_000,
     joinToken,
     credentialFile: join(stateDir, 'worker.credential'),
+    drainTimeoutMs: 5_000,
     ...overrides,
   };
   return new Agent(

@@ -1,4 +1,7 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +32,11 @@ export interface TestControlPlane {
  * (a fresh key prefix), or on the embedded defaults with `embedded: true`.
  */
 export async function startControlPlane(
-  options: { env?: Record<string, string>; embedded?: boolean; replicaOf?: TestControlPlane } = {},
+  options: {
+    env?: Record<string, string>;
+    embedded?: boolean;
+    replicaOf?: Pick<TestControlPlane, 'databaseUrl' | 'redisPrefix'>;
+  } = {},
 ): Promise<TestControlPlane> {
   // A replica shares the first control plane's database and Redis prefix (and leaves them to it to clean up).
   const owned = options.embedded || options.replicaOf ? undefined : await createTestDatabase();
@@ -139,4 +146,51 @@ export async function login(httpUrl: string, email: string, password: string, te
   const tokens = json.tokens as { accessToken?: string } | undefined;
   if (!tokens?.accessToken) throw new Error(`login failed: ${JSON.stringify(json)}`);
   return tokens.accessToken;
+}
+
+/** A free TCP port on the loopback interface. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
+}
+
+/** A control plane in its own process (`npm run serve`), so a test can kill it like a crashed replica. */
+export interface ControlPlaneProcess {
+  child: ChildProcess;
+  httpUrl: string;
+  grpcAddress: string;
+  output(): string;
+}
+
+const mainTs = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
+
+/** Starts `src/main.ts` on free ports with `env` (database, Redis, timings) and waits until it is ready. */
+export async function spawnControlPlaneProcess(env: Record<string, string>): Promise<ControlPlaneProcess> {
+  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+  const child = spawn(process.execPath, ['--import', 'tsx', mainTs], {
+    env: {
+      ...process.env,
+      HOST: '127.0.0.1',
+      HTTP_PORT: String(httpPort),
+      GRPC_PORT: String(grpcPort),
+      LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const httpUrl = `http://127.0.0.1:${httpPort}`;
+  await eventually(async () => {
+    if (child.exitCode !== null) throw new Error(`control plane exited: ${output}`);
+    const response = await fetch(`${httpUrl}/readyz`).catch(() => undefined);
+    return response?.ok ? true : undefined;
+  }, 30_000);
+  return { child, httpUrl, grpcAddress: `127.0.0.1:${grpcPort}`, output: () => output };
 }

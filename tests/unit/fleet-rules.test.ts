@@ -19,6 +19,7 @@ const hello: AgentHello = {
   labels: { region: 'eu', 'topology.kubernetes.io/zone': 'eu-1a' },
   instanceId: '0123456789abcdef',
   workerId: '',
+  heldSessions: [],
   credential: { kind: 'join-token', token: 'sbj_x' },
 };
 

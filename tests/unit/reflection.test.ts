@@ -173,6 +173,8 @@ describe('server reflection v1', () => {
       'WatchWorkers',
       'GetFleetSummary',
       'SetMaintenance',
+      'ShutdownWorker',
+      'ReleaseReassignmentHold',
     ]);
     expect(resolved.getMessage('switchboard.v1.Worker')?.field['connectedSince']?.message?.typeName).toBe(
       'google.protobuf.Timestamp',
@@ -199,6 +201,7 @@ describe('server reflection v1', () => {
       'workerId',
       'joinToken',
       'workerCredential',
+      'heldSessions',
     ]);
   });
 

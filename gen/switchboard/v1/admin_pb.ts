@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Worker, WorkerEvent, WorkerStatus } from "./fleet_pb.js";
+import type { ReassignmentHold, Worker, WorkerEvent, WorkerMetricsRollup, WorkerStatus } from "./fleet_pb.js";
 import { file_switchboard_v1_fleet } from "./fleet_pb.js";
 import type { User, UserStatus } from "./identity_pb.js";
 import { file_switchboard_v1_identity } from "./identity_pb.js";
@@ -17,7 +17,96 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/admin.proto.
  */
 export const file_switchboard_v1_admin: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEicgoLTWFpbnRlbmFuY2USDwoHZW5hYmxlZBgBIAEoCBIPCgdtZXNzYWdlGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5zZXRfYnlfdXNlcl9pZBgEIAEoCSJDChVTZXRNYWludGVuYW5jZVJlcXVlc3QSDwoHZW5hYmxlZBgBIAEoCBIZCgdtZXNzYWdlGAIgASgJQgi6SAVyAxj0AyJKChZTZXRNYWludGVuYW5jZVJlc3BvbnNlEjAKC21haW50ZW5hbmNlGAEgASgLMhsuc3dpdGNoYm9hcmQudjEuTWFpbnRlbmFuY2UiwQEKEkxpc3RXb3JrZXJzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSLAoGc3RhdHVzGAMgASgOMhwuc3dpdGNoYm9hcmQudjEuV29ya2VyU3RhdHVzEiAKDmxhYmVsX3NlbGVjdG9yGAQgASgJQgi6SAVyAxiACBIeCg1hZ2VudF92ZXJzaW9uGAUgASgJQge6SARyAhhAIlcKE0xpc3RXb3JrZXJzUmVzcG9uc2USJwoHd29ya2VycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiLwoQR2V0V29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIjsKEUdldFdvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlciJ0ChZDcmVhdGVKb2luVG9rZW5SZXF1ZXN0Eh0KC2Rlc2NyaXB0aW9uGAEgASgJQgi6SAVyAxjIARIfCgt0dGxfc2Vjb25kcxgCIAEoDUIKukgHKgUYgJqeARIaCghtYXhfdXNlcxgDIAEoDUIIukgFKgMYkE4igQEKF0NyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlEhUKDWpvaW5fdG9rZW5faWQYASABKAkSDQoFdG9rZW4YAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIbWF4X3VzZXMYBCABKA0iaQoUU2V0VXNlclN0YXR1c1JlcXVlc3QSGQoHdXNlcl9pZBgBIAEoCUIIukgFcgOwAQESNgoGc3RhdHVzGAIgASgOMhouc3dpdGNoYm9hcmQudjEuVXNlclN0YXR1c0IKukgHggEEGAEYAiI7ChVTZXRVc2VyU3RhdHVzUmVzcG9uc2USIgoEdXNlchgBIAEoCzIULnN3aXRjaGJvYXJkLnYxLlVzZXIiTAoTQ29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMiPgoUQ29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIjQKFVVuY29yZG9uV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBIkAKFlVuY29yZG9uV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyIksKEkRyYWluV29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEhgKBnJlYXNvbhgCIAEoCUIIukgFcgMY9AMicQoTRHJhaW5Xb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISGgoSc2Vzc2lvbnNfcmVtYWluaW5nGAIgASgNEhYKDmFnZW50X25vdGlmaWVkGAMgASgIIjIKE1JlbW92ZVdvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABASI+ChRSZW1vdmVXb3JrZXJSZXNwb25zZRImCgZ3b3JrZXIYASABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXIicwoXTGlzdFdvcmtlckV2ZW50c1JlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIdCglwYWdlX3NpemUYAiABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgDIAEoCUIIukgFcgMYgAQiYAoYTGlzdFdvcmtlckV2ZW50c1Jlc3BvbnNlEisKBmV2ZW50cxgBIAMoCzIbLnN3aXRjaGJvYXJkLnYxLldvcmtlckV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIVChNXYXRjaFdvcmtlcnNSZXF1ZXN0IpQBChRXYXRjaFdvcmtlcnNSZXNwb25zZRIoCghzbmFwc2hvdBgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchImCgZ3b3JrZXIYAiABKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISKgoFZXZlbnQYAyABKAsyGy5zd2l0Y2hib2FyZC52MS5Xb3JrZXJFdmVudCIYChZHZXRGbGVldFN1bW1hcnlSZXF1ZXN0IpsEChdHZXRGbGVldFN1bW1hcnlSZXNwb25zZRJXChF3b3JrZXJzX2J5X3N0YXR1cxgBIAMoCzI8LnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLldvcmtlcnNCeVN0YXR1c0VudHJ5EmUKGG9ubGluZV9ieV9zY2hlZHVsYWJpbGl0eRgCIAMoCzJDLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlc3BvbnNlLk9ubGluZUJ5U2NoZWR1bGFiaWxpdHlFbnRyeRIWCg50b3RhbF9jYXBhY2l0eRgDIAEoDRIVCg1mcmVlX2NhcGFjaXR5GAQgASgNEhcKD2NwdV9wZXJjZW50X3A1MBgFIAEoARIXCg9jcHVfcGVyY2VudF9wOTUYBiABKAESGgoSbWVtb3J5X3BlcmNlbnRfcDUwGAcgASgBEhoKEm1lbW9yeV9wZXJjZW50X3A5NRgIIAEoARIwCgttYWludGVuYW5jZRgJIAEoCzIbLnN3aXRjaGJvYXJkLnYxLk1haW50ZW5hbmNlGjYKFFdvcmtlcnNCeVN0YXR1c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEaPQobT25saW5lQnlTY2hlZHVsYWJpbGl0eUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoDToCOAEy8ggKDEFkbWluU2VydmljZRJWCgtMaXN0V29ya2VycxIiLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USUAoJR2V0V29ya2VyEiAuc3dpdGNoYm9hcmQudjEuR2V0V29ya2VyUmVxdWVzdBohLnN3aXRjaGJvYXJkLnYxLkdldFdvcmtlclJlc3BvbnNlEmIKD0NyZWF0ZUpvaW5Ub2tlbhImLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUpvaW5Ub2tlblJlcXVlc3QaJy5zd2l0Y2hib2FyZC52MS5DcmVhdGVKb2luVG9rZW5SZXNwb25zZRJcCg1TZXRVc2VyU3RhdHVzEiQuc3dpdGNoYm9hcmQudjEuU2V0VXNlclN0YXR1c1JlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5TZXRVc2VyU3RhdHVzUmVzcG9uc2USWQoMQ29yZG9uV29ya2VyEiMuc3dpdGNoYm9hcmQudjEuQ29yZG9uV29ya2VyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLkNvcmRvbldvcmtlclJlc3BvbnNlEl8KDlVuY29yZG9uV29ya2VyEiUuc3dpdGNoYm9hcmQudjEuVW5jb3Jkb25Xb3JrZXJSZXF1ZXN0GiYuc3dpdGNoYm9hcmQudjEuVW5jb3Jkb25Xb3JrZXJSZXNwb25zZRJWCgtEcmFpbldvcmtlchIiLnN3aXRjaGJvYXJkLnYxLkRyYWluV29ya2VyUmVxdWVzdBojLnN3aXRjaGJvYXJkLnYxLkRyYWluV29ya2VyUmVzcG9uc2USWQoMUmVtb3ZlV29ya2VyEiMuc3dpdGNoYm9hcmQudjEuUmVtb3ZlV29ya2VyUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlJlbW92ZVdvcmtlclJlc3BvbnNlEmUKEExpc3RXb3JrZXJFdmVudHMSJy5zd2l0Y2hib2FyZC52MS5MaXN0V29ya2VyRXZlbnRzUmVxdWVzdBooLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJFdmVudHNSZXNwb25zZRJbCgxXYXRjaFdvcmtlcnMSIy5zd2l0Y2hib2FyZC52MS5XYXRjaFdvcmtlcnNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuV2F0Y2hXb3JrZXJzUmVzcG9uc2UwARJiCg9HZXRGbGVldFN1bW1hcnkSJi5zd2l0Y2hib2FyZC52MS5HZXRGbGVldFN1bW1hcnlSZXF1ZXN0Gicuc3dpdGNoYm9hcmQudjEuR2V0RmxlZXRTdW1tYXJ5UmVzcG9uc2USXwoOU2V0TWFpbnRlbmFuY2USJS5zd2l0Y2hib2FyZC52MS5TZXRNYWludGVuYW5jZVJlcXVlc3QaJi5zd2l0Y2hib2FyZC52MS5TZXRNYWludGVuYW5jZVJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9hZG1pbi5wcm90bxIOc3dpdGNoYm9hcmQudjEiTgoVU2h1dGRvd25Xb3JrZXJSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESGAoGcmVhc29uGAIgASgJQgi6SAVyAxj0AyJoChZTaHV0ZG93bldvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchIWCg5hZ2VudF9ub3RpZmllZBgCIAEoCBIOCgZkZXRhaWwYAyABKAkiOgoeUmVsZWFzZVJlYXNzaWdubWVudEhvbGRSZXF1ZXN0EhgKBnJlYXNvbhgBIAEoCUIIukgFcgMY9AMiXgofUmVsZWFzZVJlYXNzaWdubWVudEhvbGRSZXNwb25zZRI7ChFyZWFzc2lnbm1lbnRfaG9sZBgBIAEoCzIgLnN3aXRjaGJvYXJkLnYxLlJlYXNzaWdubWVudEhvbGQicgoLTWFpbnRlbmFuY2USDwoHZW5hYmxlZBgBIAEoCBIPCgdtZXNzYWdlGAIgASgJEikKBXNpbmNlGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5zZXRfYnlfdXNlcl9pZBgEIAEoCSJDChVTZXRNYWludGVuYW5jZVJlcXVlc3QSDwoHZW5hYmxlZBgBIAEoCBIZCgdtZXNzYWdlGAIgASgJQgi6SAVyAxj0AyJKChZTZXRNYWludGVuYW5jZVJlc3BvbnNlEjAKC21haW50ZW5hbmNlGAEgASgLMhsuc3dpdGNoYm9hcmQudjEuTWFpbnRlbmFuY2UiwQEKEkxpc3RXb3JrZXJzUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSLAoGc3RhdHVzGAMgASgOMhwuc3dpdGNoYm9hcmQudjEuV29ya2VyU3RhdHVzEiAKDmxhYmVsX3NlbGVjdG9yGAQgASgJQgi6SAVyAxiACBIeCg1hZ2VudF92ZXJzaW9uGAUgASgJQge6SARyAhhAIlcKE0xpc3RXb3JrZXJzUmVzcG9uc2USJwoHd29ya2VycxgBIAMoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUgoQR2V0V29ya2VyUmVxdWVzdBIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEiEKD2hpc3RvcnlfbWludXRlcxgCIAEoDUIIukgFKgMYoAsieQoRR2V0V29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyEjwKD21ldHJpY3NfaGlzdG9yeRgCIAMoCzIjLnN3aXRjaGJvYXJkLnYxLldvcmtlck1ldHJpY3NSb2xsdXAidAoWQ3JlYXRlSm9pblRva2VuUmVxdWVzdBIdCgtkZXNjcmlwdGlvbhgBIAEoCUIIukgFcgMYyAESHwoLdHRsX3NlY29uZHMYAiABKA1CCrpIByoFGICangESGgoIbWF4X3VzZXMYAyABKA1CCLpIBSoDGJBOIoEBChdDcmVhdGVKb2luVG9rZW5SZXNwb25zZRIVCg1qb2luX3Rva2VuX2lkGAEgASgJEg0KBXRva2VuGAIgASgJEi4KCmV4cGlyZXNfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCG1heF91c2VzGAQgASgNImkKFFNldFVzZXJTdGF0dXNSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBEjYKBnN0YXR1cxgCIAEoDjIaLnN3aXRjaGJvYXJkLnYxLlVzZXJTdGF0dXNCCrpIB4IBBBgBGAIiOwoVU2V0VXNlclN0YXR1c1Jlc3BvbnNlEiIKBHVzZXIYASABKAsyFC5zd2l0Y2hib2FyZC52MS5Vc2VyIkwKE0NvcmRvbldvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDIj4KFENvcmRvbldvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlciI0ChVVbmNvcmRvbldvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABASJAChZVbmNvcmRvbldvcmtlclJlc3BvbnNlEiYKBndvcmtlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLldvcmtlciJLChJEcmFpbldvcmtlclJlcXVlc3QSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARIYCgZyZWFzb24YAiABKAlCCLpIBXIDGPQDInEKE0RyYWluV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyEhoKEnNlc3Npb25zX3JlbWFpbmluZxgCIAEoDRIWCg5hZ2VudF9ub3RpZmllZBgDIAEoCCIyChNSZW1vdmVXb3JrZXJSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQEiPgoUUmVtb3ZlV29ya2VyUmVzcG9uc2USJgoGd29ya2VyGAEgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyInMKF0xpc3RXb3JrZXJFdmVudHNSZXF1ZXN0EhsKCXdvcmtlcl9pZBgBIAEoCUIIukgFcgOwAQESHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIAEImAKGExpc3RXb3JrZXJFdmVudHNSZXNwb25zZRIrCgZldmVudHMYASADKAsyGy5zd2l0Y2hib2FyZC52MS5Xb3JrZXJFdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiFQoTV2F0Y2hXb3JrZXJzUmVxdWVzdCKUAQoUV2F0Y2hXb3JrZXJzUmVzcG9uc2USKAoIc25hcHNob3QYASADKAsyFi5zd2l0Y2hib2FyZC52MS5Xb3JrZXISJgoGd29ya2VyGAIgASgLMhYuc3dpdGNoYm9hcmQudjEuV29ya2VyEioKBWV2ZW50GAMgASgLMhsuc3dpdGNoYm9hcmQudjEuV29ya2VyRXZlbnQiGAoWR2V0RmxlZXRTdW1tYXJ5UmVxdWVzdCLYBAoXR2V0RmxlZXRTdW1tYXJ5UmVzcG9uc2USVwoRd29ya2Vyc19ieV9zdGF0dXMYASADKAsyPC5zd2l0Y2hib2FyZC52MS5HZXRGbGVldFN1bW1hcnlSZXNwb25zZS5Xb3JrZXJzQnlTdGF0dXNFbnRyeRJlChhvbmxpbmVfYnlfc2NoZWR1bGFiaWxpdHkYAiADKAsyQy5zd2l0Y2hib2FyZC52MS5HZXRGbGVldFN1bW1hcnlSZXNwb25zZS5PbmxpbmVCeVNjaGVkdWxhYmlsaXR5RW50cnkSFgoOdG90YWxfY2FwYWNpdHkYAyABKA0SFQoNZnJlZV9jYXBhY2l0eRgEIAEoDRIXCg9jcHVfcGVyY2VudF9wNTAYBSABKAESFwoPY3B1X3BlcmNlbnRfcDk1GAYgASgBEhoKEm1lbW9yeV9wZXJjZW50X3A1MBgHIAEoARIaChJtZW1vcnlfcGVyY2VudF9wOTUYCCABKAESMAoLbWFpbnRlbmFuY2UYCSABKAsyGy5zd2l0Y2hib2FyZC52MS5NYWludGVuYW5jZRI7ChFyZWFzc2lnbm1lbnRfaG9sZBgKIAEoCzIgLnN3aXRjaGJvYXJkLnYxLlJlYXNzaWdubWVudEhvbGQaNgoUV29ya2Vyc0J5U3RhdHVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ARo9ChtPbmxpbmVCeVNjaGVkdWxhYmlsaXR5RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgNOgI4ATLPCgoMQWRtaW5TZXJ2aWNlElYKC0xpc3RXb3JrZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlcnNSZXNwb25zZRJQCglHZXRXb3JrZXISIC5zd2l0Y2hib2FyZC52MS5HZXRXb3JrZXJSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuR2V0V29ya2VyUmVzcG9uc2USYgoPQ3JlYXRlSm9pblRva2VuEiYuc3dpdGNoYm9hcmQudjEuQ3JlYXRlSm9pblRva2VuUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZUpvaW5Ub2tlblJlc3BvbnNlElwKDVNldFVzZXJTdGF0dXMSJC5zd2l0Y2hib2FyZC52MS5TZXRVc2VyU3RhdHVzUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLlNldFVzZXJTdGF0dXNSZXNwb25zZRJZCgxDb3Jkb25Xb3JrZXISIy5zd2l0Y2hib2FyZC52MS5Db3Jkb25Xb3JrZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuQ29yZG9uV29ya2VyUmVzcG9uc2USXwoOVW5jb3Jkb25Xb3JrZXISJS5zd2l0Y2hib2FyZC52MS5VbmNvcmRvbldvcmtlclJlcXVlc3QaJi5zd2l0Y2hib2FyZC52MS5VbmNvcmRvbldvcmtlclJlc3BvbnNlElYKC0RyYWluV29ya2VyEiIuc3dpdGNoYm9hcmQudjEuRHJhaW5Xb3JrZXJSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuRHJhaW5Xb3JrZXJSZXNwb25zZRJZCgxSZW1vdmVXb3JrZXISIy5zd2l0Y2hib2FyZC52MS5SZW1vdmVXb3JrZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuUmVtb3ZlV29ya2VyUmVzcG9uc2USZQoQTGlzdFdvcmtlckV2ZW50cxInLnN3aXRjaGJvYXJkLnYxLkxpc3RXb3JrZXJFdmVudHNSZXF1ZXN0Giguc3dpdGNoYm9hcmQudjEuTGlzdFdvcmtlckV2ZW50c1Jlc3BvbnNlElsKDFdhdGNoV29ya2VycxIjLnN3aXRjaGJvYXJkLnYxLldhdGNoV29ya2Vyc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5XYXRjaFdvcmtlcnNSZXNwb25zZTABEmIKD0dldEZsZWV0U3VtbWFyeRImLnN3aXRjaGJvYXJkLnYxLkdldEZsZWV0U3VtbWFyeVJlcXVlc3QaJy5zd2l0Y2hib2FyZC52MS5HZXRGbGVldFN1bW1hcnlSZXNwb25zZRJfCg5TZXRNYWludGVuYW5jZRIlLnN3aXRjaGJvYXJkLnYxLlNldE1haW50ZW5hbmNlUmVxdWVzdBomLnN3aXRjaGJvYXJkLnYxLlNldE1haW50ZW5hbmNlUmVzcG9uc2USXwoOU2h1dGRvd25Xb3JrZXISJS5zd2l0Y2hib2FyZC52MS5TaHV0ZG93bldvcmtlclJlcXVlc3QaJi5zd2l0Y2hib2FyZC52MS5TaHV0ZG93bldvcmtlclJlc3BvbnNlEnoKF1JlbGVhc2VSZWFzc2lnbm1lbnRIb2xkEi4uc3dpdGNoYm9hcmQudjEuUmVsZWFzZVJlYXNzaWdubWVudEhvbGRSZXF1ZXN0Gi8uc3dpdGNoYm9hcmQudjEuUmVsZWFzZVJlYXNzaWdubWVudEhvbGRSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet, file_switchboard_v1_identity]);
+
+/**
+ * @generated from message switchboard.v1.ShutdownWorkerRequest
+ */
+export type ShutdownWorkerRequest = Message<"switchboard.v1.ShutdownWorkerRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ShutdownWorkerRequest.
+ * Use `create(ShutdownWorkerRequestSchema)` to create a new message.
+ */
+export const ShutdownWorkerRequestSchema: GenMessage<ShutdownWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 0);
+
+/**
+ * @generated from message switchboard.v1.ShutdownWorkerResponse
+ */
+export type ShutdownWorkerResponse = Message<"switchboard.v1.ShutdownWorkerResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Worker worker = 1;
+   */
+  worker?: Worker | undefined;
+
+  /**
+   * The agent acknowledged the Shutdown command.
+   *
+   * @generated from field: bool agent_notified = 2;
+   */
+  agentNotified: boolean;
+
+  /**
+   * Why it was not, when it was not (e.g. "the worker is not connected").
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ShutdownWorkerResponse.
+ * Use `create(ShutdownWorkerResponseSchema)` to create a new message.
+ */
+export const ShutdownWorkerResponseSchema: GenMessage<ShutdownWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 1);
+
+/**
+ * @generated from message switchboard.v1.ReleaseReassignmentHoldRequest
+ */
+export type ReleaseReassignmentHoldRequest = Message<"switchboard.v1.ReleaseReassignmentHoldRequest"> & {
+  /**
+   * Why the operator judges the failures real (kept in the audit log).
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ReleaseReassignmentHoldRequest.
+ * Use `create(ReleaseReassignmentHoldRequestSchema)` to create a new message.
+ */
+export const ReleaseReassignmentHoldRequestSchema: GenMessage<ReleaseReassignmentHoldRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 2);
+
+/**
+ * @generated from message switchboard.v1.ReleaseReassignmentHoldResponse
+ */
+export type ReleaseReassignmentHoldResponse = Message<"switchboard.v1.ReleaseReassignmentHoldResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.ReassignmentHold reassignment_hold = 1;
+   */
+  reassignmentHold?: ReassignmentHold | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.ReleaseReassignmentHoldResponse.
+ * Use `create(ReleaseReassignmentHoldResponseSchema)` to create a new message.
+ */
+export const ReleaseReassignmentHoldResponseSchema: GenMessage<ReleaseReassignmentHoldResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_admin, 3);
 
 /**
  * Maintenance is the fleet-wide maintenance switch.
@@ -53,7 +142,7 @@ export type Maintenance = Message<"switchboard.v1.Maintenance"> & {
  * Use `create(MaintenanceSchema)` to create a new message.
  */
 export const MaintenanceSchema: GenMessage<Maintenance> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 0);
+  messageDesc(file_switchboard_v1_admin, 4);
 
 /**
  * @generated from message switchboard.v1.SetMaintenanceRequest
@@ -75,7 +164,7 @@ export type SetMaintenanceRequest = Message<"switchboard.v1.SetMaintenanceReques
  * Use `create(SetMaintenanceRequestSchema)` to create a new message.
  */
 export const SetMaintenanceRequestSchema: GenMessage<SetMaintenanceRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 1);
+  messageDesc(file_switchboard_v1_admin, 5);
 
 /**
  * @generated from message switchboard.v1.SetMaintenanceResponse
@@ -92,7 +181,7 @@ export type SetMaintenanceResponse = Message<"switchboard.v1.SetMaintenanceRespo
  * Use `create(SetMaintenanceResponseSchema)` to create a new message.
  */
 export const SetMaintenanceResponseSchema: GenMessage<SetMaintenanceResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 2);
+  messageDesc(file_switchboard_v1_admin, 6);
 
 /**
  * @generated from message switchboard.v1.ListWorkersRequest
@@ -139,7 +228,7 @@ export type ListWorkersRequest = Message<"switchboard.v1.ListWorkersRequest"> & 
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 3);
+  messageDesc(file_switchboard_v1_admin, 7);
 
 /**
  * @generated from message switchboard.v1.ListWorkersResponse
@@ -163,7 +252,7 @@ export type ListWorkersResponse = Message<"switchboard.v1.ListWorkersResponse"> 
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 4);
+  messageDesc(file_switchboard_v1_admin, 8);
 
 /**
  * @generated from message switchboard.v1.GetWorkerRequest
@@ -173,6 +262,13 @@ export type GetWorkerRequest = Message<"switchboard.v1.GetWorkerRequest"> & {
    * @generated from field: string worker_id = 1;
    */
   workerId: string;
+
+  /**
+   * How many minutes of metrics history to return (default 60; at most 1440, the 24 h kept).
+   *
+   * @generated from field: uint32 history_minutes = 2;
+   */
+  historyMinutes: number;
 };
 
 /**
@@ -180,7 +276,7 @@ export type GetWorkerRequest = Message<"switchboard.v1.GetWorkerRequest"> & {
  * Use `create(GetWorkerRequestSchema)` to create a new message.
  */
 export const GetWorkerRequestSchema: GenMessage<GetWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 5);
+  messageDesc(file_switchboard_v1_admin, 9);
 
 /**
  * @generated from message switchboard.v1.GetWorkerResponse
@@ -190,6 +286,13 @@ export type GetWorkerResponse = Message<"switchboard.v1.GetWorkerResponse"> & {
    * @generated from field: switchboard.v1.Worker worker = 1;
    */
   worker?: Worker | undefined;
+
+  /**
+   * Per-minute rollups of the worker's heartbeats, oldest first.
+   *
+   * @generated from field: repeated switchboard.v1.WorkerMetricsRollup metrics_history = 2;
+   */
+  metricsHistory: WorkerMetricsRollup[];
 };
 
 /**
@@ -197,7 +300,7 @@ export type GetWorkerResponse = Message<"switchboard.v1.GetWorkerResponse"> & {
  * Use `create(GetWorkerResponseSchema)` to create a new message.
  */
 export const GetWorkerResponseSchema: GenMessage<GetWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 6);
+  messageDesc(file_switchboard_v1_admin, 10);
 
 /**
  * @generated from message switchboard.v1.CreateJoinTokenRequest
@@ -230,7 +333,7 @@ export type CreateJoinTokenRequest = Message<"switchboard.v1.CreateJoinTokenRequ
  * Use `create(CreateJoinTokenRequestSchema)` to create a new message.
  */
 export const CreateJoinTokenRequestSchema: GenMessage<CreateJoinTokenRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 7);
+  messageDesc(file_switchboard_v1_admin, 11);
 
 /**
  * @generated from message switchboard.v1.CreateJoinTokenResponse
@@ -264,7 +367,7 @@ export type CreateJoinTokenResponse = Message<"switchboard.v1.CreateJoinTokenRes
  * Use `create(CreateJoinTokenResponseSchema)` to create a new message.
  */
 export const CreateJoinTokenResponseSchema: GenMessage<CreateJoinTokenResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 8);
+  messageDesc(file_switchboard_v1_admin, 12);
 
 /**
  * @generated from message switchboard.v1.SetUserStatusRequest
@@ -286,7 +389,7 @@ export type SetUserStatusRequest = Message<"switchboard.v1.SetUserStatusRequest"
  * Use `create(SetUserStatusRequestSchema)` to create a new message.
  */
 export const SetUserStatusRequestSchema: GenMessage<SetUserStatusRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 9);
+  messageDesc(file_switchboard_v1_admin, 13);
 
 /**
  * @generated from message switchboard.v1.SetUserStatusResponse
@@ -303,7 +406,7 @@ export type SetUserStatusResponse = Message<"switchboard.v1.SetUserStatusRespons
  * Use `create(SetUserStatusResponseSchema)` to create a new message.
  */
 export const SetUserStatusResponseSchema: GenMessage<SetUserStatusResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 10);
+  messageDesc(file_switchboard_v1_admin, 14);
 
 /**
  * @generated from message switchboard.v1.CordonWorkerRequest
@@ -327,7 +430,7 @@ export type CordonWorkerRequest = Message<"switchboard.v1.CordonWorkerRequest"> 
  * Use `create(CordonWorkerRequestSchema)` to create a new message.
  */
 export const CordonWorkerRequestSchema: GenMessage<CordonWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 11);
+  messageDesc(file_switchboard_v1_admin, 15);
 
 /**
  * @generated from message switchboard.v1.CordonWorkerResponse
@@ -344,7 +447,7 @@ export type CordonWorkerResponse = Message<"switchboard.v1.CordonWorkerResponse"
  * Use `create(CordonWorkerResponseSchema)` to create a new message.
  */
 export const CordonWorkerResponseSchema: GenMessage<CordonWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 12);
+  messageDesc(file_switchboard_v1_admin, 16);
 
 /**
  * @generated from message switchboard.v1.UncordonWorkerRequest
@@ -361,7 +464,7 @@ export type UncordonWorkerRequest = Message<"switchboard.v1.UncordonWorkerReques
  * Use `create(UncordonWorkerRequestSchema)` to create a new message.
  */
 export const UncordonWorkerRequestSchema: GenMessage<UncordonWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 13);
+  messageDesc(file_switchboard_v1_admin, 17);
 
 /**
  * @generated from message switchboard.v1.UncordonWorkerResponse
@@ -378,7 +481,7 @@ export type UncordonWorkerResponse = Message<"switchboard.v1.UncordonWorkerRespo
  * Use `create(UncordonWorkerResponseSchema)` to create a new message.
  */
 export const UncordonWorkerResponseSchema: GenMessage<UncordonWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 14);
+  messageDesc(file_switchboard_v1_admin, 18);
 
 /**
  * @generated from message switchboard.v1.DrainWorkerRequest
@@ -400,7 +503,7 @@ export type DrainWorkerRequest = Message<"switchboard.v1.DrainWorkerRequest"> & 
  * Use `create(DrainWorkerRequestSchema)` to create a new message.
  */
 export const DrainWorkerRequestSchema: GenMessage<DrainWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 15);
+  messageDesc(file_switchboard_v1_admin, 19);
 
 /**
  * @generated from message switchboard.v1.DrainWorkerResponse
@@ -431,7 +534,7 @@ export type DrainWorkerResponse = Message<"switchboard.v1.DrainWorkerResponse"> 
  * Use `create(DrainWorkerResponseSchema)` to create a new message.
  */
 export const DrainWorkerResponseSchema: GenMessage<DrainWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 16);
+  messageDesc(file_switchboard_v1_admin, 20);
 
 /**
  * @generated from message switchboard.v1.RemoveWorkerRequest
@@ -448,7 +551,7 @@ export type RemoveWorkerRequest = Message<"switchboard.v1.RemoveWorkerRequest"> 
  * Use `create(RemoveWorkerRequestSchema)` to create a new message.
  */
 export const RemoveWorkerRequestSchema: GenMessage<RemoveWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 17);
+  messageDesc(file_switchboard_v1_admin, 21);
 
 /**
  * @generated from message switchboard.v1.RemoveWorkerResponse
@@ -465,7 +568,7 @@ export type RemoveWorkerResponse = Message<"switchboard.v1.RemoveWorkerResponse"
  * Use `create(RemoveWorkerResponseSchema)` to create a new message.
  */
 export const RemoveWorkerResponseSchema: GenMessage<RemoveWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 18);
+  messageDesc(file_switchboard_v1_admin, 22);
 
 /**
  * @generated from message switchboard.v1.ListWorkerEventsRequest
@@ -492,7 +595,7 @@ export type ListWorkerEventsRequest = Message<"switchboard.v1.ListWorkerEventsRe
  * Use `create(ListWorkerEventsRequestSchema)` to create a new message.
  */
 export const ListWorkerEventsRequestSchema: GenMessage<ListWorkerEventsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 19);
+  messageDesc(file_switchboard_v1_admin, 23);
 
 /**
  * @generated from message switchboard.v1.ListWorkerEventsResponse
@@ -514,7 +617,7 @@ export type ListWorkerEventsResponse = Message<"switchboard.v1.ListWorkerEventsR
  * Use `create(ListWorkerEventsResponseSchema)` to create a new message.
  */
 export const ListWorkerEventsResponseSchema: GenMessage<ListWorkerEventsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 20);
+  messageDesc(file_switchboard_v1_admin, 24);
 
 /**
  * @generated from message switchboard.v1.WatchWorkersRequest
@@ -527,7 +630,7 @@ export type WatchWorkersRequest = Message<"switchboard.v1.WatchWorkersRequest"> 
  * Use `create(WatchWorkersRequestSchema)` to create a new message.
  */
 export const WatchWorkersRequestSchema: GenMessage<WatchWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 21);
+  messageDesc(file_switchboard_v1_admin, 25);
 
 /**
  * @generated from message switchboard.v1.WatchWorkersResponse
@@ -558,7 +661,7 @@ export type WatchWorkersResponse = Message<"switchboard.v1.WatchWorkersResponse"
  * Use `create(WatchWorkersResponseSchema)` to create a new message.
  */
 export const WatchWorkersResponseSchema: GenMessage<WatchWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 22);
+  messageDesc(file_switchboard_v1_admin, 26);
 
 /**
  * @generated from message switchboard.v1.GetFleetSummaryRequest
@@ -571,7 +674,7 @@ export type GetFleetSummaryRequest = Message<"switchboard.v1.GetFleetSummaryRequ
  * Use `create(GetFleetSummaryRequestSchema)` to create a new message.
  */
 export const GetFleetSummaryRequestSchema: GenMessage<GetFleetSummaryRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 23);
+  messageDesc(file_switchboard_v1_admin, 27);
 
 /**
  * @generated from message switchboard.v1.GetFleetSummaryResponse
@@ -631,6 +734,13 @@ export type GetFleetSummaryResponse = Message<"switchboard.v1.GetFleetSummaryRes
    * @generated from field: switchboard.v1.Maintenance maintenance = 9;
    */
   maintenance?: Maintenance | undefined;
+
+  /**
+   * The mass-failure guard: whether automatic reassignment is held.
+   *
+   * @generated from field: switchboard.v1.ReassignmentHold reassignment_hold = 10;
+   */
+  reassignmentHold?: ReassignmentHold | undefined;
 };
 
 /**
@@ -638,7 +748,7 @@ export type GetFleetSummaryResponse = Message<"switchboard.v1.GetFleetSummaryRes
  * Use `create(GetFleetSummaryResponseSchema)` to create a new message.
  */
 export const GetFleetSummaryResponseSchema: GenMessage<GetFleetSummaryResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_admin, 24);
+  messageDesc(file_switchboard_v1_admin, 28);
 
 /**
  * AdminService is how platform operators look at and act on the fleet.
@@ -767,6 +877,28 @@ export const AdminService: GenService<{
     methodKind: "unary";
     input: typeof SetMaintenanceRequestSchema;
     output: typeof SetMaintenanceResponseSchema;
+  },
+  /**
+   * ShutdownWorker asks the agent to stop cleanly and exit (through whichever
+   * replica holds its stream). It does not remove the worker.
+   *
+   * @generated from rpc switchboard.v1.AdminService.ShutdownWorker
+   */
+  shutdownWorker: {
+    methodKind: "unary";
+    input: typeof ShutdownWorkerRequestSchema;
+    output: typeof ShutdownWorkerResponseSchema;
+  },
+  /**
+   * ReleaseReassignmentHold confirms that the failures which tripped the
+   * mass-failure guard are real, so failed workers' work may be reassigned.
+   *
+   * @generated from rpc switchboard.v1.AdminService.ReleaseReassignmentHold
+   */
+  releaseReassignmentHold: {
+    methodKind: "unary";
+    input: typeof ReleaseReassignmentHoldRequestSchema;
+    output: typeof ReleaseReassignmentHoldResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_admin, 0);

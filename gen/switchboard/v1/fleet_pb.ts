@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/fleet.proto.
  */
 export const file_switchboard_v1_fleet: GenFile = /*@__PURE__*/
-  fileDesc("Chpzd2l0Y2hib2FyZC92MS9mbGVldC5wcm90bxIOc3dpdGNoYm9hcmQudjEipwEKC1dvcmtlckV2ZW50EgoKAmlkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRITCgt3b3JrZXJfbmFtZRgDIAEoCRIMCgRraW5kGAQgASgJEg4KBnJlYXNvbhgFIAEoCRIVCg1hY3Rvcl91c2VyX2lkGAYgASgJEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK0AgoPUmVzb3VyY2VNZXRyaWNzEhMKC2NwdV9wZXJjZW50GAEgASgBEhEKCXJzc19ieXRlcxgCIAEoBBIXCg9oZWFwX3VzZWRfYnl0ZXMYAyABKAQSGAoQaGVhcF90b3RhbF9ieXRlcxgEIAEoBBIXCg9sb2FkX2F2ZXJhZ2VfMW0YBSABKAESFwoPbG9hZF9hdmVyYWdlXzVtGAYgASgBEhgKEGxvYWRfYXZlcmFnZV8xNW0YByABKAESGQoRZnJlZV9tZW1vcnlfYnl0ZXMYCCABKAQSGgoSdG90YWxfbWVtb3J5X2J5dGVzGAkgASgEEhkKEWV2ZW50X2xvb3BfbGFnX21zGAogASgBEhUKDXNlc3Npb25fY291bnQYCyABKA0SEQoJY3B1X2NvdW50GAwgASgNIpcFCgZXb3JrZXISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIsCgZzdGF0dXMYAyABKA4yHC5zd2l0Y2hib2FyZC52MS5Xb3JrZXJTdGF0dXMSFQoNc3RhdHVzX3JlYXNvbhgEIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAcgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjIKBmxhYmVscxgIIAMoCzIiLnN3aXRjaGJvYXJkLnYxLldvcmtlci5MYWJlbHNFbnRyeRIzCg9jb25uZWN0ZWRfc2luY2UYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgdtZXRyaWNzGAsgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEjEKDWZpcnN0X3NlZW5fYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2Rpc2Nvbm5lY3RlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVwbGljYV9pZBgOIAEoCRI2Cg5zY2hlZHVsYWJpbGl0eRgPIAEoDjIeLnN3aXRjaGJvYXJkLnYxLlNjaGVkdWxhYmlsaXR5Eh0KFXNjaGVkdWxhYmlsaXR5X3JlYXNvbhgQIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBKkgKBkVuZ2luZRIWChJFTkdJTkVfVU5TUEVDSUZJRUQQABISCg5FTkdJTkVfU0FOREJPWBABEhIKDkVOR0lORV9CQUlMRVlTEAIqlwEKDFdvcmtlclN0YXR1cxIdChlXT1JLRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRVU19PTkxJTkUQARIZChVXT1JLRVJfU1RBVFVTX09GRkxJTkUQAhIYChRXT1JLRVJfU1RBVFVTX0ZBSUxFRBADEhkKFVdPUktFUl9TVEFUVVNfUkVNT1ZFRBAEKoUBCg5TY2hlZHVsYWJpbGl0eRIeChpTQ0hFRFVMQUJJTElUWV9VTlNQRUNJRklFRBAAEhkKFVNDSEVEVUxBQklMSVRZX0FDVElWRRABEhsKF1NDSEVEVUxBQklMSVRZX0NPUkRPTkVEEAISGwoXU0NIRURVTEFCSUxJVFlfRFJBSU5JTkcQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("Chpzd2l0Y2hib2FyZC92MS9mbGVldC5wcm90bxIOc3dpdGNoYm9hcmQudjEipwEKC1dvcmtlckV2ZW50EgoKAmlkGAEgASgJEhEKCXdvcmtlcl9pZBgCIAEoCRITCgt3b3JrZXJfbmFtZRgDIAEoCRIMCgRraW5kGAQgASgJEg4KBnJlYXNvbhgFIAEoCRIVCg1hY3Rvcl91c2VyX2lkGAYgASgJEi8KC29jY3VycmVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK0AgoPUmVzb3VyY2VNZXRyaWNzEhMKC2NwdV9wZXJjZW50GAEgASgBEhEKCXJzc19ieXRlcxgCIAEoBBIXCg9oZWFwX3VzZWRfYnl0ZXMYAyABKAQSGAoQaGVhcF90b3RhbF9ieXRlcxgEIAEoBBIXCg9sb2FkX2F2ZXJhZ2VfMW0YBSABKAESFwoPbG9hZF9hdmVyYWdlXzVtGAYgASgBEhgKEGxvYWRfYXZlcmFnZV8xNW0YByABKAESGQoRZnJlZV9tZW1vcnlfYnl0ZXMYCCABKAQSGgoSdG90YWxfbWVtb3J5X2J5dGVzGAkgASgEEhkKEWV2ZW50X2xvb3BfbGFnX21zGAogASgBEhUKDXNlc3Npb25fY291bnQYCyABKA0SEQoJY3B1X2NvdW50GAwgASgNIpcFCgZXb3JrZXISCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIsCgZzdGF0dXMYAyABKA4yHC5zd2l0Y2hib2FyZC52MS5Xb3JrZXJTdGF0dXMSFQoNc3RhdHVzX3JlYXNvbhgEIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAUgASgJEhAKCGNhcGFjaXR5GAYgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAcgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjIKBmxhYmVscxgIIAMoCzIiLnN3aXRjaGJvYXJkLnYxLldvcmtlci5MYWJlbHNFbnRyeRIzCg9jb25uZWN0ZWRfc2luY2UYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEWxhc3RfaGVhcnRiZWF0X2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgdtZXRyaWNzGAsgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEjEKDWZpcnN0X3NlZW5fYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKD2Rpc2Nvbm5lY3RlZF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKcmVwbGljYV9pZBgOIAEoCRI2Cg5zY2hlZHVsYWJpbGl0eRgPIAEoDjIeLnN3aXRjaGJvYXJkLnYxLlNjaGVkdWxhYmlsaXR5Eh0KFXNjaGVkdWxhYmlsaXR5X3JlYXNvbhgQIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIvEBChNXb3JrZXJNZXRyaWNzUm9sbHVwEioKBm1pbnV0ZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHc2FtcGxlcxgCIAEoDRIXCg9jcHVfcGVyY2VudF9hdmcYAyABKAESFwoPY3B1X3BlcmNlbnRfbWF4GAQgASgBEhUKDXJzc19ieXRlc19tYXgYBSABKAQSGgoSbWVtb3J5X3BlcmNlbnRfYXZnGAYgASgBEh0KFWV2ZW50X2xvb3BfbGFnX21zX21heBgHIAEoARIZChFzZXNzaW9uX2NvdW50X21heBgIIAEoDSKJAQoQUmVhc3NpZ25tZW50SG9sZBIOCgZhY3RpdmUYASABKAgSKQoFc2luY2UYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg4KBnJlYXNvbhgDIAEoCRIWCg5mYWlsZWRfd29ya2VycxgEIAEoDRISCgpmbGVldF9zaXplGAUgASgNKkgKBkVuZ2luZRIWChJFTkdJTkVfVU5TUEVDSUZJRUQQABISCg5FTkdJTkVfU0FOREJPWBABEhIKDkVOR0lORV9CQUlMRVlTEAIqlwEKDFdvcmtlclN0YXR1cxIdChlXT1JLRVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUV09SS0VSX1NUQVRVU19PTkxJTkUQARIZChVXT1JLRVJfU1RBVFVTX09GRkxJTkUQAhIYChRXT1JLRVJfU1RBVFVTX0ZBSUxFRBADEhkKFVdPUktFUl9TVEFUVVNfUkVNT1ZFRBAEKoUBCg5TY2hlZHVsYWJpbGl0eRIeChpTQ0hFRFVMQUJJTElUWV9VTlNQRUNJRklFRBAAEhkKFVNDSEVEVUxBQklMSVRZX0FDVElWRRABEhsKF1NDSEVEVUxBQklMSVRZX0NPUkRPTkVEEAISGwoXU0NIRURVTEFCSUxJVFlfRFJBSU5JTkcQA2IGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * WorkerEvent records one change of a worker's status or schedulability.
@@ -267,6 +267,111 @@ export type Worker = Message<"switchboard.v1.Worker"> & {
  */
 export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_fleet, 2);
+
+/**
+ * WorkerMetricsRollup summarises one minute of a worker's heartbeats.
+ *
+ * @generated from message switchboard.v1.WorkerMetricsRollup
+ */
+export type WorkerMetricsRollup = Message<"switchboard.v1.WorkerMetricsRollup"> & {
+  /**
+   * Start of the minute.
+   *
+   * @generated from field: google.protobuf.Timestamp minute = 1;
+   */
+  minute?: Timestamp | undefined;
+
+  /**
+   * Heartbeats in the minute.
+   *
+   * @generated from field: uint32 samples = 2;
+   */
+  samples: number;
+
+  /**
+   * @generated from field: double cpu_percent_avg = 3;
+   */
+  cpuPercentAvg: number;
+
+  /**
+   * @generated from field: double cpu_percent_max = 4;
+   */
+  cpuPercentMax: number;
+
+  /**
+   * @generated from field: uint64 rss_bytes_max = 5;
+   */
+  rssBytesMax: bigint;
+
+  /**
+   * Host memory in use, percent.
+   *
+   * @generated from field: double memory_percent_avg = 6;
+   */
+  memoryPercentAvg: number;
+
+  /**
+   * @generated from field: double event_loop_lag_ms_max = 7;
+   */
+  eventLoopLagMsMax: number;
+
+  /**
+   * @generated from field: uint32 session_count_max = 8;
+   */
+  sessionCountMax: number;
+};
+
+/**
+ * Describes the message switchboard.v1.WorkerMetricsRollup.
+ * Use `create(WorkerMetricsRollupSchema)` to create a new message.
+ */
+export const WorkerMetricsRollupSchema: GenMessage<WorkerMetricsRollup> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_fleet, 3);
+
+/**
+ * ReassignmentHold is set by the mass-failure guard: when more than a set
+ * share of the fleet fails within one lease period, the control plane
+ * suspects itself or the network rather than the workers. Failures are still
+ * declared, but their work is not reassigned automatically until an operator
+ * releases the hold or the failed workers come back.
+ *
+ * @generated from message switchboard.v1.ReassignmentHold
+ */
+export type ReassignmentHold = Message<"switchboard.v1.ReassignmentHold"> & {
+  /**
+   * @generated from field: bool active = 1;
+   */
+  active: boolean;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp since = 2;
+   */
+  since?: Timestamp | undefined;
+
+  /**
+   * What tripped it, e.g. "12 of 30 workers failed within 10s".
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: uint32 failed_workers = 4;
+   */
+  failedWorkers: number;
+
+  /**
+   * @generated from field: uint32 fleet_size = 5;
+   */
+  fleetSize: number;
+};
+
+/**
+ * Describes the message switchboard.v1.ReassignmentHold.
+ * Use `create(ReassignmentHoldSchema)` to create a new message.
+ */
+export const ReassignmentHoldSchema: GenMessage<ReassignmentHold> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_fleet, 4);
 
 /**
  * Engine is the implementation a worker uses to run a WhatsApp session.

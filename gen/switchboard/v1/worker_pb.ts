@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/worker.proto.
  */
 export const file_switchboard_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIrwBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAQgkKB3BheWxvYWQi7AEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAEiYKBWRyYWluGAQgASgLMhUuc3dpdGNoYm9hcmQudjEuRHJhaW5IABIsCghzaHV0ZG93bhgFIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlNodXRkb3duSABCCQoHcGF5bG9hZCIXCgVEcmFpbhIOCgZyZWFzb24YASABKAkiGgoIU2h1dGRvd24SDgoGcmVhc29uGAEgASgJIi4KCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSDgoGZGV0YWlsGAIgASgJIsMCCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEhAKCGNhcGFjaXR5GAMgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjEKBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5EhMKC2luc3RhbmNlX2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIUCgpqb2luX3Rva2VuGAggASgJSAASGwoRd29ya2VyX2NyZWRlbnRpYWwYCSABKAlIABotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBQgwKCmNyZWRlbnRpYWwijgEKCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoBBIwCgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEisKB3NlbnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRyYWluaW5nGAQgASgIIrABCgdXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcGxpY2FfaWQYBCABKAkSGQoRd29ya2VyX2NyZWRlbnRpYWwYBSABKAkiVgoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMlwKDVdvcmtlclNlcnZpY2USSwoHQ29ubmVjdBIcLnN3aXRjaGJvYXJkLnYxLkFnZW50TWVzc2FnZRoeLnN3aXRjaGJvYXJkLnYxLkNvbnRyb2xNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIrwBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAQgkKB3BheWxvYWQi7AEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAEiYKBWRyYWluGAQgASgLMhUuc3dpdGNoYm9hcmQudjEuRHJhaW5IABIsCghzaHV0ZG93bhgFIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlNodXRkb3duSABCCQoHcGF5bG9hZCIXCgVEcmFpbhIOCgZyZWFzb24YASABKAkiGgoIU2h1dGRvd24SDgoGcmVhc29uGAEgASgJIi4KCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSDgoGZGV0YWlsGAIgASgJIvcCCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEhAKCGNhcGFjaXR5GAMgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjEKBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5EhMKC2luc3RhbmNlX2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIUCgpqb2luX3Rva2VuGAggASgJSAASGwoRd29ya2VyX2NyZWRlbnRpYWwYCSABKAlIABIyCg1oZWxkX3Nlc3Npb25zGAogAygLMhsuc3dpdGNoYm9hcmQudjEuSGVsZFNlc3Npb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIMCgpjcmVkZW50aWFsIjAKC0hlbGRTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQijgEKCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoBBIwCgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEisKB3NlbnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRyYWluaW5nGAQgASgIIrABCgdXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcGxpY2FfaWQYBCABKAkSGQoRd29ya2VyX2NyZWRlbnRpYWwYBSABKAkiVgoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMlwKDVdvcmtlclNlcnZpY2USSwoHQ29ubmVjdBIcLnN3aXRjaGJvYXJkLnYxLkFnZW50TWVzc2FnZRoeLnN3aXRjaGJvYXJkLnYxLkNvbnRyb2xNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * AgentMessage is every envelope an agent sends. New kinds (session events,
@@ -258,6 +258,14 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
     value: string;
     case: "workerCredential";
   } | { case: undefined; value?: undefined };
+
+  /**
+   * Every session the agent still runs, with the assignment epoch it runs
+   * it under, so the control plane reconciles instead of assuming.
+   *
+   * @generated from field: repeated switchboard.v1.HeldSession held_sessions = 10;
+   */
+  heldSessions: HeldSession[];
 };
 
 /**
@@ -266,6 +274,30 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_worker, 5);
+
+/**
+ * HeldSession is one session an agent runs at the moment it (re)connects.
+ *
+ * @generated from message switchboard.v1.HeldSession
+ */
+export type HeldSession = Message<"switchboard.v1.HeldSession"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.HeldSession.
+ * Use `create(HeldSessionSchema)` to create a new message.
+ */
+export const HeldSessionSchema: GenMessage<HeldSession> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 6);
 
 /**
  * Heartbeat renews the worker's lease and reports its resource use.
@@ -303,7 +335,7 @@ export type Heartbeat = Message<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 6);
+  messageDesc(file_switchboard_v1_worker, 7);
 
 /**
  * Welcome accepts the worker and tells it the timing it must keep.
@@ -351,7 +383,7 @@ export type Welcome = Message<"switchboard.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 7);
+  messageDesc(file_switchboard_v1_worker, 8);
 
 /**
  * HeartbeatAck confirms that a heartbeat renewed the lease.
@@ -377,7 +409,7 @@ export type HeartbeatAck = Message<"switchboard.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 8);
+  messageDesc(file_switchboard_v1_worker, 9);
 
 /**
  * WorkerService is the agents' side of the control plane. Each agent holds

@@ -32,6 +32,16 @@ export interface CoordinationStore {
   /** Current holders, in the order of `keys`; null where no live lease exists. */
   readLeases(keys: readonly string[]): Promise<(string | null)[]>;
 
+  /**
+   * Takes or extends a leadership lease. Each new term (a holder taking the
+   * lease when it was free) gets a fencing token greater than every earlier
+   * term's, so writes made on behalf of a deposed leader can be refused.
+   * Returns the token of `holder`'s current term, or null when another holds it.
+   */
+  acquireLeadership(key: string, holder: string, ttlMs: number): Promise<number | null>;
+  /** Gives up leadership if `holder` still has it. */
+  releaseLeadership(key: string, holder: string): Promise<void>;
+
   publish(channel: string, message: string): Promise<void>;
   /** Resolves once the subscription is active; the returned function ends it. */
   subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;

@@ -5,6 +5,8 @@ import type { CoordinationStore, RateLimiterSpec } from './coordination-store.js
 interface Lease {
   holder: string;
   expiresAtMs: number;
+  /** Set on leadership leases: the term's fencing token. */
+  token?: number;
 }
 
 /**
@@ -14,6 +16,8 @@ interface Lease {
 export class MemoryCoordinationStore implements CoordinationStore {
   readonly kind = 'memory' as const;
   private readonly leases = new Map<string, Lease>();
+  /** Last fencing token handed out per leadership key; survives the lease. */
+  private readonly fences = new Map<string, number>();
   private readonly channels = new Map<string, Set<(message: string) => void>>();
   private closed = false;
 
@@ -50,6 +54,21 @@ export class MemoryCoordinationStore implements CoordinationStore {
   async readLeases(keys: readonly string[]): Promise<(string | null)[]> {
     this.assertOpen();
     return keys.map((key) => this.live(key)?.holder ?? null);
+  }
+
+  async acquireLeadership(key: string, holder: string, ttlMs: number): Promise<number | null> {
+    this.assertOpen();
+    const current = this.live(key);
+    if (current && current.holder !== holder) return null;
+    const token = current?.token ?? (this.fences.get(key) ?? 0) + 1;
+    this.fences.set(key, token);
+    this.leases.set(key, { holder, expiresAtMs: this.clock.monotonicMs() + ttlMs, token });
+    return token;
+  }
+
+  async releaseLeadership(key: string, holder: string): Promise<void> {
+    this.assertOpen();
+    if (this.live(key)?.holder === holder) this.leases.delete(key);
   }
 
   async publish(channel: string, message: string): Promise<void> {

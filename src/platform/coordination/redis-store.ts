@@ -25,11 +25,35 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0`;
 
+// The lease value is "<holder> <token>"; the token counter (KEYS[2]) never
+// goes back, even when the lease expires, so tokens order terms.
+const LEAD = `
+local current = redis.call('GET', KEYS[1])
+if current then
+  local sep = string.find(current, ' ', 1, true)
+  if string.sub(current, 1, sep - 1) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return tonumber(string.sub(current, sep + 1))
+  end
+  return -1
+end
+local token = redis.call('INCR', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. token, 'PX', ARGV[2])
+return token`;
+const RESIGN = `
+local current = redis.call('GET', KEYS[1])
+if current and string.sub(current, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' ' then
+  return redis.call('DEL', KEYS[1])
+end
+return 0`;
+
 /** The commands defineCommand adds to the client. */
 interface LeaseScripts {
   acquireLease(key: string, holder: string, ttlMs: number): Promise<number>;
   renewLease(key: string, holder: string, ttlMs: number): Promise<number>;
   releaseLease(key: string, holder: string): Promise<number>;
+  acquireLeadership(key: string, fenceKey: string, holder: string, ttlMs: number): Promise<number>;
+  releaseLeadership(key: string, holder: string): Promise<number>;
 }
 
 /** Options for connecting the Redis adapter. */
@@ -60,6 +84,8 @@ export class RedisCoordinationStore implements CoordinationStore {
     client.defineCommand('acquireLease', { numberOfKeys: 1, lua: ACQUIRE });
     client.defineCommand('renewLease', { numberOfKeys: 1, lua: RENEW });
     client.defineCommand('releaseLease', { numberOfKeys: 1, lua: RELEASE });
+    client.defineCommand('acquireLeadership', { numberOfKeys: 2, lua: LEAD });
+    client.defineCommand('releaseLeadership', { numberOfKeys: 1, lua: RESIGN });
     this.scripts = client as unknown as LeaseScripts;
   }
 
@@ -98,6 +124,16 @@ export class RedisCoordinationStore implements CoordinationStore {
   async readLeases(keys: readonly string[]): Promise<(string | null)[]> {
     if (keys.length === 0) return [];
     return this.client.mget(...keys.map((key) => this.key(key)));
+  }
+
+  async acquireLeadership(key: string, holder: string, ttlMs: number): Promise<number | null> {
+    if (holder.includes(' ')) throw new Error('a leadership holder id cannot contain spaces');
+    const token = await this.scripts.acquireLeadership(this.key(key), this.key(`${key}:fence`), holder, ttlMs);
+    return token < 0 ? null : token;
+  }
+
+  async releaseLeadership(key: string, holder: string): Promise<void> {
+    await this.scripts.releaseLeadership(this.key(key), holder);
   }
 
   async publish(channel: string, message: string): Promise<void> {

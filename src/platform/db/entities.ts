@@ -3,6 +3,7 @@ import { JoinTokenSchema } from '../../fleet/join-token.entity.js';
 import { WorkerSchema } from '../../fleet/worker.entity.js';
 import { WorkerEventSchema } from '../../fleet/worker-event.entity.js';
 import { PlatformSettingSchema } from '../../fleet/platform-setting.entity.js';
+import { WorkerMetricsRollupSchema } from '../../fleet/worker-metrics-rollup.entity.js';
 import { MembershipSchema, TenantSchema, UserSchema } from '../../identity/account.entity.js';
 import { ApiKeySchema } from '../../identity/api-key.entity.js';
 import { AuthSessionSchema, RefreshTokenSchema } from '../../identity/auth-session.entity.js';
@@ -13,6 +14,7 @@ export const entities = [
   WorkerSchema,
   WorkerEventSchema,
   PlatformSettingSchema,
+  WorkerMetricsRollupSchema,
   JoinTokenSchema,
   TenantSchema,
   UserSchema,

@@ -3,6 +3,7 @@ import { Migration20261125000000CreateWorker } from './Migration20261125000000Cr
 import { Migration20261125010000Identity } from './Migration20261125010000Identity.js';
 import { Migration20261125020000WorkerLifecycle } from './Migration20261125020000WorkerLifecycle.js';
 import { Migration20261126000000PlatformSetting } from './Migration20261126000000PlatformSetting.js';
+import { Migration20261126010000WorkerMetricsRollup } from './Migration20261126010000WorkerMetricsRollup.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -13,4 +14,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261125010000Identity', class: Migration20261125010000Identity },
   { name: 'Migration20261125020000WorkerLifecycle', class: Migration20261125020000WorkerLifecycle },
   { name: 'Migration20261126000000PlatformSetting', class: Migration20261126000000PlatformSetting },
+  { name: 'Migration20261126010000WorkerMetricsRollup', class: Migration20261126010000WorkerMetricsRollup },
 ];
