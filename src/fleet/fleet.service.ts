@@ -66,6 +66,7 @@ export class FleetService {
   /** Timers that declare a lost worker FAILED when its grace ends (by worker id). */
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly sweeper: FleetSweeper;
+  private sweeping = false;
 
   constructor(
     private readonly resources: Resources,
@@ -335,7 +336,18 @@ export class FleetService {
    * stream lived on a replica that is gone.
    */
   async sweep(): Promise<void> {
-    if (this.stopped) return;
+    // One sweep at a time: a slow one (a loaded database) must not pile up
+    // transactions behind it, each holding a pooled connection.
+    if (this.stopped || this.sweeping) return;
+    this.sweeping = true;
+    try {
+      await this.sweepOnce();
+    } finally {
+      this.sweeping = false;
+    }
+  }
+
+  private async sweepOnce(): Promise<void> {
     const { clock } = this.resources;
     const nowMs = clock.monotonicMs();
     for (const connection of this.connections.values()) {

@@ -312,6 +312,10 @@ export class WorkerRepository {
          (select count(*) from "worker" where "status" = 'ONLINE') as online,
          (select count(*) from "worker" where "status" = 'FAILED' and "updated_at" >= ?) as still_failed`,
       [failedSince.toISOString(), holdSince?.toISOString() ?? 'infinity'],
+      'all',
+      // Inside the sweeper's transaction: without its context this would take
+      // a second pooled connection (and wait forever on PGlite's only one).
+      this.em.getTransactionContext(),
     );
     return {
       recentFailures: Number(row?.recent ?? 0),
