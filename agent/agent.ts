@@ -11,6 +11,8 @@ import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
 import { MetricsCollector } from './metrics.js';
 import { CredentialStore } from './credential-store.js';
+import { createEngines, defaultEngineFactory, type EngineFactory } from './sessions/engines.js';
+import { SessionHost, type CommandAckInit, type SessionEventInit } from './sessions/session-host.js';
 
 /**
  * The agent's lifecycle:
@@ -43,7 +45,18 @@ export interface AgentOptions {
   credentialFile: string;
   /** On SIGTERM, how long to wait for the work held here to move before exiting anyway. */
   drainTimeoutMs: number;
+  /**
+   * Builds the one engine of each kind in `engines`. Default: the real ones
+   * (sandbox on real timers, Baileys). Tests inject fakes or a shared sandbox network.
+   */
+  engineFactory?: EngineFactory;
 }
+
+/**
+ * Session events emitted while no stream is welcomed (reconnecting) wait here
+ * and go up after the next Welcome; beyond this many the oldest are dropped.
+ */
+const OUTBOX_LIMIT = 10_000;
 
 const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
 
@@ -66,8 +79,13 @@ export class Agent extends EventEmitter<{
   private addressIndex = 0;
   /** Sequence of the last heartbeat the control plane acknowledged. */
   private ackedSequence = 0n;
-  private readonly metrics = new MetricsCollector();
+  private readonly metrics: MetricsCollector;
   private stream: AgentStream | undefined;
+  /** The stream the control plane welcomed; session events go up on it. */
+  private welcomedStream: AgentStream | undefined;
+  private readonly outbox: SessionEventInit[] = [];
+  /** The sessions this worker runs. */
+  readonly sessions: SessionHost;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private backoffTimer: NodeJS.Timeout | undefined;
   private wakeBackoff: (() => void) | undefined;
@@ -90,6 +108,13 @@ export class Agent extends EventEmitter<{
     super();
     this.credentials = new CredentialStore(options.credentialFile);
     this.addresses = options.controlPlaneAddress.split(',').map((address) => address.trim());
+    this.sessions = new SessionHost({
+      engines: createEngines(options.engines, options.engineFactory ?? defaultEngineFactory),
+      capacity: options.capacity,
+      send: (event) => this.sendSessionEvent(event),
+      logger: log.child({ component: 'sessions' }),
+    });
+    this.metrics = new MetricsCollector(() => this.sessions.count);
   }
 
   /** The client for the address this attempt uses (one channel per address, kept for reuse). */
@@ -115,7 +140,12 @@ export class Agent extends EventEmitter<{
     this.running = this.run();
   }
 
-  /** Ends the stream cleanly (the control plane marks the worker offline at once) and stops. */
+  /**
+   * Stops every session (keeping its auth state, so it resumes elsewhere;
+   * final checkpoints still go up), ends the stream cleanly (the control
+   * plane marks the worker offline at once and places the sessions
+   * elsewhere) and stops.
+   */
   async stop(): Promise<void> {
     if (this._state === 'stopped') return;
     if (this._state === 'idle') {
@@ -124,6 +154,11 @@ export class Agent extends EventEmitter<{
     }
     this.setState('stopping');
     this.stopHeartbeats();
+    await this.sessions.stopAll('agent stopping', 'shutdown');
+    if (this.outbox.length > 0) {
+      this.log.warn({ dropped: this.outbox.length }, 'session events not sent before stopping');
+      this.outbox.length = 0;
+    }
     clearTimeout(this.backoffTimer);
     this.wakeBackoff?.();
     this.stream?.end();
@@ -136,10 +171,11 @@ export class Agent extends EventEmitter<{
   /**
    * Graceful stop (SIGTERM): tells the control plane this worker is draining
    * (no new work; what it runs moves elsewhere), waits until the control plane
-   * has acknowledged that and no work is held here, or `timeoutMs` passed,
-   * then ends the stream cleanly.
+   * has acknowledged that and no session is held here (it stops them one by
+   * one, with StopSession, as it moves them), or `timeoutMs` passed, then
+   * stops (stopping whatever is still held).
    */
-  async drainAndStop(workHeld: () => number = () => 0): Promise<void> {
+  async drainAndStop(workHeld: () => number = () => this.sessions.count): Promise<void> {
     if (this.isStopping() || this._state === 'idle') return this.stop();
     const deadline = performance.now() + this.options.drainTimeoutMs;
     this.draining = true;
@@ -208,6 +244,7 @@ export class Agent extends EventEmitter<{
         if (settled) return;
         settled = true;
         clearTimeout(welcomeTimer);
+        if (this.welcomedStream === stream) this.welcomedStream = undefined;
         // The stream may end first (the control plane cut it while we were
         // frozen): the lease is just as lapsed, so fence all the same.
         const silentMs = performance.now() - this.lastAckMs;
@@ -242,8 +279,8 @@ export class Agent extends EventEmitter<{
           labels: this.options.labels,
           instanceId: this.instanceId,
           workerId: this.workerId,
-          // Sessions arrive with the sessions capability; until then nothing is held.
-          heldSessions: [],
+          // What still runs here after a reconnect; the control plane reconciles it.
+          heldSessions: this.sessions.held(),
           credential: this.credentialForHello(),
         },
       });
@@ -271,6 +308,8 @@ export class Agent extends EventEmitter<{
           : 10_000;
         this.lastAckMs = performance.now();
         this.startHeartbeats(stream, intervalMs);
+        this.welcomedStream = stream;
+        this.flushOutbox(stream);
         break;
       }
       case 'heartbeatAck':
@@ -280,13 +319,38 @@ export class Agent extends EventEmitter<{
       case 'drain':
         this.draining = true;
         this.log.warn({ reason: message.payload.value.reason }, 'draining: no new work will be placed here');
-        this.acknowledge(stream, message.correlationId, 'draining');
+        this.acknowledge(stream, message.correlationId, { accepted: true, detail: 'draining' });
         this.emit('drain', message.payload.value.reason);
         break;
       case 'shutdown':
         this.log.warn({ reason: message.payload.value.reason }, 'shutdown requested by the control plane');
-        this.acknowledge(stream, message.correlationId, 'stopping');
+        this.acknowledge(stream, message.correlationId, { accepted: true, detail: 'stopping' });
         this.emit('shutdown', message.payload.value.reason);
+        break;
+      case 'assignSession': {
+        const ack = (answer: CommandAckInit) => this.acknowledge(stream, message.correlationId, answer);
+        if (this.draining) {
+          // Draining means this worker is about to go: a session placed here now would only move again.
+          ack({ accepted: false, detail: 'UNAVAILABLE: this worker is draining' });
+          break;
+        }
+        void this.sessions.assign(message.payload.value, ack);
+        break;
+      }
+      case 'stopSession':
+        void this.sessions.stop(message.payload.value, (answer) =>
+          this.acknowledge(stream, message.correlationId, answer),
+        );
+        break;
+      case 'logoutSession':
+        void this.sessions.logout(message.payload.value, (answer) =>
+          this.acknowledge(stream, message.correlationId, answer),
+        );
+        break;
+      case 'request':
+        void this.sessions.handleRequest(message.payload.value, (response) =>
+          this.reply(stream, message.correlationId, { case: 'response', value: response }),
+        );
         break;
       case undefined:
         this.log.warn({ correlationId: message.correlationId }, 'control message without payload ignored');
@@ -330,19 +394,59 @@ export class Agent extends EventEmitter<{
   }
 
   // Answers a command on the same correlation id, as the protocol requires.
-  private acknowledge(stream: AgentStream, correlationId: string, detail: string): void {
-    if (stream.writable) {
-      stream.write(
-        create(AgentMessageSchema, {
-          correlationId,
-          payload: { case: 'commandAck', value: { accepted: true, detail } },
-        }),
-      );
+  private acknowledge(stream: AgentStream, correlationId: string, ack: CommandAckInit): void {
+    this.reply(stream, correlationId, { case: 'commandAck', value: ack });
+  }
+
+  /**
+   * Answers on the stream the command or request came on: correlation ids
+   * belong to one stream, so an answer is dropped if that stream has ended.
+   */
+  private reply(
+    stream: AgentStream,
+    correlationId: string,
+    payload: MessageInitShape<typeof AgentMessageSchema>['payload'],
+  ): void {
+    if (stream.writable) stream.write(create(AgentMessageSchema, { correlationId, payload }));
+  }
+
+  /** Sends a session event on the welcomed stream, or keeps it for the next one. */
+  private sendSessionEvent(event: SessionEventInit): void {
+    const stream = this.welcomedStream;
+    if (stream?.writable && this.outbox.length === 0) {
+      this.send(stream, { case: 'sessionEvent', value: event });
+      return;
     }
+    if (event.event?.case === 'authCheckpoint') {
+      // A checkpoint is a full snapshot: a newer one makes a queued one of the same assignment worthless.
+      const stale = this.outbox.findIndex(
+        (queued) =>
+          queued.event?.case === 'authCheckpoint' &&
+          queued.sessionId === event.sessionId &&
+          queued.epoch === event.epoch,
+      );
+      if (stale >= 0) this.outbox.splice(stale, 1);
+    }
+    if (this.outbox.length >= OUTBOX_LIMIT) {
+      this.outbox.shift();
+      this.log.warn({ limit: OUTBOX_LIMIT }, 'session event outbox full: oldest event dropped');
+    }
+    this.outbox.push(event);
+  }
+
+  private flushOutbox(stream: AgentStream): void {
+    if (this.outbox.length === 0) return;
+    this.log.info({ events: this.outbox.length }, 'sending session events held while reconnecting');
+    for (const event of this.outbox.splice(0)) this.send(stream, { case: 'sessionEvent', value: event });
   }
 
   private fence(stream: AgentStream, silentMs: number): void {
     this.stopHeartbeats();
+    // The control plane may have given every session to another worker
+    // already: stop them all and say nothing more about them (see StopAllMode).
+    this.welcomedStream = undefined;
+    this.outbox.length = 0;
+    void this.sessions.stopAll('fenced: lease not renewed', 'fenced');
     this.log.warn(
       { silentMs: Math.round(silentMs), leaseTtlMs: this.leaseTtlMs },
       'lease not renewed for a whole lease period: fenced (work stopped); reconnecting',

@@ -35,6 +35,13 @@ import { listen, type Listeners, type NodeHandlerFn } from './transport/listener
 import { createApiRegistry } from './transport/api-registry.js';
 import { registerReflection } from './transport/reflection.handler.js';
 import { ServiceHealth } from './transport/service-health.js';
+import { SessionService as SessionServiceDesc } from '../gen/switchboard/v1/session_pb.js';
+import { MessageService as MessageServiceDesc } from '../gen/switchboard/v1/message_pb.js';
+import { SandboxService as SandboxServiceDesc } from '../gen/switchboard/v1/sandbox_pb.js';
+import { AuthStateCipher, loadStateKeys } from './sessions/auth-state-cipher.js';
+import { SessionService } from './sessions/session.service.js';
+import { createMessageHandler, createSandboxHandler, createSessionHandler } from './sessions/session.handlers.js';
+import { MessageService } from './messaging/message.service.js';
 
 /** The running control plane, as main() and the tests drive it. */
 export interface App {
@@ -43,6 +50,7 @@ export interface App {
   readonly database: Database;
   readonly store: CoordinationStore;
   readonly fleet: FleetService;
+  readonly sessions: SessionService;
   readonly identity: Identity;
   /** Binds the ports and starts background work. */
   start(): Promise<{ httpUrl: string; grpcUrl: string; httpPort: number; grpcPort: number }>;
@@ -58,6 +66,9 @@ const SERVICES = [
   AuditService,
   AdminService,
   WorkerService,
+  SessionServiceDesc,
+  MessageServiceDesc,
+  SandboxServiceDesc,
   Health,
   ServerReflectionV1,
   ServerReflectionV1alpha,
@@ -117,6 +128,20 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     new ReassignmentHoldService(clock, identity.audit),
   );
 
+  const maintenance = new MaintenanceService(clock, identity.audit);
+  const messages = new MessageService(clock, log.child({ component: 'messages' }), config.requestTimeoutMs);
+  const sessions = new SessionService(
+    resources,
+    { quota: config.sessionQuota, requestTimeoutMs: config.requestTimeoutMs, placementIntervalMs: 2000 },
+    {
+      fleet,
+      cipher: new AuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, log)),
+      maintenance,
+      messages,
+    },
+  );
+  messages.attach(sessions);
+
   const serviceNames = SERVICES.map((service) => service.typeName);
   const health = new ServiceHealth(serviceNames);
   const registry = createApiRegistry();
@@ -131,10 +156,16 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         fleet,
         joinTokens: identity.joinTokens,
         auth: identity.auth,
-        maintenance: new MaintenanceService(clock, identity.audit),
+        maintenance,
       }),
     );
-    router.service(WorkerService, createWorkerServiceHandler(fleet));
+    router.service(
+      WorkerService,
+      createWorkerServiceHandler(fleet, (workerId, event) => sessions.onWorkerEvent(workerId, event)),
+    );
+    router.service(SessionServiceDesc, createSessionHandler(sessions));
+    router.service(MessageServiceDesc, createMessageHandler(messages));
+    router.service(SandboxServiceDesc, createSandboxHandler(sessions));
     router.service(AuthService, createAuthHandler(identity.auth));
     router.service(ApiKeyService, createApiKeyHandler(identity.apiKeys));
     router.service(MemberService, createMemberHandler(identity.members));
@@ -186,6 +217,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     database,
     store,
     fleet,
+    sessions,
     identity,
     async start() {
       if (config.auth.bootstrapAdmin) {
@@ -205,6 +237,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       await identity.start();
       listeners = await listen({ host: config.host, httpPort: config.httpPort, grpcPort: config.grpcPort, handler });
       await fleet.start();
+      await sessions.start();
       health.setAll('SERVING');
       const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
       const urls = {
@@ -222,6 +255,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         health.setAll('NOT_SERVING');
         shutdown.abort();
         listeners?.stopAccepting();
+        await sessions.stop();
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
         await identity.stop();

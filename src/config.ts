@@ -41,6 +41,15 @@ export interface Config {
   readonly maxRequestBytes: number;
   /** Identifies this control-plane process among replicas sharing one Redis. */
   readonly replicaId: string;
+  /**
+   * Keys that encrypt session auth states at rest, newest (used to encrypt)
+   * first; undefined outside production means a key kept in `dataDir`.
+   */
+  readonly sessionStateKeys: { id: string; key: Buffer }[] | undefined;
+  /** Sessions a tenant may have, by plan. */
+  readonly sessionQuota: { free: number; pro: number; enterprise: number };
+  /** How long a tenant request (send a message) waits for the worker. */
+  readonly requestTimeoutMs: number;
   readonly auth: AuthConfig;
 }
 
@@ -151,6 +160,18 @@ const envSchema = z
     RATE_LIMIT_ENTERPRISE_PER_MINUTE: count(60_000, 1, 10_000_000),
     BOOTSTRAP_ADMIN_EMAIL: z.email('expected an email address').optional(),
     BOOTSTRAP_ADMIN_PASSWORD: z.string().min(12, 'expected at least 12 characters').optional(),
+    NODE_ENV: z.string().optional(),
+    SESSION_STATE_KEYS: z
+      .string()
+      .regex(
+        /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=(,[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=)*$/,
+        'expected <key id>:<32 bytes in base64>, comma-separated, newest first (openssl rand -base64 32)',
+      )
+      .optional(),
+    SESSION_QUOTA_FREE: count(3, 0, 1_000_000),
+    SESSION_QUOTA_PRO: count(50, 0, 1_000_000),
+    SESSION_QUOTA_ENTERPRISE: count(1000, 0, 1_000_000),
+    REQUEST_TIMEOUT_MS: milliseconds(15_000, 100),
     BOOTSTRAP_JOIN_TOKEN: z
       .string()
       .regex(
@@ -174,6 +195,15 @@ const envSchema = z
         code: 'custom',
         path: ['LEASE_TTL_MS'],
         message: `must be at least twice HEARTBEAT_INTERVAL_MS (${env.HEARTBEAT_INTERVAL_MS} ms)`,
+      });
+    }
+    // Auth states must stay readable by every replica and survive restarts:
+    // production cannot fall back to a key generated on one machine.
+    if (env.NODE_ENV === 'production' && env.SESSION_STATE_KEYS === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SESSION_STATE_KEYS'],
+        message: 'required when NODE_ENV=production (generate a key: echo "k1:$(openssl rand -base64 32)")',
       });
     }
     // The sweeper renews its role every sweep; one slow sweep must not lose it.
@@ -226,6 +256,12 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
+    sessionStateKeys: e.SESSION_STATE_KEYS?.split(',').map((entry) => {
+      const [id, key] = entry.split(':') as [string, string];
+      return { id, key: Buffer.from(key, 'base64') };
+    }),
+    sessionQuota: { free: e.SESSION_QUOTA_FREE, pro: e.SESSION_QUOTA_PRO, enterprise: e.SESSION_QUOTA_ENTERPRISE },
+    requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     auth: {
       accessTokenTtlMs: e.ACCESS_TOKEN_TTL_MS,
       refreshTokenTtlMs: e.REFRESH_TOKEN_TTL_MS,

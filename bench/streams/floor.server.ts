@@ -52,7 +52,9 @@ function routes(router: ConnectRouter): void {
             });
             break;
           case 'commandAck':
-            // The floor sends no commands, so there is nothing to acknowledge.
+          case 'sessionEvent':
+          case 'response':
+            // The floor sends no commands and runs no sessions: nothing to do.
             break;
           case undefined:
             throw new ConnectError('envelope has no payload', Code.InvalidArgument);

@@ -169,6 +169,10 @@ export class SimulatedAgent {
       }
       case 'drain':
       case 'shutdown':
+      case 'assignSession':
+      case 'stopSession':
+      case 'logoutSession':
+      case 'request':
         throw new Error(`unexpected ${message.payload.case} command during the benchmark`);
       case undefined:
         throw new Error('control message without payload');

@@ -7,6 +7,7 @@ import type {
   AgentHello,
   CommandResult,
   FleetOptions,
+  RequestResult,
   WorkerCommand,
   WorkerQuery,
 } from './fleet.types.js';
@@ -66,6 +67,8 @@ export class FleetService {
   /** Timers that declare a lost worker FAILED when its grace ends (by worker id). */
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly sweeper: FleetSweeper;
+  private readonly localListeners: ((event: WorkerEvent) => void)[] = [];
+  private readonly helloListeners: ((workerId: string, held: AgentHello['heldSessions']) => void)[] = [];
   private sweeping = false;
 
   constructor(
@@ -178,7 +181,6 @@ export class FleetService {
       return;
     }
     if (hello.heldSessions.length > 0) {
-      // Reconciled by the sessions capability; recorded here so a reconnect is never blind.
       this.log.info(
         { workerId: worker.id, held: hello.heldSessions.map((s) => `${s.sessionId}@${s.epoch}`) },
         'worker reports sessions it still runs',
@@ -222,6 +224,10 @@ export class FleetService {
         actorUserId: null,
       });
     }
+    // After the Welcome is queued, so commands the reconciliation sends arrive after it.
+    queueMicrotask(() => {
+      for (const listener of this.helloListeners) listener(worker.id, hello.heldSessions);
+    });
     connection.send({
       correlationId,
       kind: 'welcome',
@@ -514,6 +520,33 @@ export class FleetService {
     this.awaitingAck.get(correlationId)?.({ delivered: accepted, detail });
   }
 
+  /** Responses that came after their request's deadline (dropped), since start. */
+  lateResponses = 0;
+
+  /** The agent answered a request sent on this replica; after the deadline nobody waits and it is dropped. */
+  responseReceived(correlationId: string, result: RequestResult): void {
+    const waiting = this.awaitingAck.get(correlationId);
+    if (waiting) {
+      waiting({ delivered: true, detail: '', result });
+      return;
+    }
+    this.lateResponses += 1;
+    this.log.info({ correlationId, lateResponses: this.lateResponses }, 'late response dropped');
+  }
+
+  /**
+   * Calls `listener` for every worker change this replica commits (not those
+   * of other replicas: each change is acted on once, by its writer).
+   */
+  onLocalChange(listener: (event: WorkerEvent) => void): void {
+    this.localListeners.push(listener);
+  }
+
+  /** Calls `listener` with what a worker says it still runs, each time it (re)connects to this replica. */
+  onHello(listener: (workerId: string, held: AgentHello['heldSessions']) => void): void {
+    this.helloListeners.push(listener);
+  }
+
   private sendLocal(connection: WorkerConnection, command: WorkerCommand, timeoutMs: number): Promise<CommandResult> {
     const correlationId = randomUUID();
     const ack = this.waitFor(this.awaitingAck, correlationId, timeoutMs, 'the agent did not acknowledge in time');
@@ -611,6 +644,7 @@ export class FleetService {
 
   // Tells every replica's watchers; the change itself is already committed.
   private async announce(event: WorkerEvent): Promise<void> {
+    for (const listener of this.localListeners) listener(event);
     if (this.watchers.size === 0 && this.resources.store.kind === 'memory') return;
     try {
       await this.resources.store.publish(

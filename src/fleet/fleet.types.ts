@@ -41,13 +41,52 @@ export type ControlEnvelope = { correlationId: string } & (
   | WorkerCommand
 );
 
-/** A command for one worker, delivered over its stream (through its owner replica if need be). */
-export type WorkerCommand = { kind: 'drain'; reason: string } | { kind: 'shutdown'; reason: string };
+/**
+ * A command for one worker, delivered over its stream (through its owner
+ * replica if need be). Plain JSON (bytes as base64, times as ISO strings):
+ * it may travel between replicas over the coordination store.
+ */
+export type WorkerCommand =
+  | { kind: 'drain'; reason: string }
+  | { kind: 'shutdown'; reason: string }
+  | { kind: 'assignSession'; sessionId: string; epoch: number; engine: EngineKind; authStateBase64: string }
+  | { kind: 'stopSession'; sessionId: string; epoch: number; reason: string }
+  | { kind: 'logoutSession'; sessionId: string; epoch: number }
+  | { kind: 'request'; sessionId: string; epoch: number; deadline: string; action: RequestAction };
 
-/** What came of a command. */
+/** What a tenant asks of a session on its worker. */
+export type RequestAction =
+  | { kind: 'sendText'; to: string; text: string }
+  | { kind: 'requestPairingCode'; phoneNumber: string }
+  | { kind: 'sandboxScan'; phoneNumber: string; pushName: string; qrPayload: string }
+  | { kind: 'sandboxInbound'; from: string; text: string };
+
+/** The worker's answer to a request. `code` is a google.rpc code name. */
+export type RequestResult =
+  | { kind: 'error'; code: string; message: string }
+  | { kind: 'messageId'; messageId: string }
+  | { kind: 'pairingCode'; code: string; expiresAt: string }
+  | { kind: 'done' };
+
+/** What came of a command; `result` is set for requests the worker answered. */
 export interface CommandResult {
   delivered: boolean;
   detail: string;
+  result?: RequestResult;
+}
+
+/** A session event as a worker reported it (protocol-free), stamped with its attempt. */
+export interface WorkerSessionEvent {
+  sessionId: string;
+  epoch: number;
+  occurredAt: Date;
+  event:
+    | { kind: 'qr'; payload: string; expiresAt: Date; sequence: number }
+    | { kind: 'connected'; jid: string; phoneNumber: string; pushName: string }
+    | { kind: 'authCheckpoint'; state: Uint8Array }
+    | { kind: 'ended'; reason: string; detail: string }
+    | { kind: 'inbound'; messageId: string; from: string; text: string; at: Date }
+    | { kind: 'messageStatus'; messageId: string; status: string; at: Date };
 }
 
 /** Filters for listing workers. */

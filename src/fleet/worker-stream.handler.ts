@@ -10,7 +10,10 @@ import {
 import { DomainError } from '../platform/errors.js';
 import { peerKey } from '../transport/context.js';
 import type { FleetService } from './fleet.service.js';
-import type { ControlEnvelope } from './fleet.types.js';
+import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';
+import type { Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
+import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
+import { engineToProto } from './fleet.mapping.js';
 import type { DisconnectOutcome } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
 
@@ -19,7 +22,11 @@ import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
  * service, and encodes what the fleet sends back. Inbound and outbound run
  * concurrently: the fleet may push to the agent at any time.
  */
-export function createWorkerServiceHandler(fleet: FleetService): Partial<ServiceImpl<typeof WorkerService>> {
+export function createWorkerServiceHandler(
+  fleet: FleetService,
+  /** Where session events go (the sessions capability); refused events are its business. */
+  onSessionEvent: (workerId: string, event: WorkerSessionEvent) => Promise<void>,
+): Partial<ServiceImpl<typeof WorkerService>> {
   return {
     async *connect(requests: AsyncIterable<AgentMessage>, ctx: HandlerContext): AsyncIterable<ControlMessage> {
       const connection = fleet.openConnection(ctx.values.get(peerKey));
@@ -68,6 +75,17 @@ export function createWorkerServiceHandler(fleet: FleetService): Partial<Service
             case 'commandAck':
               fleet.commandAcknowledged(correlationId, payload.value.accepted, payload.value.detail);
               break;
+            case 'response':
+              fleet.responseReceived(correlationId, resultFromProto(payload.value));
+              break;
+            case 'sessionEvent': {
+              if (connection.state !== 'live') {
+                throw new DomainError('FAILED_PRECONDITION', 'the first message on a stream must be a hello');
+              }
+              const event = sessionEventFromProto(payload.value);
+              if (event) await onSessionEvent(connection.workerId, event);
+              break;
+            }
             case undefined:
               throw DomainError.invalidArgument('payload', 'envelope has no payload');
             default:
@@ -143,5 +161,136 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
           value: { sequence: envelope.sequence, leaseExpiresAt: timestampFromDate(envelope.leaseExpiresAt) },
         },
       });
+    case 'assignSession':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: {
+          case: 'assignSession',
+          value: {
+            sessionId: envelope.sessionId,
+            epoch: BigInt(envelope.epoch),
+            engine: engineToProto(envelope.engine),
+            authState: Buffer.from(envelope.authStateBase64, 'base64'),
+          },
+        },
+      });
+    case 'stopSession':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: {
+          case: 'stopSession',
+          value: { sessionId: envelope.sessionId, epoch: BigInt(envelope.epoch), reason: envelope.reason },
+        },
+      });
+    case 'logoutSession':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: { case: 'logoutSession', value: { sessionId: envelope.sessionId, epoch: BigInt(envelope.epoch) } },
+      });
+    case 'request':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: {
+          case: 'request',
+          value: {
+            sessionId: envelope.sessionId,
+            epoch: BigInt(envelope.epoch),
+            deadline: timestampFromDate(new Date(envelope.deadline)),
+            action: actionToProto(envelope.action),
+          },
+        },
+      });
+  }
+}
+
+function actionToProto(action: RequestAction) {
+  switch (action.kind) {
+    case 'sendText':
+      return { case: 'sendText' as const, value: { to: action.to, text: action.text } };
+    case 'requestPairingCode':
+      return { case: 'requestPairingCode' as const, value: { phoneNumber: action.phoneNumber } };
+    case 'sandboxScan':
+      return {
+        case: 'sandboxScan' as const,
+        value: { phoneNumber: action.phoneNumber, pushName: action.pushName, qrPayload: action.qrPayload },
+      };
+    case 'sandboxInbound':
+      return { case: 'sandboxInbound' as const, value: { from: action.from, text: action.text } };
+  }
+}
+
+function resultFromProto(response: Response): RequestResult {
+  const { result } = response;
+  switch (result.case) {
+    case 'error':
+      return { kind: 'error', code: result.value.code, message: result.value.message };
+    case 'messageId':
+      return { kind: 'messageId', messageId: result.value };
+    case 'pairingCode':
+      return {
+        kind: 'pairingCode',
+        code: result.value.code,
+        expiresAt: (result.value.expiresAt ? timestampDate(result.value.expiresAt) : new Date()).toISOString(),
+      };
+    case 'done':
+      return { kind: 'done' };
+    case undefined:
+      return { kind: 'error', code: 'INTERNAL', message: 'the worker sent an empty response' };
+  }
+}
+
+/** Undefined for an event without a body (nothing to apply). */
+function sessionEventFromProto(message: SessionEvent): WorkerSessionEvent | undefined {
+  const at = (t: Timestamp | undefined) => (t ? timestampDate(t) : new Date());
+  const base = { sessionId: message.sessionId, epoch: Number(message.epoch), occurredAt: at(message.occurredAt) };
+  const { event } = message;
+  switch (event.case) {
+    case 'qr':
+      return {
+        ...base,
+        event: {
+          kind: 'qr',
+          payload: event.value.payload,
+          expiresAt: at(event.value.expiresAt),
+          sequence: event.value.sequence,
+        },
+      };
+    case 'connected':
+      return {
+        ...base,
+        event: {
+          kind: 'connected',
+          jid: event.value.jid,
+          phoneNumber: event.value.phoneNumber,
+          pushName: event.value.pushName,
+        },
+      };
+    case 'authCheckpoint':
+      return { ...base, event: { kind: 'authCheckpoint', state: event.value.state } };
+    case 'ended':
+      return { ...base, event: { kind: 'ended', reason: event.value.reason, detail: event.value.detail } };
+    case 'inboundMessage':
+      return {
+        ...base,
+        event: {
+          kind: 'inbound',
+          messageId: event.value.messageId,
+          from: event.value.from,
+          text: event.value.text,
+          at: at(event.value.at),
+        },
+      };
+    case 'messageStatus':
+      return {
+        ...base,
+        event: {
+          kind: 'messageStatus',
+          messageId: event.value.messageId,
+          status: event.value.status,
+          at: at(event.value.at),
+        },
+      };
+    case undefined:
+      return undefined;
   }
 }

@@ -2,15 +2,26 @@ import type { TenantRole } from './identity.types.js';
 
 /** What a tenant role may do; each RPC needs one of these (see rpc-access.ts). */
 export type Permission =
-  'tenant.read' | 'members.read' | 'members.manage' | 'api_keys.read' | 'api_keys.manage' | 'audit.read';
+  | 'tenant.read'
+  | 'members.read'
+  | 'members.manage'
+  | 'api_keys.read'
+  | 'api_keys.manage'
+  | 'audit.read'
+  | 'sessions.read'
+  | 'sessions.manage'
+  | 'messages.read'
+  | 'messages.send';
 
-const READ: readonly Permission[] = ['tenant.read', 'members.read', 'api_keys.read'];
+const READ: readonly Permission[] = ['tenant.read', 'members.read', 'api_keys.read', 'sessions.read', 'messages.read'];
+/** Running the product: sessions and messages (developers and their API keys do this all day). */
+const OPERATE: readonly Permission[] = ['sessions.manage', 'messages.send'];
 
 /** The one table of role -> permissions. VIEWER only reads; nobody below ADMIN manages people or reads the audit log. */
 const ROLE_PERMISSIONS: Record<TenantRole, ReadonlySet<Permission>> = {
-  OWNER: new Set([...READ, 'members.manage', 'api_keys.manage', 'audit.read']),
-  ADMIN: new Set([...READ, 'members.manage', 'api_keys.manage', 'audit.read']),
-  DEVELOPER: new Set([...READ, 'api_keys.manage']),
+  OWNER: new Set([...READ, ...OPERATE, 'members.manage', 'api_keys.manage', 'audit.read']),
+  ADMIN: new Set([...READ, ...OPERATE, 'members.manage', 'api_keys.manage', 'audit.read']),
+  DEVELOPER: new Set([...READ, ...OPERATE, 'api_keys.manage']),
   VIEWER: new Set(READ),
 };
 

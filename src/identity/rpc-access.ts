@@ -40,6 +40,23 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.ApiKeyService/ListApiKeys': tenant('api_keys.read'),
   'switchboard.v1.ApiKeyService/RevokeApiKey': tenant('api_keys.manage'),
 
+  'switchboard.v1.SessionService/CreateSession': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/GetSession': tenant('sessions.read'),
+  'switchboard.v1.SessionService/ListSessions': tenant('sessions.read'),
+  'switchboard.v1.SessionService/StartSession': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/StopSession': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/RestartSession': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/LogoutSession': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/DeleteSession': tenant('sessions.manage'),
+  // The QR code and pairing code link an account: as sensitive as managing the session.
+  'switchboard.v1.SessionService/GetQrCode': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/RequestPairingCode': tenant('sessions.manage'),
+  'switchboard.v1.SessionService/WatchSession': tenant('sessions.read'),
+  'switchboard.v1.MessageService/SendText': tenant('messages.send'),
+  'switchboard.v1.MessageService/GetMessage': tenant('messages.read'),
+  'switchboard.v1.SandboxService/ScanQr': tenant('sessions.manage'),
+  'switchboard.v1.SandboxService/InjectInbound': tenant('sessions.manage'),
+
   'switchboard.v1.MemberService/ListMembers': tenant('members.read'),
   'switchboard.v1.MemberService/AddMember': tenant('members.manage'),
   'switchboard.v1.MemberService/UpdateMemberRole': tenant('members.manage'),

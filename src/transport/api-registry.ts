@@ -12,6 +12,9 @@ import { file_switchboard_v1_identity } from '../../gen/switchboard/v1/identity_
 import { file_switchboard_v1_member } from '../../gen/switchboard/v1/member_pb.js';
 import { file_switchboard_v1_fleet } from '../../gen/switchboard/v1/fleet_pb.js';
 import { file_switchboard_v1_worker } from '../../gen/switchboard/v1/worker_pb.js';
+import { file_switchboard_v1_session } from '../../gen/switchboard/v1/session_pb.js';
+import { file_switchboard_v1_message } from '../../gen/switchboard/v1/message_pb.js';
+import { file_switchboard_v1_sandbox } from '../../gen/switchboard/v1/sandbox_pb.js';
 
 /**
  * Every .proto file the control plane serves, so server reflection can
@@ -43,6 +46,9 @@ export function createApiRegistry(): FileRegistry {
     file_switchboard_v1_api_key,
     file_switchboard_v1_member,
     file_switchboard_v1_audit,
+    file_switchboard_v1_session,
+    file_switchboard_v1_message,
+    file_switchboard_v1_sandbox,
     file_grpc_health_v1_health,
     file_grpc_reflection_v1_reflection,
     file_grpc_reflection_v1alpha_reflection,

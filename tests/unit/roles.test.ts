@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { TENANT_ROLES } from '../../src/identity/identity.types.js';
 import { canGrantRole, canManageMember, roleAllows, type Permission } from '../../src/identity/roles.js';
 
-const MUTATIONS: Permission[] = ['members.manage', 'api_keys.manage'];
+const MUTATIONS: Permission[] = ['members.manage', 'api_keys.manage', 'sessions.manage', 'messages.send'];
 
 describe('tenant roles', () => {
   it('lets VIEWER read and nothing else', () => {

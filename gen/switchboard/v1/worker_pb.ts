@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/worker.proto.
  */
 export const file_switchboard_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIrwBCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAQgkKB3BheWxvYWQi7AEKDkNvbnRyb2xNZXNzYWdlEhYKDmNvcnJlbGF0aW9uX2lkGAEgASgJEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAEiYKBWRyYWluGAQgASgLMhUuc3dpdGNoYm9hcmQudjEuRHJhaW5IABIsCghzaHV0ZG93bhgFIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlNodXRkb3duSABCCQoHcGF5bG9hZCIXCgVEcmFpbhIOCgZyZWFzb24YASABKAkiGgoIU2h1dGRvd24SDgoGcmVhc29uGAEgASgJIi4KCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSDgoGZGV0YWlsGAIgASgJIvcCCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEhAKCGNhcGFjaXR5GAMgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjEKBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5EhMKC2luc3RhbmNlX2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIUCgpqb2luX3Rva2VuGAggASgJSAASGwoRd29ya2VyX2NyZWRlbnRpYWwYCSABKAlIABIyCg1oZWxkX3Nlc3Npb25zGAogAygLMhsuc3dpdGNoYm9hcmQudjEuSGVsZFNlc3Npb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIMCgpjcmVkZW50aWFsIjAKC0hlbGRTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQijgEKCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoBBIwCgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEisKB3NlbnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRyYWluaW5nGAQgASgIIrABCgdXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcGxpY2FfaWQYBCABKAkSGQoRd29ya2VyX2NyZWRlbnRpYWwYBSABKAkiVgoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMlwKDVdvcmtlclNlcnZpY2USSwoHQ29ubmVjdBIcLnN3aXRjaGJvYXJkLnYxLkFnZW50TWVzc2FnZRoeLnN3aXRjaGJvYXJkLnYxLkNvbnRyb2xNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIqECCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAEjUKDXNlc3Npb25fZXZlbnQYBSABKAsyHC5zd2l0Y2hib2FyZC52MS5TZXNzaW9uRXZlbnRIABIsCghyZXNwb25zZRgGIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlJlc3BvbnNlSABCCQoHcGF5bG9hZCK/AwoOQ29udHJvbE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSKgoHd2VsY29tZRgCIAEoCzIXLnN3aXRjaGJvYXJkLnYxLldlbGNvbWVIABI1Cg1oZWFydGJlYXRfYWNrGAMgASgLMhwuc3dpdGNoYm9hcmQudjEuSGVhcnRiZWF0QWNrSAASJgoFZHJhaW4YBCABKAsyFS5zd2l0Y2hib2FyZC52MS5EcmFpbkgAEiwKCHNodXRkb3duGAUgASgLMhguc3dpdGNoYm9hcmQudjEuU2h1dGRvd25IABI3Cg5hc3NpZ25fc2Vzc2lvbhgGIAEoCzIdLnN3aXRjaGJvYXJkLnYxLkFzc2lnblNlc3Npb25IABIzCgxzdG9wX3Nlc3Npb24YByABKAsyGy5zd2l0Y2hib2FyZC52MS5TdG9wU2Vzc2lvbkgAEjcKDmxvZ291dF9zZXNzaW9uGAggASgLMh0uc3dpdGNoYm9hcmQudjEuTG9nb3V0U2Vzc2lvbkgAEioKB3JlcXVlc3QYCSABKAsyFy5zd2l0Y2hib2FyZC52MS5SZXF1ZXN0SABCCQoHcGF5bG9hZCJuCg1Bc3NpZ25TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQSJgoGZW5naW5lGAMgASgOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEhIKCmF1dGhfc3RhdGUYBCABKAwiQAoLU3RvcFNlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoBBIOCgZyZWFzb24YAyABKAkiMgoNTG9nb3V0U2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEg0KBWVwb2NoGAIgASgEItgCCgdSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQSLAoIZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKCXNlbmRfdGV4dBgEIAEoCzIeLnN3aXRjaGJvYXJkLnYxLlNlbmRUZXh0QWN0aW9uSAASQQoUcmVxdWVzdF9wYWlyaW5nX2NvZGUYBSABKAsyIS5zd2l0Y2hib2FyZC52MS5QYWlyaW5nQ29kZUFjdGlvbkgAEjkKDHNhbmRib3hfc2NhbhgGIAEoCzIhLnN3aXRjaGJvYXJkLnYxLlNhbmRib3hTY2FuQWN0aW9uSAASPwoPc2FuZGJveF9pbmJvdW5kGAcgASgLMiQuc3dpdGNoYm9hcmQudjEuU2FuZGJveEluYm91bmRBY3Rpb25IAEIICgZhY3Rpb24iKgoOU2VuZFRleHRBY3Rpb24SCgoCdG8YASABKAkSDAoEdGV4dBgCIAEoCSIpChFQYWlyaW5nQ29kZUFjdGlvbhIUCgxwaG9uZV9udW1iZXIYASABKAkiUAoRU2FuZGJveFNjYW5BY3Rpb24SFAoMcGhvbmVfbnVtYmVyGAEgASgJEhEKCXB1c2hfbmFtZRgCIAEoCRISCgpxcl9wYXlsb2FkGAMgASgJIjIKFFNhbmRib3hJbmJvdW5kQWN0aW9uEgwKBGZyb20YASABKAkSDAoEdGV4dBgCIAEoCSKlAQoIUmVzcG9uc2USLgoFZXJyb3IYASABKAsyHS5zd2l0Y2hib2FyZC52MS5SZXNwb25zZUVycm9ySAASFAoKbWVzc2FnZV9pZBgCIAEoCUgAEjkKDHBhaXJpbmdfY29kZRgDIAEoCzIhLnN3aXRjaGJvYXJkLnYxLlBhaXJpbmdDb2RlUmVzdWx0SAASDgoEZG9uZRgEIAEoCEgAQggKBnJlc3VsdCIuCg1SZXNwb25zZUVycm9yEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCSJRChFQYWlyaW5nQ29kZVJlc3VsdBIMCgRjb2RlGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq0DCgxTZXNzaW9uRXZlbnQSEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoBBIvCgtvY2N1cnJlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoCcXIYBCABKAsyFy5zd2l0Y2hib2FyZC52MS5RckV2ZW50SAASMwoJY29ubmVjdGVkGAUgASgLMh4uc3dpdGNoYm9hcmQudjEuQ29ubmVjdGVkRXZlbnRIABI5Cg9hdXRoX2NoZWNrcG9pbnQYBiABKAsyHi5zd2l0Y2hib2FyZC52MS5BdXRoQ2hlY2twb2ludEgAEisKBWVuZGVkGAcgASgLMhouc3dpdGNoYm9hcmQudjEuRW5kZWRFdmVudEgAEj4KD2luYm91bmRfbWVzc2FnZRgIIAEoCzIjLnN3aXRjaGJvYXJkLnYxLkluYm91bmRNZXNzYWdlRXZlbnRIABI8Cg5tZXNzYWdlX3N0YXR1cxgJIAEoCzIiLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2VTdGF0dXNFdmVudEgAQgcKBWV2ZW50IlwKB1FyRXZlbnQSDwoHcGF5bG9hZBgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgDIAEoDSJGCg5Db25uZWN0ZWRFdmVudBILCgNqaWQYASABKAkSFAoMcGhvbmVfbnVtYmVyGAIgASgJEhEKCXB1c2hfbmFtZRgDIAEoCSIfCg5BdXRoQ2hlY2twb2ludBINCgVzdGF0ZRgBIAEoDCIsCgpFbmRlZEV2ZW50Eg4KBnJlYXNvbhgBIAEoCRIOCgZkZXRhaWwYAiABKAkibQoTSW5ib3VuZE1lc3NhZ2VFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEgwKBGZyb20YAiABKAkSDAoEdGV4dBgDIAEoCRImCgJhdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiYAoSTWVzc2FnZVN0YXR1c0V2ZW50EhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGc3RhdHVzGAIgASgJEiYKAmF0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIXCgVEcmFpbhIOCgZyZWFzb24YASABKAkiGgoIU2h1dGRvd24SDgoGcmVhc29uGAEgASgJIi4KCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSDgoGZGV0YWlsGAIgASgJIvcCCgVIZWxsbxITCgt3b3JrZXJfbmFtZRgBIAEoCRIVCg1hZ2VudF92ZXJzaW9uGAIgASgJEhAKCGNhcGFjaXR5GAMgASgNEjEKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEjEKBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5EhMKC2luc3RhbmNlX2lkGAYgASgJEhEKCXdvcmtlcl9pZBgHIAEoCRIUCgpqb2luX3Rva2VuGAggASgJSAASGwoRd29ya2VyX2NyZWRlbnRpYWwYCSABKAlIABIyCg1oZWxkX3Nlc3Npb25zGAogAygLMhsuc3dpdGNoYm9hcmQudjEuSGVsZFNlc3Npb24aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIMCgpjcmVkZW50aWFsIjAKC0hlbGRTZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQijgEKCUhlYXJ0YmVhdBIQCghzZXF1ZW5jZRgBIAEoBBIwCgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzEisKB3NlbnRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCGRyYWluaW5nGAQgASgIIrABCgdXZWxjb21lEhEKCXdvcmtlcl9pZBgBIAEoCRI1ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLAoJbGVhc2VfdHRsGAMgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhIKCnJlcGxpY2FfaWQYBCABKAkSGQoRd29ya2VyX2NyZWRlbnRpYWwYBSABKAkiVgoMSGVhcnRiZWF0QWNrEhAKCHNlcXVlbmNlGAEgASgEEjQKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMlwKDVdvcmtlclNlcnZpY2USSwoHQ29ubmVjdBIcLnN3aXRjaGJvYXJkLnYxLkFnZW50TWVzc2FnZRoeLnN3aXRjaGJvYXJkLnYxLkNvbnRyb2xNZXNzYWdlKAEwAWIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * AgentMessage is every envelope an agent sends. New kinds (session events,
@@ -49,12 +49,28 @@ export type AgentMessage = Message<"switchboard.v1.AgentMessage"> & {
     case: "heartbeat";
   } | {
     /**
-     * Answers a command (Drain, Shutdown); carries the command's correlation id.
+     * Answers a command (Drain, Shutdown, AssignSession...); carries the command's correlation id.
      *
      * @generated from field: switchboard.v1.CommandAck command_ack = 4;
      */
     value: CommandAck;
     case: "commandAck";
+  } | {
+    /**
+     * Something happened to a session this worker runs.
+     *
+     * @generated from field: switchboard.v1.SessionEvent session_event = 5;
+     */
+    value: SessionEvent;
+    case: "sessionEvent";
+  } | {
+    /**
+     * Answers a Request; carries the request's correlation id.
+     *
+     * @generated from field: switchboard.v1.Response response = 6;
+     */
+    value: Response;
+    case: "response";
   } | { case: undefined; value?: undefined };
 };
 
@@ -111,6 +127,38 @@ export type ControlMessage = Message<"switchboard.v1.ControlMessage"> & {
      */
     value: Shutdown;
     case: "shutdown";
+  } | {
+    /**
+     * Run this session (answered with a CommandAck).
+     *
+     * @generated from field: switchboard.v1.AssignSession assign_session = 6;
+     */
+    value: AssignSession;
+    case: "assignSession";
+  } | {
+    /**
+     * Stop this session and keep its auth state (answered with a CommandAck).
+     *
+     * @generated from field: switchboard.v1.StopSession stop_session = 7;
+     */
+    value: StopSession;
+    case: "stopSession";
+  } | {
+    /**
+     * Unlink this session's account and forget its auth state (answered with a CommandAck).
+     *
+     * @generated from field: switchboard.v1.LogoutSession logout_session = 8;
+     */
+    value: LogoutSession;
+    case: "logoutSession";
+  } | {
+    /**
+     * A tenant's request to a session (answered with a Response).
+     *
+     * @generated from field: switchboard.v1.Request request = 9;
+     */
+    value: Request;
+    case: "request";
   } | { case: undefined; value?: undefined };
 };
 
@@ -120,6 +168,569 @@ export type ControlMessage = Message<"switchboard.v1.ControlMessage"> & {
  */
 export const ControlMessageSchema: GenMessage<ControlMessage> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_worker, 1);
+
+/**
+ * AssignSession places a session on the worker under a new epoch.
+ *
+ * @generated from message switchboard.v1.AssignSession
+ */
+export type AssignSession = Message<"switchboard.v1.AssignSession"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Must be presented with every event of this assignment.
+   *
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: switchboard.v1.Engine engine = 3;
+   */
+  engine: Engine;
+
+  /**
+   * The last checkpointed auth state; empty for a session never linked.
+   *
+   * @generated from field: bytes auth_state = 4;
+   */
+  authState: Uint8Array;
+};
+
+/**
+ * Describes the message switchboard.v1.AssignSession.
+ * Use `create(AssignSessionSchema)` to create a new message.
+ */
+export const AssignSessionSchema: GenMessage<AssignSession> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 2);
+
+/**
+ * StopSession ends a session's assignment on the worker.
+ *
+ * @generated from message switchboard.v1.StopSession
+ */
+export type StopSession = Message<"switchboard.v1.StopSession"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.StopSession.
+ * Use `create(StopSessionSchema)` to create a new message.
+ */
+export const StopSessionSchema: GenMessage<StopSession> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 3);
+
+/**
+ * LogoutSession unlinks the account and ends the assignment.
+ *
+ * @generated from message switchboard.v1.LogoutSession
+ */
+export type LogoutSession = Message<"switchboard.v1.LogoutSession"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+};
+
+/**
+ * Describes the message switchboard.v1.LogoutSession.
+ * Use `create(LogoutSessionSchema)` to create a new message.
+ */
+export const LogoutSessionSchema: GenMessage<LogoutSession> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 4);
+
+/**
+ * Request is a tenant's request to one session, with a deadline; the agent
+ * answers with a Response on the same correlation id, and the control plane
+ * drops answers that come after the deadline.
+ *
+ * @generated from message switchboard.v1.Request
+ */
+export type Request = Message<"switchboard.v1.Request"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp deadline = 3;
+   */
+  deadline?: Timestamp | undefined;
+
+  /**
+   * @generated from oneof switchboard.v1.Request.action
+   */
+  action: {
+    /**
+     * @generated from field: switchboard.v1.SendTextAction send_text = 4;
+     */
+    value: SendTextAction;
+    case: "sendText";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.PairingCodeAction request_pairing_code = 5;
+     */
+    value: PairingCodeAction;
+    case: "requestPairingCode";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.SandboxScanAction sandbox_scan = 6;
+     */
+    value: SandboxScanAction;
+    case: "sandboxScan";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.SandboxInboundAction sandbox_inbound = 7;
+     */
+    value: SandboxInboundAction;
+    case: "sandboxInbound";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.v1.Request.
+ * Use `create(RequestSchema)` to create a new message.
+ */
+export const RequestSchema: GenMessage<Request> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 5);
+
+/**
+ * @generated from message switchboard.v1.SendTextAction
+ */
+export type SendTextAction = Message<"switchboard.v1.SendTextAction"> & {
+  /**
+   * @generated from field: string to = 1;
+   */
+  to: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message switchboard.v1.SendTextAction.
+ * Use `create(SendTextActionSchema)` to create a new message.
+ */
+export const SendTextActionSchema: GenMessage<SendTextAction> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 6);
+
+/**
+ * @generated from message switchboard.v1.PairingCodeAction
+ */
+export type PairingCodeAction = Message<"switchboard.v1.PairingCodeAction"> & {
+  /**
+   * @generated from field: string phone_number = 1;
+   */
+  phoneNumber: string;
+};
+
+/**
+ * Describes the message switchboard.v1.PairingCodeAction.
+ * Use `create(PairingCodeActionSchema)` to create a new message.
+ */
+export const PairingCodeActionSchema: GenMessage<PairingCodeAction> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 7);
+
+/**
+ * @generated from message switchboard.v1.SandboxScanAction
+ */
+export type SandboxScanAction = Message<"switchboard.v1.SandboxScanAction"> & {
+  /**
+   * @generated from field: string phone_number = 1;
+   */
+  phoneNumber: string;
+
+  /**
+   * @generated from field: string push_name = 2;
+   */
+  pushName: string;
+
+  /**
+   * Empty means the QR code currently shown.
+   *
+   * @generated from field: string qr_payload = 3;
+   */
+  qrPayload: string;
+};
+
+/**
+ * Describes the message switchboard.v1.SandboxScanAction.
+ * Use `create(SandboxScanActionSchema)` to create a new message.
+ */
+export const SandboxScanActionSchema: GenMessage<SandboxScanAction> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 8);
+
+/**
+ * @generated from message switchboard.v1.SandboxInboundAction
+ */
+export type SandboxInboundAction = Message<"switchboard.v1.SandboxInboundAction"> & {
+  /**
+   * @generated from field: string from = 1;
+   */
+  from: string;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message switchboard.v1.SandboxInboundAction.
+ * Use `create(SandboxInboundActionSchema)` to create a new message.
+ */
+export const SandboxInboundActionSchema: GenMessage<SandboxInboundAction> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 9);
+
+/**
+ * Response answers a Request.
+ *
+ * @generated from message switchboard.v1.Response
+ */
+export type Response = Message<"switchboard.v1.Response"> & {
+  /**
+   * @generated from oneof switchboard.v1.Response.result
+   */
+  result: {
+    /**
+     * The request failed; code is a google.rpc.Code name such as INVALID_ARGUMENT.
+     *
+     * @generated from field: switchboard.v1.ResponseError error = 1;
+     */
+    value: ResponseError;
+    case: "error";
+  } | {
+    /**
+     * SendText: WhatsApp's message id. SandboxInbound: the injected message's id.
+     *
+     * @generated from field: string message_id = 2;
+     */
+    value: string;
+    case: "messageId";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.PairingCodeResult pairing_code = 3;
+     */
+    value: PairingCodeResult;
+    case: "pairingCode";
+  } | {
+    /**
+     * Done, nothing to return (SandboxScan).
+     *
+     * @generated from field: bool done = 4;
+     */
+    value: boolean;
+    case: "done";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.v1.Response.
+ * Use `create(ResponseSchema)` to create a new message.
+ */
+export const ResponseSchema: GenMessage<Response> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 10);
+
+/**
+ * @generated from message switchboard.v1.ResponseError
+ */
+export type ResponseError = Message<"switchboard.v1.ResponseError"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ResponseError.
+ * Use `create(ResponseErrorSchema)` to create a new message.
+ */
+export const ResponseErrorSchema: GenMessage<ResponseError> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 11);
+
+/**
+ * @generated from message switchboard.v1.PairingCodeResult
+ */
+export type PairingCodeResult = Message<"switchboard.v1.PairingCodeResult"> & {
+  /**
+   * @generated from field: string code = 1;
+   */
+  code: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.PairingCodeResult.
+ * Use `create(PairingCodeResultSchema)` to create a new message.
+ */
+export const PairingCodeResultSchema: GenMessage<PairingCodeResult> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 12);
+
+/**
+ * SessionEvent reports what happened to a session; it is refused unless its
+ * epoch is the session's current one on this worker.
+ *
+ * @generated from message switchboard.v1.SessionEvent
+ */
+export type SessionEvent = Message<"switchboard.v1.SessionEvent"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: uint64 epoch = 2;
+   */
+  epoch: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp occurred_at = 3;
+   */
+  occurredAt?: Timestamp | undefined;
+
+  /**
+   * @generated from oneof switchboard.v1.SessionEvent.event
+   */
+  event: {
+    /**
+     * @generated from field: switchboard.v1.QrEvent qr = 4;
+     */
+    value: QrEvent;
+    case: "qr";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.ConnectedEvent connected = 5;
+     */
+    value: ConnectedEvent;
+    case: "connected";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.AuthCheckpoint auth_checkpoint = 6;
+     */
+    value: AuthCheckpoint;
+    case: "authCheckpoint";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.EndedEvent ended = 7;
+     */
+    value: EndedEvent;
+    case: "ended";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.InboundMessageEvent inbound_message = 8;
+     */
+    value: InboundMessageEvent;
+    case: "inboundMessage";
+  } | {
+    /**
+     * @generated from field: switchboard.v1.MessageStatusEvent message_status = 9;
+     */
+    value: MessageStatusEvent;
+    case: "messageStatus";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.v1.SessionEvent.
+ * Use `create(SessionEventSchema)` to create a new message.
+ */
+export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 13);
+
+/**
+ * @generated from message switchboard.v1.QrEvent
+ */
+export type QrEvent = Message<"switchboard.v1.QrEvent"> & {
+  /**
+   * @generated from field: string payload = 1;
+   */
+  payload: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 2;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint32 sequence = 3;
+   */
+  sequence: number;
+};
+
+/**
+ * Describes the message switchboard.v1.QrEvent.
+ * Use `create(QrEventSchema)` to create a new message.
+ */
+export const QrEventSchema: GenMessage<QrEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 14);
+
+/**
+ * @generated from message switchboard.v1.ConnectedEvent
+ */
+export type ConnectedEvent = Message<"switchboard.v1.ConnectedEvent"> & {
+  /**
+   * @generated from field: string jid = 1;
+   */
+  jid: string;
+
+  /**
+   * @generated from field: string phone_number = 2;
+   */
+  phoneNumber: string;
+
+  /**
+   * @generated from field: string push_name = 3;
+   */
+  pushName: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ConnectedEvent.
+ * Use `create(ConnectedEventSchema)` to create a new message.
+ */
+export const ConnectedEventSchema: GenMessage<ConnectedEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 15);
+
+/**
+ * AuthCheckpoint is a full snapshot of the session's auth state.
+ *
+ * @generated from message switchboard.v1.AuthCheckpoint
+ */
+export type AuthCheckpoint = Message<"switchboard.v1.AuthCheckpoint"> & {
+  /**
+   * @generated from field: bytes state = 1;
+   */
+  state: Uint8Array;
+};
+
+/**
+ * Describes the message switchboard.v1.AuthCheckpoint.
+ * Use `create(AuthCheckpointSchema)` to create a new message.
+ */
+export const AuthCheckpointSchema: GenMessage<AuthCheckpoint> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 16);
+
+/**
+ * @generated from message switchboard.v1.EndedEvent
+ */
+export type EndedEvent = Message<"switchboard.v1.EndedEvent"> & {
+  /**
+   * STOPPED, QR_TIMEOUT, LOGGED_OUT, CONNECTION_REPLACED or CONNECTION_LOST.
+   *
+   * @generated from field: string reason = 1;
+   */
+  reason: string;
+
+  /**
+   * @generated from field: string detail = 2;
+   */
+  detail: string;
+};
+
+/**
+ * Describes the message switchboard.v1.EndedEvent.
+ * Use `create(EndedEventSchema)` to create a new message.
+ */
+export const EndedEventSchema: GenMessage<EndedEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 17);
+
+/**
+ * @generated from message switchboard.v1.InboundMessageEvent
+ */
+export type InboundMessageEvent = Message<"switchboard.v1.InboundMessageEvent"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string from = 2;
+   */
+  from: string;
+
+  /**
+   * @generated from field: string text = 3;
+   */
+  text: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 4;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.InboundMessageEvent.
+ * Use `create(InboundMessageEventSchema)` to create a new message.
+ */
+export const InboundMessageEventSchema: GenMessage<InboundMessageEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 18);
+
+/**
+ * @generated from message switchboard.v1.MessageStatusEvent
+ */
+export type MessageStatusEvent = Message<"switchboard.v1.MessageStatusEvent"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * SENT, DELIVERED, READ or FAILED.
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp at = 3;
+   */
+  at?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.MessageStatusEvent.
+ * Use `create(MessageStatusEventSchema)` to create a new message.
+ */
+export const MessageStatusEventSchema: GenMessage<MessageStatusEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 19);
 
 /**
  * Drain tells the agent it is draining.
@@ -138,7 +749,7 @@ export type Drain = Message<"switchboard.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 2);
+  messageDesc(file_switchboard_v1_worker, 20);
 
 /**
  * Shutdown asks the agent to stop cleanly.
@@ -157,7 +768,7 @@ export type Shutdown = Message<"switchboard.v1.Shutdown"> & {
  * Use `create(ShutdownSchema)` to create a new message.
  */
 export const ShutdownSchema: GenMessage<Shutdown> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 3);
+  messageDesc(file_switchboard_v1_worker, 21);
 
 /**
  * CommandAck confirms an agent received and applied a command.
@@ -181,7 +792,7 @@ export type CommandAck = Message<"switchboard.v1.CommandAck"> & {
  * Use `create(CommandAckSchema)` to create a new message.
  */
 export const CommandAckSchema: GenMessage<CommandAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 4);
+  messageDesc(file_switchboard_v1_worker, 22);
 
 /**
  * Hello introduces the worker; it is the first message on every stream.
@@ -273,7 +884,7 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 5);
+  messageDesc(file_switchboard_v1_worker, 23);
 
 /**
  * HeldSession is one session an agent runs at the moment it (re)connects.
@@ -297,7 +908,7 @@ export type HeldSession = Message<"switchboard.v1.HeldSession"> & {
  * Use `create(HeldSessionSchema)` to create a new message.
  */
 export const HeldSessionSchema: GenMessage<HeldSession> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 6);
+  messageDesc(file_switchboard_v1_worker, 24);
 
 /**
  * Heartbeat renews the worker's lease and reports its resource use.
@@ -335,7 +946,7 @@ export type Heartbeat = Message<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 7);
+  messageDesc(file_switchboard_v1_worker, 25);
 
 /**
  * Welcome accepts the worker and tells it the timing it must keep.
@@ -383,7 +994,7 @@ export type Welcome = Message<"switchboard.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 8);
+  messageDesc(file_switchboard_v1_worker, 26);
 
 /**
  * HeartbeatAck confirms that a heartbeat renewed the lease.
@@ -409,7 +1020,7 @@ export type HeartbeatAck = Message<"switchboard.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 9);
+  messageDesc(file_switchboard_v1_worker, 27);
 
 /**
  * WorkerService is the agents' side of the control plane. Each agent holds

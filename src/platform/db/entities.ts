@@ -4,6 +4,8 @@ import { WorkerSchema } from '../../fleet/worker.entity.js';
 import { WorkerEventSchema } from '../../fleet/worker-event.entity.js';
 import { PlatformSettingSchema } from '../../fleet/platform-setting.entity.js';
 import { WorkerMetricsRollupSchema } from '../../fleet/worker-metrics-rollup.entity.js';
+import { SessionAuthStateSchema, SessionSchema } from '../../sessions/session.entity.js';
+import { MessageSchema } from '../../messaging/message.entity.js';
 import { MembershipSchema, TenantSchema, UserSchema } from '../../identity/account.entity.js';
 import { ApiKeySchema } from '../../identity/api-key.entity.js';
 import { AuthSessionSchema, RefreshTokenSchema } from '../../identity/auth-session.entity.js';
@@ -15,6 +17,9 @@ export const entities = [
   WorkerEventSchema,
   PlatformSettingSchema,
   WorkerMetricsRollupSchema,
+  SessionSchema,
+  SessionAuthStateSchema,
+  MessageSchema,
   JoinTokenSchema,
   TenantSchema,
   UserSchema,

@@ -4,6 +4,7 @@ import { Migration20261125010000Identity } from './Migration20261125010000Identi
 import { Migration20261125020000WorkerLifecycle } from './Migration20261125020000WorkerLifecycle.js';
 import { Migration20261126000000PlatformSetting } from './Migration20261126000000PlatformSetting.js';
 import { Migration20261126010000WorkerMetricsRollup } from './Migration20261126010000WorkerMetricsRollup.js';
+import { Migration20261126020000Sessions } from './Migration20261126020000Sessions.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -15,4 +16,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261125020000WorkerLifecycle', class: Migration20261125020000WorkerLifecycle },
   { name: 'Migration20261126000000PlatformSetting', class: Migration20261126000000PlatformSetting },
   { name: 'Migration20261126010000WorkerMetricsRollup', class: Migration20261126010000WorkerMetricsRollup },
+  { name: 'Migration20261126020000Sessions', class: Migration20261126020000Sessions },
 ];

@@ -1,0 +1,249 @@
+import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { create } from '@bufbuild/protobuf';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import {
+  CreateSessionResponseSchema,
+  DeleteSessionResponseSchema,
+  GetQrCodeResponseSchema,
+  GetSessionResponseSchema,
+  ListSessionsResponseSchema,
+  LogoutSessionResponseSchema,
+  RequestPairingCodeResponseSchema,
+  RestartSessionResponseSchema,
+  SessionSchema,
+  SessionStatus as SessionStatusProto,
+  StartSessionResponseSchema,
+  StopSessionResponseSchema,
+  WatchSessionResponseSchema,
+  type SessionService as SessionServiceDesc,
+} from '../../gen/switchboard/v1/session_pb.js';
+import {
+  GetMessageResponseSchema,
+  MessageDirection as MessageDirectionProto,
+  MessageSchema,
+  MessageStatus as MessageStatusProto,
+  SendTextResponseSchema,
+  type MessageService as MessageServiceDesc,
+} from '../../gen/switchboard/v1/message_pb.js';
+import {
+  InjectInboundResponseSchema,
+  ScanQrResponseSchema,
+  type SandboxService as SandboxServiceDesc,
+} from '../../gen/switchboard/v1/sandbox_pb.js';
+import { engineFromProto, engineToProto } from '../fleet/fleet.mapping.js';
+import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/page-token.js';
+import type { Message, MessageStatus } from '../messaging/message.entity.js';
+import type { MessageService } from '../messaging/message.service.js';
+import { AsyncQueue } from '../platform/async-queue.js';
+import { DomainError } from '../platform/errors.js';
+import { requirePrincipal } from '../transport/auth.interceptor.js';
+import { requestEntityManager } from '../transport/interceptors.js';
+import { renderQr } from './qr-render.js';
+import type { Session, SessionStatus } from './session.entity.js';
+import type { SessionChange, SessionService } from './session.service.js';
+
+const STATUS: Record<SessionStatus, SessionStatusProto> = {
+  STOPPED: SessionStatusProto.STOPPED,
+  PENDING: SessionStatusProto.PENDING,
+  STARTING: SessionStatusProto.STARTING,
+  SCAN_QR: SessionStatusProto.SCAN_QR,
+  WORKING: SessionStatusProto.WORKING,
+  FAILED: SessionStatusProto.FAILED,
+  LOGGED_OUT: SessionStatusProto.LOGGED_OUT,
+};
+
+function statusFromProto(status: SessionStatusProto): SessionStatus | undefined {
+  if (status === SessionStatusProto.UNSPECIFIED) return undefined;
+  const found = (Object.entries(STATUS) as [SessionStatus, SessionStatusProto][]).find(([, p]) => p === status);
+  if (!found) throw DomainError.invalidArgument('status', 'unknown session status');
+  return found[0];
+}
+
+export function sessionToProto(session: Session) {
+  return create(SessionSchema, {
+    id: session.id,
+    name: session.name,
+    engine: engineToProto(session.engine),
+    status: STATUS[session.status],
+    statusReason: session.statusReason,
+    labelSelector: session.labelSelector,
+    workerId: session.workerId ?? '',
+    epoch: BigInt(session.epoch),
+    account: session.account ?? undefined,
+    createdAt: timestampFromDate(session.createdAt),
+    updatedAt: timestampFromDate(session.updatedAt),
+  });
+}
+
+/** SessionService: protobuf <-> domain only; rules live in SessionService (domain). */
+export function createSessionHandler(sessions: SessionService): Partial<ServiceImpl<typeof SessionServiceDesc>> {
+  const command = async (ctx: HandlerContext, id: string, kind: 'start' | 'stop' | 'restart' | 'logout' | 'delete') =>
+    sessions.command(requestEntityManager(ctx), requirePrincipal(ctx), id, { kind });
+  return {
+    async createSession(req, ctx) {
+      const session = await sessions.create(requestEntityManager(ctx), requirePrincipal(ctx), {
+        name: req.name,
+        engine: engineFromProto(req.engine),
+        labelSelector: req.labelSelector,
+      });
+      return create(CreateSessionResponseSchema, { session: sessionToProto(session) });
+    },
+    async getSession(req, ctx) {
+      const session = await sessions.get(requestEntityManager(ctx), requirePrincipal(ctx), req.sessionId);
+      return create(GetSessionResponseSchema, { session: sessionToProto(session) });
+    },
+    async listSessions(req, ctx) {
+      const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
+      const cursor = decodeTimeCursor(req.pageToken);
+      const found = await sessions.list(requestEntityManager(ctx), requirePrincipal(ctx), {
+        pageSize: pageSize + 1,
+        before: cursor ? { at: cursor.occurredAt, id: cursor.id } : undefined,
+        status: statusFromProto(req.status),
+      });
+      const page = found.slice(0, pageSize);
+      const last = page.at(-1);
+      return create(ListSessionsResponseSchema, {
+        sessions: page.map(sessionToProto),
+        nextPageToken:
+          found.length > pageSize && last ? encodeTimeCursor({ occurredAt: last.createdAt, id: last.id }) : '',
+      });
+    },
+    async startSession(req, ctx) {
+      return create(StartSessionResponseSchema, {
+        session: sessionToProto(await command(ctx, req.sessionId, 'start')),
+      });
+    },
+    async stopSession(req, ctx) {
+      return create(StopSessionResponseSchema, { session: sessionToProto(await command(ctx, req.sessionId, 'stop')) });
+    },
+    async restartSession(req, ctx) {
+      return create(RestartSessionResponseSchema, {
+        session: sessionToProto(await command(ctx, req.sessionId, 'restart')),
+      });
+    },
+    async logoutSession(req, ctx) {
+      return create(LogoutSessionResponseSchema, {
+        session: sessionToProto(await command(ctx, req.sessionId, 'logout')),
+      });
+    },
+    async deleteSession(req, ctx) {
+      await command(ctx, req.sessionId, 'delete');
+      return create(DeleteSessionResponseSchema, {});
+    },
+    async getQrCode(req, ctx) {
+      const qr = await sessions.qrCode(requestEntityManager(ctx), requirePrincipal(ctx), req.sessionId);
+      const rendered = await renderQr(qr.payload);
+      return create(GetQrCodeResponseSchema, {
+        payload: qr.payload,
+        png: rendered.png,
+        svg: rendered.svg,
+        terminal: rendered.terminal,
+        expiresAt: timestampFromDate(qr.expiresAt),
+        sequence: qr.sequence,
+      });
+    },
+    async requestPairingCode(req, ctx) {
+      const result = await sessions.requestPairingCode(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        req.sessionId,
+        req.phoneNumber,
+      );
+      return create(RequestPairingCodeResponseSchema, {
+        code: result.code,
+        expiresAt: timestampFromDate(result.expiresAt),
+      });
+    },
+    async *watchSession(req, ctx) {
+      // Subscribe before reading, so no change falls between the two.
+      const changes = new AsyncQueue<SessionChange>();
+      const stop = sessions.watch(req.sessionId, (change) => changes.push(change));
+      const end = () => changes.close();
+      ctx.signal.addEventListener('abort', end, { once: true });
+      try {
+        const current = await sessions.get(requestEntityManager(ctx), requirePrincipal(ctx), req.sessionId);
+        const qr =
+          current.status === 'SCAN_QR' && current.qrPayload && current.qrExpiresAt
+            ? { payload: current.qrPayload, expiresAt: current.qrExpiresAt, sequence: current.qrSequence }
+            : undefined;
+        yield watchResponse({ session: current, qr });
+        for await (const change of changes) yield watchResponse(change);
+      } finally {
+        stop();
+        ctx.signal.removeEventListener('abort', end);
+      }
+    },
+  };
+}
+
+function watchResponse(change: SessionChange) {
+  return create(WatchSessionResponseSchema, {
+    session: sessionToProto(change.session),
+    qrCode: change.qr
+      ? { payload: change.qr.payload, expiresAt: timestampFromDate(change.qr.expiresAt), sequence: change.qr.sequence }
+      : undefined,
+  });
+}
+
+const MESSAGE_STATUS: Record<MessageStatus, MessageStatusProto> = {
+  PENDING: MessageStatusProto.PENDING,
+  SENT: MessageStatusProto.SENT,
+  DELIVERED: MessageStatusProto.DELIVERED,
+  READ: MessageStatusProto.READ,
+  FAILED: MessageStatusProto.FAILED,
+  RECEIVED: MessageStatusProto.RECEIVED,
+};
+
+function messageToProto(message: Message) {
+  return create(MessageSchema, {
+    id: message.id,
+    sessionId: message.sessionId,
+    direction: message.direction === 'OUTBOUND' ? MessageDirectionProto.OUTBOUND : MessageDirectionProto.INBOUND,
+    whatsappMessageId: message.whatsappMessageId ?? '',
+    chat: message.chat,
+    text: message.text,
+    status: MESSAGE_STATUS[message.status],
+    createdAt: timestampFromDate(message.createdAt),
+    updatedAt: timestampFromDate(message.updatedAt),
+  });
+}
+
+export function createMessageHandler(messages: MessageService): Partial<ServiceImpl<typeof MessageServiceDesc>> {
+  return {
+    async sendText(req, ctx) {
+      const message = await messages.sendText(requestEntityManager(ctx), requirePrincipal(ctx), {
+        sessionId: req.sessionId,
+        to: req.to,
+        text: req.text,
+        idempotencyKey: req.idempotencyKey,
+      });
+      return create(SendTextResponseSchema, { message: messageToProto(message) });
+    },
+    async getMessage(req, ctx) {
+      const message = await messages.get(requestEntityManager(ctx), requirePrincipal(ctx), req.messageId);
+      return create(GetMessageResponseSchema, { message: messageToProto(message) });
+    },
+  };
+}
+
+export function createSandboxHandler(sessions: SessionService): Partial<ServiceImpl<typeof SandboxServiceDesc>> {
+  return {
+    async scanQr(req, ctx) {
+      await sessions.sandboxScan(requestEntityManager(ctx), requirePrincipal(ctx), {
+        sessionId: req.sessionId,
+        phoneNumber: req.phoneNumber,
+        pushName: req.pushName,
+        qrPayload: req.qrPayload,
+      });
+      return create(ScanQrResponseSchema, {});
+    },
+    async injectInbound(req, ctx) {
+      const id = await sessions.sandboxInject(requestEntityManager(ctx), requirePrincipal(ctx), {
+        sessionId: req.sessionId,
+        from: req.from,
+        text: req.text,
+      });
+      return create(InjectInboundResponseSchema, { whatsappMessageId: id });
+    },
+  };
+}

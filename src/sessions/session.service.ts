@@ -1,0 +1,802 @@
+import { randomUUID } from 'node:crypto';
+import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { FleetService } from '../fleet/fleet.service.js';
+import type { CommandResult, RequestAction, RequestResult, WorkerSessionEvent } from '../fleet/fleet.types.js';
+import type { MaintenanceService } from '../fleet/maintenance.service.js';
+import type { WorkerEvent } from '../fleet/worker-event.entity.js';
+import { Worker, type EngineKind } from '../fleet/worker.entity.js';
+import { parseLabelSelector } from '../fleet/worker.state.js';
+import { requireTenant } from '../identity/api-key.service.js';
+import { Tenant } from '../identity/account.entity.js';
+import type { Principal } from '../identity/principal.js';
+import type { TenantPlan } from '../identity/identity.types.js';
+import type { MessageService } from '../messaging/message.service.js';
+import { DomainError, type DomainErrorCode } from '../platform/errors.js';
+import type { Logger } from '../platform/logger.js';
+import type { Resources } from '../platform/resources.js';
+import type { AuthStateCipher } from './auth-state-cipher.js';
+import { planBatch, type FleetView, type PlacementRequest, type TenantSpread, zoneOf } from './scheduler.js';
+import { Session, type SessionStatus } from './session.entity.js';
+import { SessionRepository } from './session.repository.js';
+import {
+  applySessionEvent,
+  fenceAttempt,
+  planSessionCommand,
+  type SessionCommand,
+  type SessionEffect,
+  type SessionEndReason,
+  type SessionEvent,
+  type SessionStanding,
+} from './session.state.js';
+
+const CHANGES_CHANNEL = 'sessions:changes';
+const END_REASONS: readonly SessionEndReason[] = [
+  'STOPPED',
+  'QR_TIMEOUT',
+  'LOGGED_OUT',
+  'CONNECTION_REPLACED',
+  'CONNECTION_LOST',
+];
+/** Placement looks at this many waiting sessions per round (oldest first). */
+const PLACEMENT_BATCH = 500;
+
+/** A change to one session, as WatchSession streams it. */
+export interface SessionChange {
+  session: Session;
+  qr?: { payload: string; expiresAt: Date; sequence: number };
+}
+
+/** Settings of the sessions capability, compiled from configuration. */
+export interface SessionOptions {
+  quota: Record<TenantPlan, number>;
+  requestTimeoutMs: number;
+  /** How often every replica looks for PENDING sessions it can place (besides fleet changes). */
+  placementIntervalMs: number;
+}
+
+/**
+ * The tenant's sessions: their lifecycle (rules in session.state.ts),
+ * placement on workers (scheduler.ts decides, the database commits), the
+ * commands and requests sent to the worker running each, and what workers
+ * report back, fenced by the assignment epoch.
+ */
+export class SessionService {
+  private readonly log: Logger;
+  private placing = false;
+  private placeAgain = false;
+  private placementTimer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => Promise<void>) | undefined;
+  private readonly watchers = new Map<string, Set<(change: SessionChange) => void>>();
+  /** Session events refused because they carried a stale epoch or came from the wrong worker. */
+  staleEvents = 0;
+
+  constructor(
+    private readonly resources: Resources,
+    private readonly options: SessionOptions,
+    private readonly deps: {
+      fleet: FleetService;
+      cipher: AuthStateCipher;
+      maintenance: MaintenanceService;
+      messages: MessageService;
+    },
+  ) {
+    this.log = resources.logger.child({ component: 'sessions' });
+  }
+
+  async start(): Promise<void> {
+    this.unsubscribe = await this.resources.store.subscribe(CHANGES_CHANNEL, (message) => {
+      void this.deliver(message);
+    });
+    this.deps.fleet.onLocalChange((event) => void this.onWorkerChange(event));
+    this.deps.fleet.onHello((workerId, held) => void this.reconcile(workerId, held));
+    this.placementTimer = setInterval(() => void this.placePending(), this.options.placementIntervalMs);
+    this.placementTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.placementTimer);
+    await this.unsubscribe?.();
+  }
+
+  // ---------- tenant API ----------
+
+  async create(
+    em: EntityManager,
+    principal: Principal,
+    input: { name: string; engine: EngineKind; labelSelector: string },
+  ): Promise<Session> {
+    const tenantId = requireTenant(principal);
+    parseLabelSelector(input.labelSelector); // refuses a malformed selector before anything is stored
+    const now = this.resources.clock.now();
+    const session = await em.transactional(async (tx) => {
+      // The tenant row lock serialises creates of one tenant, so the quota holds under concurrency.
+      const tenant = await tx.findOneOrFail(Tenant, { id: tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+      const quota = this.options.quota[tenant.plan];
+      const existing = await new SessionRepository(tx).countForTenant(tenantId);
+      if (existing >= quota) {
+        throw new DomainError(
+          'RESOURCE_EXHAUSTED',
+          `the ${tenant.plan} plan allows ${quota} sessions and the tenant has ${existing}; delete one or upgrade the plan`,
+          { details: { quota, plan: tenant.plan } },
+        );
+      }
+      const created = tx.create(Session, {
+        id: randomUUID(),
+        tenantId,
+        name: input.name.trim(),
+        engine: input.engine,
+        status: 'STOPPED',
+        statusReason: '',
+        labelSelector: input.labelSelector.trim(),
+        workerId: null,
+        epoch: 1,
+        account: null,
+        qrPayload: null,
+        qrExpiresAt: null,
+        qrSequence: 0,
+        pendingSince: null,
+        createdAt: now,
+        updatedAt: now,
+      });
+      const plan = planSessionCommand(standingOf(created, false), { kind: 'start' });
+      applyStanding(created, plan.next, now);
+      try {
+        await tx.flush();
+      } catch (error) {
+        if (error instanceof UniqueConstraintViolationException) {
+          throw new DomainError('ALREADY_EXISTS', `a session named ${JSON.stringify(created.name)} already exists`);
+        }
+        throw error;
+      }
+      return created;
+    });
+    this.log.info({ sessionId: session.id, tenantId, engine: session.engine }, 'session created');
+    await this.announce(session.id);
+    void this.placePending();
+    return session;
+  }
+
+  async get(em: EntityManager, principal: Principal, id: string): Promise<Session> {
+    return new SessionRepository(em).findForTenant(requireTenant(principal), id);
+  }
+
+  async list(
+    em: EntityManager,
+    principal: Principal,
+    query: { pageSize: number; before?: { at: Date; id: string }; status?: SessionStatus },
+  ): Promise<Session[]> {
+    return new SessionRepository(em).list(requireTenant(principal), query);
+  }
+
+  /** start, stop, restart, logout or delete. */
+  async command(
+    em: EntityManager,
+    principal: Principal,
+    id: string,
+    command: Extract<SessionCommand, { kind: 'start' | 'stop' | 'restart' | 'logout' | 'delete' }>,
+  ): Promise<Session> {
+    const tenantId = requireTenant(principal);
+    const now = this.resources.clock.now();
+    const { session, effects } = await em.transactional(async (tx) => {
+      const repository = new SessionRepository(tx);
+      const locked = await repository.lockForTenant(tenantId, id);
+      const plan = planSessionCommand(standingOf(locked, await repository.hasAuthState(id)), command);
+      applyStanding(locked, plan.next, now);
+      for (const effect of plan.effects) {
+        if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(id);
+        if (effect.kind === 'deleteSession') tx.remove(locked);
+      }
+      return { session: locked, effects: plan.effects };
+    });
+    this.log.info({ sessionId: id, command: command.kind, status: session.status }, 'session command');
+    await this.afterCommit(session, effects);
+    if (command.kind !== 'delete') await this.announce(id);
+    return session;
+  }
+
+  /** The latest QR code; only while the session waits for a scan. */
+  async qrCode(
+    em: EntityManager,
+    principal: Principal,
+    id: string,
+  ): Promise<{ payload: string; expiresAt: Date; sequence: number }> {
+    const session = await this.get(em, principal, id);
+    planSessionCommand(standingOf(session, false), { kind: 'getQr' });
+    if (!session.qrPayload || !session.qrExpiresAt) {
+      throw new DomainError('UNAVAILABLE', 'the worker has not shown a QR code yet; try again in a moment');
+    }
+    return { payload: session.qrPayload, expiresAt: session.qrExpiresAt, sequence: session.qrSequence };
+  }
+
+  async requestPairingCode(
+    em: EntityManager,
+    principal: Principal,
+    id: string,
+    phoneNumber: string,
+  ): Promise<{ code: string; expiresAt: Date }> {
+    const session = await this.get(em, principal, id);
+    const plan = planSessionCommand(standingOf(session, false), { kind: 'requestPairingCode', phoneNumber });
+    const effect = plan.effects.find((e) => e.kind === 'requestPairingCodeOnWorker');
+    if (!effect) throw new DomainError('INTERNAL', 'no pairing-code effect planned');
+    const result = await this.request(effect.workerId, session, { kind: 'requestPairingCode', phoneNumber });
+    if (result.kind !== 'pairingCode') throw unexpectedResult(result);
+    return { code: result.code, expiresAt: new Date(result.expiresAt) };
+  }
+
+  /** SandboxService.ScanQr: the simulated phone scans the code. */
+  async sandboxScan(
+    em: EntityManager,
+    principal: Principal,
+    input: { sessionId: string; phoneNumber: string; pushName: string; qrPayload: string },
+  ): Promise<void> {
+    const session = await this.sandboxSession(em, principal, input.sessionId);
+    // Scanning needs a QR code on show: the same rule as reading it.
+    planSessionCommand(standingOf(session, false), { kind: 'getQr' });
+    const result = await this.request(session.workerId as string, session, {
+      kind: 'sandboxScan',
+      phoneNumber: input.phoneNumber,
+      pushName: input.pushName,
+      qrPayload: input.qrPayload,
+    });
+    if (result.kind !== 'done') throw unexpectedResult(result);
+  }
+
+  /** SandboxService.InjectInbound: someone sends the session's account a message. */
+  async sandboxInject(
+    em: EntityManager,
+    principal: Principal,
+    input: { sessionId: string; from: string; text: string },
+  ): Promise<string> {
+    const session = await this.sandboxSession(em, principal, input.sessionId);
+    planSessionCommand(standingOf(session, false), { kind: 'send' });
+    const result = await this.request(session.workerId as string, session, {
+      kind: 'sandboxInbound',
+      from: input.from,
+      text: input.text,
+    });
+    if (result.kind !== 'messageId') throw unexpectedResult(result);
+    return result.messageId;
+  }
+
+  /** The worker and epoch a message for this session goes to; FAILED_PRECONDITION unless WORKING. */
+  routeForSend(session: Session): { workerId: string; epoch: number } {
+    const plan = planSessionCommand(standingOf(session, false), { kind: 'send' });
+    const effect = plan.effects.find((e) => e.kind === 'sendOnWorker');
+    if (!effect) throw new DomainError('INTERNAL', 'no send effect planned');
+    return { workerId: effect.workerId, epoch: effect.epoch };
+  }
+
+  /**
+   * Sends a request to the worker running the session and waits for its
+   * answer within the request deadline. A worker that cannot be reached is
+   * UNAVAILABLE (the caller may retry); the worker's own refusals keep
+   * their code (INVALID_ARGUMENT for a bad recipient...).
+   */
+  async request(
+    workerId: string,
+    session: Pick<Session, 'id' | 'epoch'>,
+    action: RequestAction,
+  ): Promise<Exclude<RequestResult, { kind: 'error' }>> {
+    const deadline = new Date(this.resources.clock.now().getTime() + this.options.requestTimeoutMs);
+    const outcome: CommandResult = await this.deps.fleet.sendCommand(
+      workerId,
+      { kind: 'request', sessionId: session.id, epoch: session.epoch, deadline: deadline.toISOString(), action },
+      this.options.requestTimeoutMs,
+    );
+    if (!outcome.delivered || !outcome.result) {
+      throw new DomainError('UNAVAILABLE', `the session's worker did not answer (${outcome.detail}); retry`, {
+        details: { retryable: true },
+      });
+    }
+    if (outcome.result.kind === 'error') {
+      throw new DomainError(domainCode(outcome.result.code), outcome.result.message);
+    }
+    return outcome.result;
+  }
+
+  // ---------- watching ----------
+
+  /** Calls `onChange` with every change of the session (from any replica) until the returned function is called. */
+  watch(sessionId: string, onChange: (change: SessionChange) => void): () => void {
+    let listeners = this.watchers.get(sessionId);
+    if (!listeners) {
+      listeners = new Set();
+      this.watchers.set(sessionId, listeners);
+    }
+    listeners.add(onChange);
+    return () => {
+      listeners.delete(onChange);
+      if (listeners.size === 0) this.watchers.delete(sessionId);
+    };
+  }
+
+  private async announce(sessionId: string, qr?: SessionChange['qr']): Promise<void> {
+    try {
+      await this.resources.store.publish(
+        CHANGES_CHANNEL,
+        JSON.stringify({ sessionId, qr: qr ? { ...qr, expiresAt: qr.expiresAt.toISOString() } : undefined }),
+      );
+    } catch (error) {
+      this.log.warn({ err: error, sessionId }, 'could not announce a session change');
+    }
+  }
+
+  private async deliver(raw: string): Promise<void> {
+    try {
+      const message = JSON.parse(raw) as {
+        sessionId: string;
+        qr?: { payload: string; expiresAt: string; sequence: number };
+      };
+      const listeners = this.watchers.get(message.sessionId);
+      if (!listeners || listeners.size === 0) return;
+      const session = await this.resources.orm.em.fork().findOne(Session, { id: message.sessionId });
+      const qr = message.qr ? { ...message.qr, expiresAt: new Date(message.qr.expiresAt) } : undefined;
+      if (!session) return;
+      for (const listener of listeners) listener({ session, qr });
+    } catch (error) {
+      this.log.warn({ err: error }, 'could not deliver a session change to watchers');
+    }
+  }
+
+  // ---------- what workers report ----------
+
+  /**
+   * A session event from the worker holding `workerId`'s stream. Events of
+   * an earlier attempt (stale epoch) or from a worker that does not run the
+   * session are refused, logged and counted; the worker is told to stop
+   * such a session, since it runs it without the right to.
+   */
+  async onWorkerEvent(workerId: string, report: WorkerSessionEvent): Promise<void> {
+    const now = this.resources.clock.now();
+    let refused: string | undefined;
+    let effects: SessionEffect[] = [];
+    let changed = false;
+    let qr: SessionChange['qr'];
+    try {
+      await this.resources.orm.em.fork().transactional(async (tx) => {
+        const repository = new SessionRepository(tx);
+        const session = await repository.lock(report.sessionId);
+        if (!session) {
+          refused = 'the session does not exist (deleted)';
+          return;
+        }
+        const standing = standingOf(session, false);
+        const stamp = { epoch: report.epoch, workerId };
+        const { event } = report;
+        const lifecycle = (sessionEvent: SessionEvent): boolean => {
+          const outcome = applySessionEvent(standing, sessionEvent);
+          if (outcome.outcome === 'stale') {
+            refused = outcome.reason;
+            return false;
+          }
+          applyStanding(session, outcome.next, now);
+          effects = outcome.effects;
+          changed = true;
+          return true;
+        };
+        const fenced = (): boolean => {
+          const fence = fenceAttempt(standing, stamp);
+          if (!fence.current) refused = fence.reason;
+          return fence.current;
+        };
+        switch (event.kind) {
+          case 'qr':
+            if (lifecycle({ kind: 'engineQr', ...stamp })) {
+              session.qrPayload = event.payload;
+              session.qrExpiresAt = event.expiresAt;
+              session.qrSequence = event.sequence;
+              qr = { payload: event.payload, expiresAt: event.expiresAt, sequence: event.sequence };
+            }
+            break;
+          case 'connected':
+            if (lifecycle({ kind: 'engineConnected', ...stamp })) {
+              session.account = { jid: event.jid, phoneNumber: event.phoneNumber, pushName: event.pushName };
+            }
+            break;
+          case 'ended': {
+            const reason = END_REASONS.find((r) => r === event.reason) ?? 'CONNECTION_LOST';
+            lifecycle({ kind: 'engineEnded', ...stamp, reason, detail: event.detail });
+            break;
+          }
+          case 'authCheckpoint':
+            if (fenced()) {
+              await repository.writeAuthState(session.id, this.deps.cipher.seal(session.id, event.state), now);
+            }
+            break;
+          case 'inbound':
+            if (fenced()) {
+              await this.deps.messages.recordInbound(tx, session, event, now);
+            }
+            break;
+          case 'messageStatus':
+            if (fenced()) await this.deps.messages.recordStatus(tx, session, event.messageId, event.status, now);
+            break;
+        }
+        for (const effect of effects) {
+          if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(session.id);
+        }
+      });
+    } catch (error) {
+      if (error instanceof DomainError) {
+        // ABORTED (epoch ahead) or FAILED_PRECONDITION (an event the state does not expect): a broken worker.
+        this.log.warn(
+          { err: error, workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind },
+          'session event refused',
+        );
+        return;
+      }
+      throw error;
+    }
+    if (refused !== undefined) {
+      this.staleEvents += 1;
+      this.log.warn(
+        { workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, reason: refused },
+        'stale session event refused',
+      );
+      if (report.event.kind !== 'ended') {
+        void this.deps.fleet
+          .sendCommand(workerId, {
+            kind: 'stopSession',
+            sessionId: report.sessionId,
+            epoch: report.epoch,
+            reason: `no longer yours: ${refused}`,
+          })
+          .catch(() => undefined);
+      }
+      return;
+    }
+    if (changed) {
+      await this.afterCommit({ id: report.sessionId, epoch: report.epoch }, effects);
+      await this.announce(report.sessionId, qr);
+    }
+  }
+
+  /**
+   * A worker (re)connected and said what it runs. What it holds under the
+   * current epoch stays (a reconnect never stops valid work); what the
+   * database gives it but it no longer holds (it restarted, or fenced itself)
+   * is placed again; what it holds without the right to (an older epoch,
+   * or a session moved elsewhere) it is told to stop.
+   */
+  async reconcile(workerId: string, held: { sessionId: string; epoch: bigint }[]): Promise<void> {
+    try {
+      const em = this.resources.orm.em.fork();
+      const assigned = await new SessionRepository(em).assignedTo(workerId);
+      const heldEpochs = new Map(held.map((h) => [h.sessionId, Number(h.epoch)]));
+      const now = this.resources.clock.now();
+      for (const session of assigned) {
+        if (heldEpochs.get(session.id) === session.epoch) continue;
+        const { epoch } = session;
+        const applied = await em.fork().transactional(async (tx) => {
+          const locked = await new SessionRepository(tx).lock(session.id);
+          if (!locked) return false;
+          const outcome = applySessionEvent(standingOf(locked, false), { kind: 'released', epoch, workerId });
+          if (outcome.outcome === 'stale') return false;
+          applyStanding(locked, outcome.next, now);
+          return true;
+        });
+        if (applied) {
+          this.log.info({ sessionId: session.id, workerId }, 'worker no longer runs the session; placing it again');
+          await this.announce(session.id);
+        }
+      }
+      const rightful = new Map(assigned.map((s) => [s.id, s.epoch]));
+      for (const { sessionId, epoch } of held) {
+        if (rightful.get(sessionId) === Number(epoch)) continue;
+        this.log.warn(
+          { sessionId, workerId, epoch: Number(epoch) },
+          'worker runs a session it does not own; stopping it',
+        );
+        await this.deps.fleet.sendCommand(workerId, {
+          kind: 'stopSession',
+          sessionId,
+          epoch: Number(epoch),
+          reason: 'this worker no longer owns the session',
+        });
+      }
+      await this.placePending();
+    } catch (error) {
+      this.log.error({ err: error, workerId }, 'could not reconcile the sessions a worker reported');
+    }
+  }
+
+  /** The fleet changed (on this replica): place waiting sessions, or move those of a lost worker. */
+  private async onWorkerChange(event: WorkerEvent): Promise<void> {
+    try {
+      switch (event.kind) {
+        case 'ONLINE':
+        case 'UNCORDONED':
+          await this.placePending();
+          return;
+        case 'FAILED':
+        case 'REMOVED':
+          await this.workerLost(event.workerId, event.kind);
+          return;
+        case 'OFFLINE':
+          // A clean goodbye means the agent stopped its sessions; a lost
+          // connection waits for FAILED (the worker may come back within the grace).
+          if (event.reason === 'stream closed by agent') await this.workerLost(event.workerId, 'OFFLINE');
+          return;
+        case 'CORDONED':
+        case 'DRAINING':
+          return;
+      }
+    } catch (error) {
+      this.log.error({ err: error, workerId: event.workerId, event: event.kind }, 'could not react to a fleet change');
+    }
+  }
+
+  /**
+   * The worker's sessions are placed again elsewhere (resuming from their
+   * auth state, no new scan), unless the mass-failure guard holds reassignment.
+   */
+  private async workerLost(workerId: string, why: string): Promise<void> {
+    const em = this.resources.orm.em.fork();
+    const hold = await this.deps.fleet.holds.current(em);
+    if (hold.active) {
+      this.log.warn({ workerId, hold: hold.reason }, 'worker lost; its sessions stay until the reassignment hold ends');
+      return;
+    }
+    const sessions = await new SessionRepository(em).assignedTo(workerId);
+    const now = this.resources.clock.now();
+    for (const { id } of sessions) {
+      const outcome = await em.fork().transactional(async (tx) => {
+        const session = await new SessionRepository(tx).lock(id);
+        if (!session) return undefined;
+        const applied = applySessionEvent(standingOf(session, false), {
+          kind: 'workerLost',
+          epoch: session.epoch,
+          workerId,
+          cause: 'FAILED',
+        });
+        if (applied.outcome === 'stale') return undefined;
+        applyStanding(session, applied.next, now);
+        return applied.effects;
+      });
+      if (outcome) await this.announce(id);
+    }
+    if (sessions.length > 0) {
+      this.log.info({ workerId, why, sessions: sessions.length }, 'placing the sessions of a lost worker again');
+      await this.placePending();
+    }
+  }
+
+  private async afterCommit(session: Pick<Session, 'id' | 'epoch'>, effects: readonly SessionEffect[]): Promise<void> {
+    for (const effect of effects) {
+      switch (effect.kind) {
+        case 'requestPlacement':
+          void this.placePending();
+          break;
+        case 'stopOnWorker':
+        case 'logoutOnWorker': {
+          // Best effort: the epoch already moved on, so even a worker that
+          // misses this cannot report for the session any more.
+          const command =
+            effect.kind === 'stopOnWorker'
+              ? ({ kind: 'stopSession', sessionId: session.id, epoch: effect.epoch, reason: 'stopped' } as const)
+              : ({ kind: 'logoutSession', sessionId: session.id, epoch: effect.epoch } as const);
+          const result = await this.deps.fleet.sendCommand(effect.workerId, command);
+          if (!result.delivered) {
+            this.log.warn(
+              { sessionId: session.id, workerId: effect.workerId, detail: result.detail },
+              'worker not told',
+            );
+          }
+          break;
+        }
+        case 'startOnWorker':
+        case 'requestPairingCodeOnWorker':
+        case 'sendOnWorker':
+        case 'wipeAuthState':
+        case 'deleteSession':
+          // Done by the caller (placement, the request use cases) or inside the transaction.
+          break;
+      }
+    }
+  }
+
+  // ---------- placement ----------
+
+  /**
+   * Places PENDING sessions, oldest first, on workers chosen by the
+   * scheduler. Atomic per worker: the worker row is locked and its sessions
+   * counted before a slot is taken, so concurrent placements (on any
+   * replica) never oversubscribe it; the session rows are locked SKIP
+   * LOCKED, so no session is placed twice.
+   */
+  async placePending(): Promise<void> {
+    if (this.placing) {
+      this.placeAgain = true;
+      return;
+    }
+    this.placing = true;
+    try {
+      do {
+        this.placeAgain = false;
+        const placed = await this.placeRound();
+        if (placed === PLACEMENT_BATCH) this.placeAgain = true;
+      } while (this.placeAgain);
+    } catch (error) {
+      this.log.error({ err: error }, 'placement round failed; retrying on the next fleet change or interval');
+    } finally {
+      this.placing = false;
+    }
+  }
+
+  private async placeRound(): Promise<number> {
+    const now = this.resources.clock.now();
+    const assignments = await this.resources.orm.em.fork().transactional(async (tx) => {
+      const repository = new SessionRepository(tx);
+      const pending = await repository.lockPending(PLACEMENT_BATCH);
+      if (pending.length === 0) return [];
+      const maintenance = await this.deps.maintenance.current(tx);
+      const workers = await tx.find(Worker, { status: 'ONLINE' }, { disableIdentityMap: true });
+      const counts = await repository.assignedCounts();
+      const view: FleetView = {
+        maintenance: maintenance.enabled,
+        workers: workers.map((w) => ({
+          id: w.id,
+          name: w.name,
+          status: w.status,
+          schedulability: w.schedulability,
+          capacity: w.capacity,
+          supportedEngines: w.supportedEngines,
+          labels: w.labels,
+          assignedSessions: counts.get(w.id) ?? 0,
+          metrics: w.metrics
+            ? {
+                cpuPercent: w.metrics.cpuPercent,
+                freeMemoryBytes: w.metrics.freeMemoryBytes,
+                totalMemoryBytes: w.metrics.totalMemoryBytes,
+              }
+            : null,
+        })),
+      };
+      const spreads = await this.tenantSpreads(repository, pending, workers);
+      const requests: PlacementRequest[] = pending.map((s) => ({
+        sessionId: s.id,
+        tenantId: s.tenantId,
+        engine: s.engine,
+        constraints: parseLabelSelector(s.labelSelector),
+      }));
+      const plan = planBatch(view, requests, spreads);
+      // Take slots worker by worker in id order (a fixed lock order between replicas).
+      const byWorker = new Map<string, Session[]>();
+      for (const [i, result] of plan.results.entries()) {
+        const session = pending[i] as Session;
+        if (!result.placed) {
+          session.statusReason = result.message;
+          continue;
+        }
+        byWorker.set(result.workerId, [...(byWorker.get(result.workerId) ?? []), session]);
+      }
+      const placed: { session: Session; workerId: string }[] = [];
+      for (const workerId of [...byWorker.keys()].sort()) {
+        const free = await repository.freeSlots(workerId);
+        for (const session of (byWorker.get(workerId) ?? []).slice(0, Math.max(0, free))) {
+          const outcome = applySessionEvent(standingOf(session, false), {
+            kind: 'placed',
+            epoch: session.epoch,
+            workerId,
+          });
+          if (outcome.outcome === 'stale') continue;
+          applyStanding(session, outcome.next, now);
+          placed.push({ session, workerId });
+        }
+      }
+      return placed;
+    });
+    await Promise.all(
+      assignments.map(async ({ session, workerId }) => {
+        await this.announce(session.id);
+        await this.deliverAssignment(session, workerId);
+      }),
+    );
+    return assignments.length;
+  }
+
+  private async tenantSpreads(
+    repository: SessionRepository,
+    pending: Session[],
+    workers: Worker[],
+  ): Promise<Map<string, TenantSpread>> {
+    const zones = new Map(workers.map((w) => [w.id, zoneOf(w.labels)]));
+    const spreads = new Map<string, { byWorker: Map<string, number>; byZone: Map<string, number> }>();
+    for (const row of await repository.tenantSpread([...new Set(pending.map((s) => s.tenantId))])) {
+      let spread = spreads.get(row.tenant_id);
+      if (!spread) {
+        spread = { byWorker: new Map(), byZone: new Map() };
+        spreads.set(row.tenant_id, spread);
+      }
+      const n = Number(row.n);
+      spread.byWorker.set(row.worker_id, n);
+      const zone = zones.get(row.worker_id);
+      if (zone !== undefined) spread.byZone.set(zone, (spread.byZone.get(zone) ?? 0) + n);
+    }
+    return spreads;
+  }
+
+  /** Sends AssignSession with the decrypted auth state; a refusal puts the session back in the queue. */
+  private async deliverAssignment(session: Session, workerId: string): Promise<void> {
+    const em = this.resources.orm.em.fork();
+    const sealed = await new SessionRepository(em).readAuthState(session.id);
+    const authState = sealed ? this.deps.cipher.open(session.id, sealed) : new Uint8Array();
+    const result = await this.deps.fleet.sendCommand(workerId, {
+      kind: 'assignSession',
+      sessionId: session.id,
+      epoch: session.epoch,
+      engine: session.engine,
+      authStateBase64: Buffer.from(authState).toString('base64'),
+    });
+    if (result.delivered) {
+      this.log.info({ sessionId: session.id, workerId, epoch: session.epoch }, 'session assigned');
+      return;
+    }
+    this.log.warn({ sessionId: session.id, workerId, detail: result.detail }, 'assignment not accepted; placing again');
+    await this.onWorkerEvent(workerId, {
+      sessionId: session.id,
+      epoch: session.epoch,
+      occurredAt: this.resources.clock.now(),
+      event: { kind: 'ended', reason: 'CONNECTION_LOST', detail: `assignment refused: ${result.detail}` },
+    });
+  }
+
+  private async sandboxSession(em: EntityManager, principal: Principal, id: string): Promise<Session> {
+    const session = await this.get(em, principal, id);
+    if (session.engine !== 'SANDBOX') {
+      throw new DomainError('FAILED_PRECONDITION', 'the sandbox only drives sessions on the SANDBOX engine');
+    }
+    if (!session.workerId) {
+      throw new DomainError('FAILED_PRECONDITION', `the session is not running (${session.status}); start it first`);
+    }
+    return session;
+  }
+}
+
+/** The part of a session the lifecycle rules read. */
+export function standingOf(session: Session, hasAuthState: boolean): SessionStanding {
+  return {
+    state: session.status,
+    reason: session.statusReason,
+    epoch: session.epoch,
+    workerId: session.workerId,
+    hasAuthState,
+  };
+}
+
+function applyStanding(session: Session, next: SessionStanding, now: Date): void {
+  if (next.state === 'PENDING' && session.status !== 'PENDING') session.pendingSince = now;
+  if (next.state !== 'PENDING') session.pendingSince = null;
+  if (next.state !== 'SCAN_QR') {
+    session.qrPayload = null;
+    session.qrExpiresAt = null;
+  }
+  if (next.state === 'LOGGED_OUT') session.account = null;
+  session.status = next.state;
+  session.statusReason = next.reason;
+  session.epoch = next.epoch;
+  session.workerId = next.workerId;
+  session.updatedAt = now;
+}
+
+const CODES: readonly DomainErrorCode[] = [
+  'INVALID_ARGUMENT',
+  'NOT_FOUND',
+  'ALREADY_EXISTS',
+  'FAILED_PRECONDITION',
+  'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED',
+  'UNAVAILABLE',
+  'DEADLINE_EXCEEDED',
+  'ABORTED',
+];
+
+/** A worker's error code as ours; anything unknown is INTERNAL (never trust a worker to pick UNAUTHENTICATED). */
+function domainCode(code: string): DomainErrorCode {
+  return CODES.find((c) => c === code) ?? 'INTERNAL';
+}
+
+function unexpectedResult(result: RequestResult): DomainError {
+  return new DomainError('INTERNAL', `the worker answered with an unexpected result (${result.kind})`);
+}

@@ -1,0 +1,326 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import { SessionService, SessionStatus, type WatchSessionResponse } from '../../gen/switchboard/v1/session_pb.js';
+import { Engine } from '../../gen/switchboard/v1/fleet_pb.js';
+import type { Agent } from '../../agent/agent.js';
+import { createTestAgent } from '../support/agents.js';
+import { bearer } from '../support/clients.js';
+import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { signUp, type TestTenant } from '../support/tenants.js';
+import { RawAgentStream } from '../support/raw-stream.js';
+
+const TIMING = {
+  HEARTBEAT_INTERVAL_MS: '250',
+  LEASE_TTL_MS: '1500',
+  SWEEP_INTERVAL_MS: '100',
+  FAILURE_GRACE_MS: '500',
+  SESSION_QUOTA_FREE: '50',
+};
+
+interface JsonSession {
+  id: string;
+  status: string;
+  statusReason?: string;
+  workerId?: string;
+  epoch?: string;
+  account?: { phoneNumber?: string };
+}
+
+describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
+  let cp: TestControlPlane;
+  let tenant: TestTenant;
+  let other: TestTenant;
+  let agent: Agent;
+  const call = (token: string, path: string, body: unknown) =>
+    postJson(cp.httpUrl, `switchboard.v1.${path}`, body, token);
+
+  beforeAll(async () => {
+    cp = await startControlPlane({ env: TIMING });
+    tenant = await signUp(cp.httpUrl, 'sessions');
+    other = await signUp(cp.httpUrl, 'intruder');
+    agent = createTestAgent(cp.grpcAddress, await cp.joinToken(10), { capacity: 10 });
+    agent.start();
+    await agent.connected();
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    await cp?.close();
+  });
+
+  const session = async (token: string, id: string): Promise<JsonSession> =>
+    (await call(token, 'SessionService/GetSession', { sessionId: id })).json.session as JsonSession;
+  const until = (token: string, id: string, status: string, timeoutMs = 10_000) =>
+    eventually(async () => {
+      const s = await session(token, id);
+      return s.status === status ? s : undefined;
+    }, timeoutMs);
+
+  it('creates a session, streams its QR code, links it by scan, sends a message and reports delivered and read', async () => {
+    const sessions = createClient(
+      SessionService,
+      createGrpcTransport({ baseUrl: cp.grpcUrl, interceptors: [bearer(tenant.accessToken)] }),
+    );
+    const created = await sessions.createSession({ name: 'support', engine: Engine.SANDBOX });
+    const id = created.session?.id ?? '';
+    expect(created.session?.status).toBe(SessionStatus.PENDING);
+
+    // WatchSession: the session as it is, then changes, including a fresh QR code.
+    const abort = new AbortController();
+    const stream = sessions.watchSession({ sessionId: id }, { signal: abort.signal })[Symbol.asyncIterator]();
+    const withQr = await eventually(async (): Promise<WatchSessionResponse | undefined> => {
+      const next: IteratorResult<WatchSessionResponse> = await stream.next();
+      const response = next.done ? undefined : next.value;
+      return response?.qrCode?.payload ? response : undefined;
+    }, 10_000);
+    expect(withQr.session?.status).toBe(SessionStatus.SCAN_QR);
+    expect(withQr.session?.workerId).toBe(agent.workerId);
+    expect(withQr.qrCode?.payload.split(',')).toHaveLength(4);
+
+    // GetQrCode renders it (PNG and SVG), with its expiry.
+    const qr = await call(tenant.accessToken, 'SessionService/GetQrCode', { sessionId: id });
+    expect(qr.status).toBe(200);
+    expect(qr.json.payload).toBe(withQr.qrCode?.payload);
+    expect(
+      Buffer.from(qr.json.png as string, 'base64')
+        .subarray(1, 4)
+        .toString(),
+    ).toBe('PNG');
+    expect(qr.json.svg).toContain('<svg');
+
+    // The simulated phone scans it: WORKING, with the linked account.
+    const scan = await call(tenant.accessToken, 'SandboxService/ScanQr', {
+      sessionId: id,
+      phoneNumber: '+15550001111',
+      pushName: 'Support',
+    });
+    expect(scan.status).toBe(200);
+    const working = await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING');
+    expect(working.account?.phoneNumber).toContain('15550001111');
+    abort.abort();
+
+    // SendText returns WhatsApp's id; the sandbox reports delivered, then read.
+    const sent = await call(tenant.accessToken, 'MessageService/SendText', {
+      sessionId: id,
+      to: '+15550002222',
+      text: 'hello from switchboard',
+      idempotencyKey: 'order-42',
+    });
+    expect(sent.status).toBe(200);
+    const message = sent.json.message as { id: string; whatsappMessageId: string };
+    expect(message.whatsappMessageId).toMatch(/^3EB0[0-9A-F]{16}$/);
+    const read = await eventually(async () => {
+      const { json } = await call(tenant.accessToken, 'MessageService/GetMessage', { messageId: message.id });
+      const m = json.message as { status: string };
+      return m.status === 'MESSAGE_STATUS_READ' ? m : undefined;
+    }, 10_000);
+    expect(read.status).toBe('MESSAGE_STATUS_READ');
+
+    // The same idempotency key does not send twice.
+    const again = await call(tenant.accessToken, 'MessageService/SendText', {
+      sessionId: id,
+      to: '+15550002222',
+      text: 'hello from switchboard',
+      idempotencyKey: 'order-42',
+    });
+    expect((again.json.message as { id: string; whatsappMessageId: string }).whatsappMessageId).toBe(
+      message.whatsappMessageId,
+    );
+
+    // A bad recipient is the worker's INVALID_ARGUMENT, not a crash.
+    const bad = await call(tenant.accessToken, 'MessageService/SendText', {
+      sessionId: id,
+      to: 'not-a-number',
+      text: 'x',
+    });
+    expect(bad.json.code).toBe('invalid_argument');
+
+    // Another tenant can neither see nor drive it, nor read its messages.
+    for (const [path, body] of [
+      ['SessionService/GetSession', { sessionId: id }],
+      ['SessionService/StopSession', { sessionId: id }],
+      ['SessionService/GetQrCode', { sessionId: id }],
+      ['SessionService/RequestPairingCode', { sessionId: id, phoneNumber: '+15550003333' }],
+      ['SessionService/RestartSession', { sessionId: id }],
+      ['SessionService/LogoutSession', { sessionId: id }],
+      ['SessionService/DeleteSession', { sessionId: id }],
+      ['SessionService/StartSession', { sessionId: id }],
+      ['SandboxService/ScanQr', { sessionId: id, phoneNumber: '+15550003333' }],
+      ['SandboxService/InjectInbound', { sessionId: id, from: '+15550003333', text: 'hi' }],
+      ['MessageService/SendText', { sessionId: id, to: '+15550002222', text: 'spoof' }],
+      ['MessageService/GetMessage', { messageId: message.id }],
+    ] as const) {
+      const { json } = await call(other.accessToken, path, body);
+      expect(json.code, path).toBe('not_found');
+    }
+    const watchOther = createClient(
+      SessionService,
+      createGrpcTransport({ baseUrl: cp.grpcUrl, interceptors: [bearer(other.accessToken)] }),
+    );
+    await expect(watchOther.watchSession({ sessionId: id })[Symbol.asyncIterator]().next()).rejects.toThrow(
+      /not found/i,
+    );
+    const { json: list } = await call(other.accessToken, 'SessionService/ListSessions', {});
+    expect(list.sessions ?? []).toEqual([]);
+    expect((await session(tenant.accessToken, id)).status).toBe('SESSION_STATUS_WORKING');
+
+    // Inbound messages from the sandbox are stored for the session.
+    const injected = await call(tenant.accessToken, 'SandboxService/InjectInbound', {
+      sessionId: id,
+      from: '+15550004444',
+      text: 'hi there',
+    });
+    expect(injected.status).toBe(200);
+    expect(injected.json.whatsappMessageId).toBeTruthy();
+  });
+
+  it('refuses commands in the wrong state with FAILED_PRECONDITION and changes nothing', async () => {
+    const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
+      name: 'wrong-state',
+      engine: 'ENGINE_SANDBOX',
+    });
+    const id = (json.session as JsonSession).id;
+    await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+    const send = await call(tenant.accessToken, 'MessageService/SendText', {
+      sessionId: id,
+      to: '+15550002222',
+      text: 'x',
+    });
+    expect(send.json.code).toBe('failed_precondition');
+    const logout = await call(tenant.accessToken, 'SessionService/LogoutSession', { sessionId: id });
+    expect(logout.json.code).toBe('failed_precondition');
+    expect((await session(tenant.accessToken, id)).status).toBe('SESSION_STATUS_SCAN_QR');
+
+    const stopped = await call(tenant.accessToken, 'SessionService/StopSession', { sessionId: id });
+    expect((stopped.json.session as JsonSession).status).toBe('SESSION_STATUS_STOPPED');
+    const qr = await call(tenant.accessToken, 'SessionService/GetQrCode', { sessionId: id });
+    expect(qr.json.code).toBe('failed_precondition');
+    expect((await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id })).status).toBe(200);
+    expect((await call(tenant.accessToken, 'SessionService/GetSession', { sessionId: id })).json.code).toBe(
+      'not_found',
+    );
+  });
+
+  it('refuses an event with a stale epoch and keeps the session as it was', async () => {
+    const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
+      name: 'fenced',
+      engine: 'ENGINE_SANDBOX',
+    });
+    const id = (json.session as JsonSession).id;
+    const before = await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+    const staleBefore = cp.app.sessions.staleEvents;
+    // The worker that runs it reports for an older attempt: refused.
+    await cp.app.sessions.onWorkerEvent(agent.workerId, {
+      sessionId: id,
+      epoch: Number(before.epoch) - 1,
+      occurredAt: new Date(),
+      event: { kind: 'connected', jid: '1@s.whatsapp.net', phoneNumber: '+1', pushName: 'impostor' },
+    });
+    // Another worker reports with the current epoch: refused too.
+    await cp.app.sessions.onWorkerEvent('00000000-0000-4000-8000-000000000000', {
+      sessionId: id,
+      epoch: Number(before.epoch),
+      occurredAt: new Date(),
+      event: { kind: 'connected', jid: '1@s.whatsapp.net', phoneNumber: '+1', pushName: 'impostor' },
+    });
+    expect(cp.app.sessions.staleEvents).toBe(staleBefore + 2);
+    const after = await session(tenant.accessToken, id);
+    expect(after.status).toBe('SESSION_STATUS_SCAN_QR');
+    expect(after.account).toBeUndefined();
+    await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+  });
+
+  it('refuses a stale epoch sent by a worker over its stream, and applies the current one', async () => {
+    const raw = new RawAgentStream(cp.grpcUrl, await cp.joinToken(1));
+    raw.hello(`raw-${Date.now().toString(36)}`);
+    const welcome = await raw.next();
+    expect(welcome.payload.case).toBe('welcome');
+    let sequence = 0n;
+    const beat = setInterval(() => raw.heartbeat((sequence += 1n)), 200);
+    try {
+      // Only the raw worker carries zone=raw.
+      const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
+        name: 'raw-fenced',
+        engine: 'ENGINE_SANDBOX',
+        labelSelector: 'zone=raw',
+      });
+      const id = (json.session as JsonSession).id;
+      let assign;
+      do assign = await raw.next();
+      while (assign.payload.case !== 'assignSession');
+      expect(assign.payload.value.sessionId).toBe(id);
+      raw.acknowledge(assign);
+      const epoch = assign.payload.value.epoch;
+
+      const staleBefore = cp.app.sessions.staleEvents;
+      const qrEvent = (e: bigint) => ({
+        case: 'sessionEvent' as const,
+        value: {
+          sessionId: id,
+          epoch: e,
+          event: { case: 'qr' as const, value: { payload: 'ref,a,b,c', sequence: 1 } },
+        },
+      });
+      raw.send(qrEvent(epoch - 1n));
+      await eventually(async () => (cp.app.sessions.staleEvents > staleBefore ? true : undefined), 5000);
+      expect((await session(tenant.accessToken, id)).status).toBe('SESSION_STATUS_STARTING');
+
+      raw.send(qrEvent(epoch));
+      await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR', 5000);
+      await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+    } finally {
+      clearInterval(beat);
+      raw.cancel();
+    }
+  });
+});
+
+describe('placement', () => {
+  let cp: TestControlPlane;
+  let tenant: TestTenant;
+  beforeAll(async () => {
+    cp = await startControlPlane({ env: { ...TIMING, SESSION_QUOTA_FREE: '100' } });
+    tenant = await signUp(cp.httpUrl, 'placement');
+  });
+  afterAll(async () => {
+    await cp?.close();
+  });
+  const call = (path: string, body: unknown) =>
+    postJson(cp.httpUrl, `switchboard.v1.${path}`, body, tenant.accessToken);
+
+  it('keeps sessions PENDING without capacity, places them when workers join, and never oversubscribes under concurrent creates', async () => {
+    const created = await Promise.all(
+      Array.from({ length: 12 }, (_, i) =>
+        call('SessionService/CreateSession', { name: `s-${i}`, engine: 'ENGINE_SANDBOX' }).then(
+          ({ json }) => (json.session as JsonSession).id,
+        ),
+      ),
+    );
+    const { json: waiting } = await call('SessionService/ListSessions', { status: 'SESSION_STATUS_PENDING' });
+    expect((waiting.sessions as JsonSession[]).length).toBe(12);
+    expect((waiting.sessions as JsonSession[])[0]?.statusReason).toMatch(/worker/i);
+
+    const small = createTestAgent(cp.grpcAddress, await cp.joinToken(2), { capacity: 5 });
+    const large = createTestAgent(cp.grpcAddress, await cp.joinToken(2), { capacity: 4 });
+    small.start();
+    large.start();
+    try {
+      await Promise.all([small.connected(), large.connected()]);
+      const placed = await eventually(async () => {
+        const { json } = await call('SessionService/ListSessions', { pageSize: 100 });
+        const all = json.sessions as JsonSession[];
+        const assigned = all.filter((s) => s.workerId);
+        return assigned.length === 9 ? all : undefined;
+      }, 15_000);
+      const perWorker = new Map<string, number>();
+      for (const s of placed) if (s.workerId) perWorker.set(s.workerId, (perWorker.get(s.workerId) ?? 0) + 1);
+      expect(perWorker.get(small.workerId)).toBe(5);
+      expect(perWorker.get(large.workerId)).toBe(4);
+      expect(placed.filter((s) => s.status === 'SESSION_STATUS_PENDING')).toHaveLength(3);
+      expect(created).toHaveLength(12);
+    } finally {
+      await small.stop();
+      await large.stop();
+    }
+  });
+});
