@@ -338,6 +338,10 @@ export class SessionHost {
       }
       case 'sandboxScan': {
         const controls = sandboxControls(hosted);
+        if (action.value.pairingCode) {
+          controls.enterPairingCode(action.value.pairingCode, { pushName: action.value.pushName || undefined });
+          return { case: 'done', value: true };
+        }
         const payload = action.value.qrPayload || controls.currentQr()?.payload;
         if (payload === undefined) {
           throw new DomainError('FAILED_PRECONDITION', `no QR code is shown: the session is ${controls.state}`);

@@ -58,7 +58,7 @@ export type WorkerCommand =
 export type RequestAction =
   | { kind: 'sendText'; to: string; text: string }
   | { kind: 'requestPairingCode'; phoneNumber: string }
-  | { kind: 'sandboxScan'; phoneNumber: string; pushName: string; qrPayload: string }
+  | { kind: 'sandboxScan'; phoneNumber: string; pushName: string; qrPayload: string; pairingCode: string }
   | { kind: 'sandboxInbound'; from: string; text: string };
 
 /** The worker's answer to a request. `code` is a google.rpc code name. */

@@ -212,7 +212,12 @@ function actionToProto(action: RequestAction) {
     case 'sandboxScan':
       return {
         case: 'sandboxScan' as const,
-        value: { phoneNumber: action.phoneNumber, pushName: action.pushName, qrPayload: action.qrPayload },
+        value: {
+          phoneNumber: action.phoneNumber,
+          pushName: action.pushName,
+          qrPayload: action.qrPayload,
+          pairingCode: action.pairingCode,
+        },
       };
     case 'sandboxInbound':
       return { case: 'sandboxInbound' as const, value: { from: action.from, text: action.text } };

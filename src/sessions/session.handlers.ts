@@ -234,6 +234,7 @@ export function createSandboxHandler(sessions: SessionService): Partial<ServiceI
         phoneNumber: req.phoneNumber,
         pushName: req.pushName,
         qrPayload: req.qrPayload,
+        pairingCode: req.pairingCode,
       });
       return create(ScanQrResponseSchema, {});
     },

@@ -192,6 +192,8 @@ export class SessionService {
     this.log.info({ sessionId: id, command: command.kind, status: session.status }, 'session command');
     await this.afterCommit(session, effects);
     if (command.kind !== 'delete') await this.announce(id);
+    // A stop, logout or delete frees a slot a waiting session may take.
+    void this.placePending();
     return session;
   }
 
@@ -228,7 +230,7 @@ export class SessionService {
   async sandboxScan(
     em: EntityManager,
     principal: Principal,
-    input: { sessionId: string; phoneNumber: string; pushName: string; qrPayload: string },
+    input: { sessionId: string; phoneNumber: string; pushName: string; qrPayload: string; pairingCode: string },
   ): Promise<void> {
     const session = await this.sandboxSession(em, principal, input.sessionId);
     // Scanning needs a QR code on show: the same rule as reading it.
@@ -238,6 +240,7 @@ export class SessionService {
       phoneNumber: input.phoneNumber,
       pushName: input.pushName,
       qrPayload: input.qrPayload,
+      pairingCode: input.pairingCode,
     });
     if (result.kind !== 'done') throw unexpectedResult(result);
   }
@@ -449,6 +452,8 @@ export class SessionService {
     if (changed) {
       await this.afterCommit({ id: report.sessionId, epoch: report.epoch }, effects);
       await this.announce(report.sessionId, qr);
+      // An end frees the worker's slot.
+      if (report.event.kind === 'ended') void this.placePending();
     }
   }
 

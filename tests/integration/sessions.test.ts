@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '@connectrpc/connect';
-import { createGrpcTransport } from '@connectrpc/connect-node';
+import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { SessionService, SessionStatus, type WatchSessionResponse } from '../../gen/switchboard/v1/session_pb.js';
 import { Engine } from '../../gen/switchboard/v1/fleet_pb.js';
 import type { Agent } from '../../agent/agent.js';
@@ -155,7 +155,7 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     }
     const watchOther = createClient(
       SessionService,
-      createGrpcTransport({ baseUrl: cp.grpcUrl, interceptors: [bearer(other.accessToken)] }),
+      createConnectTransport({ baseUrl: cp.httpUrl, httpVersion: '1.1', interceptors: [bearer(other.accessToken)] }),
     );
     await expect(watchOther.watchSession({ sessionId: id })[Symbol.asyncIterator]().next()).rejects.toThrow(
       /not found/i,
@@ -163,6 +163,19 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     const { json: list } = await call(other.accessToken, 'SessionService/ListSessions', {});
     expect(list.sessions ?? []).toEqual([]);
     expect((await session(tenant.accessToken, id)).status).toBe('SESSION_STATUS_WORKING');
+
+    // WatchSession over Connect (HTTP/1.1) too: the session as it is now.
+    const overConnect = createClient(
+      SessionService,
+      createConnectTransport({ baseUrl: cp.httpUrl, httpVersion: '1.1', interceptors: [bearer(tenant.accessToken)] }),
+    );
+    const connectAbort = new AbortController();
+    const first = await overConnect
+      .watchSession({ sessionId: id }, { signal: connectAbort.signal })
+      [Symbol.asyncIterator]()
+      .next();
+    expect(first.done ? undefined : first.value.session?.status).toBe(SessionStatus.WORKING);
+    connectAbort.abort();
 
     // Inbound messages from the sandbox are stored for the session.
     const injected = await call(tenant.accessToken, 'SandboxService/InjectInbound', {
@@ -172,6 +185,102 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     });
     expect(injected.status).toBe(200);
     expect(injected.json.whatsappMessageId).toBeTruthy();
+  });
+
+  const linked = async (name: string): Promise<string> => {
+    const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', { name, engine: 'ENGINE_SANDBOX' });
+    const id = (json.session as JsonSession).id;
+    await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+    await call(tenant.accessToken, 'SandboxService/ScanQr', { sessionId: id, phoneNumber: '+15550005555' });
+    await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING');
+    return id;
+  };
+
+  it('resumes a linked session after a restart from its encrypted auth state, without a new scan', async () => {
+    const id = await linked('resumable');
+    const before = await session(tenant.accessToken, id);
+    const restarted = await call(tenant.accessToken, 'SessionService/RestartSession', { sessionId: id });
+    expect(restarted.status).toBe(200);
+    const after = await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING');
+    expect(Number(after.epoch)).toBeGreaterThan(Number(before.epoch));
+    expect(after.account?.phoneNumber).toContain('15550005555');
+    // Stored encrypted: the bytes at rest are not the agent's JSON snapshot.
+    const [row] = await cp.app.database.orm.em
+      .fork()
+      .getConnection()
+      .execute<{ ciphertext: Buffer; key_id: string; version: number }[]>(
+        'select ciphertext, key_id, version from session_auth_state where session_id = ?',
+        [id],
+      );
+    expect(row?.version).toBeGreaterThanOrEqual(1);
+    // The snapshot names the linked number; at rest it must not be readable.
+    expect(row?.ciphertext.toString('latin1')).not.toContain('15550005555');
+    expect(row?.key_id).toBeTruthy();
+
+    // Logout unlinks and wipes the credentials: starting again needs a new link.
+    const out = await call(tenant.accessToken, 'SessionService/LogoutSession', { sessionId: id });
+    expect((out.json.session as JsonSession).status).toBe('SESSION_STATUS_LOGGED_OUT');
+    const [gone] = await cp.app.database.orm.em
+      .fork()
+      .getConnection()
+      .execute<{ n: string }[]>('select count(*) as n from session_auth_state where session_id = ?', [id]);
+    expect(Number(gone?.n)).toBe(0);
+    await call(tenant.accessToken, 'SessionService/StartSession', { sessionId: id });
+    await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+    await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+  });
+
+  it('moves a linked session to another worker when its worker stops, without a new scan', async () => {
+    const id = await linked('movable');
+    const from = (await session(tenant.accessToken, id)).workerId;
+    expect(from).toBe(agent.workerId);
+    const spare = createTestAgent(cp.grpcAddress, await cp.joinToken(1), { capacity: 10 });
+    spare.start();
+    try {
+      await spare.connected();
+      await agent.stop(); // a clean stop: the agent ends its sessions and says goodbye
+      const moved = await eventually(async () => {
+        const s = await session(tenant.accessToken, id);
+        return s.status === 'SESSION_STATUS_WORKING' && s.workerId === spare.workerId ? s : undefined;
+      }, 15_000);
+      expect(moved.account?.phoneNumber).toContain('15550005555');
+    } finally {
+      // Bring a worker with the original's identity back for the tests that follow.
+      agent = createTestAgent(cp.grpcAddress, undefined, {
+        workerName: agent.options.workerName,
+        credentialFile: agent.options.credentialFile,
+        capacity: 10,
+      });
+      agent.start();
+      await agent.connected();
+      await spare.stop();
+      await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+    }
+  });
+
+  it('links by pairing code instead of QR', async () => {
+    const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
+      name: 'paired',
+      engine: 'ENGINE_SANDBOX',
+    });
+    const id = (json.session as JsonSession).id;
+    await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+    const pairing = await call(tenant.accessToken, 'SessionService/RequestPairingCode', {
+      sessionId: id,
+      phoneNumber: '+15550006666',
+    });
+    expect(pairing.status).toBe(200);
+    const code = pairing.json.code as string;
+    expect(code).toMatch(/^[1-9A-HJ-NP-TV-Z]{8}$/);
+    const entered = await call(tenant.accessToken, 'SandboxService/ScanQr', {
+      sessionId: id,
+      phoneNumber: '+15550006666',
+      pairingCode: code,
+    });
+    expect(entered.status).toBe(200);
+    const working = await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING');
+    expect(working.account?.phoneNumber).toContain('15550006666');
+    await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
   });
 
   it('refuses commands in the wrong state with FAILED_PRECONDITION and changes nothing', async () => {
@@ -279,7 +388,7 @@ describe('placement', () => {
   let cp: TestControlPlane;
   let tenant: TestTenant;
   beforeAll(async () => {
-    cp = await startControlPlane({ env: { ...TIMING, SESSION_QUOTA_FREE: '100' } });
+    cp = await startControlPlane({ env: { ...TIMING, SESSION_QUOTA_FREE: '13' } });
     tenant = await signUp(cp.httpUrl, 'placement');
   });
   afterAll(async () => {
@@ -318,6 +427,15 @@ describe('placement', () => {
       expect(perWorker.get(large.workerId)).toBe(4);
       expect(placed.filter((s) => s.status === 'SESSION_STATUS_PENDING')).toHaveLength(3);
       expect(created).toHaveLength(12);
+
+      // The plan allows 13: of five concurrent creates exactly one gets the last place.
+      const more = await Promise.all(
+        Array.from({ length: 5 }, (_, i) =>
+          call('SessionService/CreateSession', { name: `extra-${i}`, engine: 'ENGINE_SANDBOX' }),
+        ),
+      );
+      expect(more.filter((r) => r.status === 200)).toHaveLength(1);
+      for (const refused of more.filter((r) => r.status !== 200)) expect(refused.json.code).toBe('resource_exhausted');
     } finally {
       await small.stop();
       await large.stop();

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/sandbox.proto.
  */
 export const file_switchboard_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("Chxzd2l0Y2hib2FyZC92MS9zYW5kYm94LnByb3RvEg5zd2l0Y2hib2FyZC52MSKbAQoNU2NhblFyUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIyCgxwaG9uZV9udW1iZXIYAiABKAlCHLpIGXIXMhVeXCs/WzEtOV1bMC05XXs2LDE0fSQSGgoJcHVzaF9uYW1lGAMgASgJQge6SARyAhhkEhwKCnFyX3BheWxvYWQYBCABKAlCCLpIBXIDGNAPIhAKDlNjYW5RclJlc3BvbnNlInsKFEluamVjdEluYm91bmRSZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEioKBGZyb20YAiABKAlCHLpIGXIXMhVeXCs/WzEtOV1bMC05XXs2LDE0fSQSGQoEdGV4dBgDIAEoCUILukgIcgYQARiAgAQiNAoVSW5qZWN0SW5ib3VuZFJlc3BvbnNlEhsKE3doYXRzYXBwX21lc3NhZ2VfaWQYASABKAkytwEKDlNhbmRib3hTZXJ2aWNlEkcKBlNjYW5RchIdLnN3aXRjaGJvYXJkLnYxLlNjYW5RclJlcXVlc3QaHi5zd2l0Y2hib2FyZC52MS5TY2FuUXJSZXNwb25zZRJcCg1JbmplY3RJbmJvdW5kEiQuc3dpdGNoYm9hcmQudjEuSW5qZWN0SW5ib3VuZFJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5JbmplY3RJbmJvdW5kUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate]);
+  fileDesc("Chxzd2l0Y2hib2FyZC92MS9zYW5kYm94LnByb3RvEg5zd2l0Y2hib2FyZC52MSK6AQoNU2NhblFyUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIyCgxwaG9uZV9udW1iZXIYAiABKAlCHLpIGXIXMhVeXCs/WzEtOV1bMC05XXs2LDE0fSQSGgoJcHVzaF9uYW1lGAMgASgJQge6SARyAhhkEhwKCnFyX3BheWxvYWQYBCABKAlCCLpIBXIDGNAPEh0KDHBhaXJpbmdfY29kZRgFIAEoCUIHukgEcgIYFCIQCg5TY2FuUXJSZXNwb25zZSJ7ChRJbmplY3RJbmJvdW5kUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIqCgRmcm9tGAIgASgJQhy6SBlyFzIVXlwrP1sxLTldWzAtOV17NiwxNH0kEhkKBHRleHQYAyABKAlCC7pICHIGEAEYgIAEIjQKFUluamVjdEluYm91bmRSZXNwb25zZRIbChN3aGF0c2FwcF9tZXNzYWdlX2lkGAEgASgJMrcBCg5TYW5kYm94U2VydmljZRJHCgZTY2FuUXISHS5zd2l0Y2hib2FyZC52MS5TY2FuUXJSZXF1ZXN0Gh4uc3dpdGNoYm9hcmQudjEuU2NhblFyUmVzcG9uc2USXAoNSW5qZWN0SW5ib3VuZBIkLnN3aXRjaGJvYXJkLnYxLkluamVjdEluYm91bmRSZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuSW5qZWN0SW5ib3VuZFJlc3BvbnNlYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * @generated from message switchboard.v1.ScanQrRequest
@@ -42,6 +42,14 @@ export type ScanQrRequest = Message<"switchboard.v1.ScanQrRequest"> & {
    * @generated from field: string qr_payload = 4;
    */
   qrPayload: string;
+
+  /**
+   * Link with the pairing code RequestPairingCode returned instead of the QR
+   * code (as typed on the phone: "ABCD-1234" or "ABCD1234").
+   *
+   * @generated from field: string pairing_code = 5;
+   */
+  pairingCode: string;
 };
 
 /**
