@@ -170,10 +170,8 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       createConnectTransport({ baseUrl: cp.httpUrl, httpVersion: '1.1', interceptors: [bearer(tenant.accessToken)] }),
     );
     const connectAbort = new AbortController();
-    const first = await overConnect
-      .watchSession({ sessionId: id }, { signal: connectAbort.signal })
-      [Symbol.asyncIterator]()
-      .next();
+    const connectStream = overConnect.watchSession({ sessionId: id }, { signal: connectAbort.signal });
+    const first = await connectStream[Symbol.asyncIterator]().next();
     expect(first.done ? undefined : first.value.session?.status).toBe(SessionStatus.WORKING);
     connectAbort.abort();
 
