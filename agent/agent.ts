@@ -98,6 +98,12 @@ export class Agent extends EventEmitter<{
   private leaseTtlMs = 10_000;
   /** Told to drain (by the control plane); reported in every heartbeat. */
   draining = false;
+  /**
+   * Draining on its own initiative (SIGTERM): reported in heartbeats, and
+   * assignments are refused. An operator's Drain is the control plane's
+   * state already, and an Uncordon there must not be undone by the agent.
+   */
+  private leaving = false;
   private lastAckMs = 0;
   private readonly credentials: CredentialStore;
 
@@ -179,6 +185,7 @@ export class Agent extends EventEmitter<{
     if (this.isStopping() || this._state === 'idle') return this.stop();
     const deadline = performance.now() + this.options.drainTimeoutMs;
     this.draining = true;
+    this.leaving = true;
     this.emit('drain', 'agent stopping');
     this.log.info({ timeoutMs: this.options.drainTimeoutMs }, 'draining before exit');
     const stream = this.stream;
@@ -329,8 +336,8 @@ export class Agent extends EventEmitter<{
         break;
       case 'assignSession': {
         const ack = (answer: CommandAckInit) => this.acknowledge(stream, message.correlationId, answer);
-        if (this.draining) {
-          // Draining means this worker is about to go: a session placed here now would only move again.
+        if (this.leaving) {
+          // The worker is about to go: a session placed here now would only move again.
           ack({ accepted: false, detail: 'UNAVAILABLE: this worker is draining' });
           break;
         }
@@ -387,7 +394,7 @@ export class Agent extends EventEmitter<{
         sequence: this.sequence,
         metrics: toResourceMetrics(this.metrics.sample()),
         sentAt: timestampNow(),
-        draining: this.draining,
+        draining: this.leaving,
       },
     });
     return this.sequence;

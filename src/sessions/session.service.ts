@@ -523,13 +523,47 @@ export class SessionService {
           // connection waits for FAILED (the worker may come back within the grace).
           if (event.reason === 'stream closed by agent') await this.workerLost(event.workerId, 'OFFLINE');
           return;
-        case 'CORDONED':
         case 'DRAINING':
+          await this.workerDraining(event.workerId);
+          return;
+        case 'CORDONED':
           return;
       }
     } catch (error) {
       this.log.error({ err: error, workerId: event.workerId, event: event.kind }, 'could not react to a fleet change');
     }
+  }
+
+  /**
+   * The worker is draining (an operator, or its own SIGTERM): each of its
+   * sessions is stopped there first and placed elsewhere once the worker
+   * reports it stopped, so an account never runs on two workers at once.
+   */
+  private async workerDraining(workerId: string): Promise<void> {
+    const em = this.resources.orm.em.fork();
+    const sessions = await new SessionRepository(em).assignedTo(workerId);
+    const now = this.resources.clock.now();
+    for (const { id } of sessions) {
+      const planned = await em.fork().transactional(async (tx) => {
+        const session = await new SessionRepository(tx).lock(id);
+        if (!session) return undefined;
+        const applied = applySessionEvent(standingOf(session, false), {
+          kind: 'workerLost',
+          epoch: session.epoch,
+          workerId,
+          cause: 'DRAINED',
+        });
+        if (applied.outcome === 'stale') return undefined;
+        applyStanding(session, applied.next, now);
+        return { session: { id: session.id, epoch: session.epoch }, effects: applied.effects };
+      });
+      if (planned) {
+        await this.announce(id);
+        await this.afterCommit(planned.session, planned.effects);
+      }
+    }
+    if (sessions.length > 0)
+      this.log.info({ workerId, sessions: sessions.length }, 'moving sessions off a draining worker');
   }
 
   /**

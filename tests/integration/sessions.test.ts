@@ -256,6 +256,38 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     }
   });
 
+  it('moves sessions off a drained worker, stopping each there before it runs elsewhere', async () => {
+    const id = await linked('drained');
+    expect((await session(tenant.accessToken, id)).workerId).toBe(agent.workerId);
+    const spare = createTestAgent(cp.grpcAddress, await cp.joinToken(1), { capacity: 10 });
+    spare.start();
+    try {
+      await spare.connected();
+      const drained = await postJson(
+        cp.httpUrl,
+        'switchboard.v1.AdminService/DrainWorker',
+        { workerId: agent.workerId, reason: 'rack move' },
+        cp.adminToken,
+      );
+      expect(drained.status).toBe(200);
+      const moved = await eventually(async () => {
+        const s = await session(tenant.accessToken, id);
+        return s.status === 'SESSION_STATUS_WORKING' && s.workerId === spare.workerId ? s : undefined;
+      }, 15_000);
+      expect(moved.account?.phoneNumber).toContain('15550005555');
+      expect(agent.sessions.count).toBe(0);
+    } finally {
+      await postJson(
+        cp.httpUrl,
+        'switchboard.v1.AdminService/UncordonWorker',
+        { workerId: agent.workerId },
+        cp.adminToken,
+      );
+      await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+      await spare.stop();
+    }
+  });
+
   it('links by pairing code instead of QR', async () => {
     const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
       name: 'paired',
