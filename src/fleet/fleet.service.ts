@@ -296,6 +296,10 @@ export class FleetService {
     const finalOutcome = connection.endOutcome ?? outcome;
     connection.state = 'closed';
     connection.outbound.close();
+    // Nobody will answer what was sent on this stream: say so now rather than at each deadline.
+    for (const correlationId of connection.awaiting) {
+      this.awaitingAck.get(correlationId)?.({ delivered: false, detail: 'the worker disconnected before answering' });
+    }
     if (!wasLive) return;
     if (this.connections.get(connection.workerId) === connection) this.connections.delete(connection.workerId);
     const pending = this.pendingHeartbeats.get(connection.workerId);
@@ -550,8 +554,9 @@ export class FleetService {
   private sendLocal(connection: WorkerConnection, command: WorkerCommand, timeoutMs: number): Promise<CommandResult> {
     const correlationId = randomUUID();
     const ack = this.waitFor(this.awaitingAck, correlationId, timeoutMs, 'the agent did not acknowledge in time');
+    connection.awaiting.add(correlationId);
     connection.send({ correlationId, ...command });
-    return ack;
+    return ack.finally(() => connection.awaiting.delete(correlationId));
   }
 
   private waitFor(

@@ -29,6 +29,8 @@ export class WorkerConnection {
   /** Why the stream is ending, once that is decided. */
   endReason: string | undefined;
   endOutcome: DisconnectOutcome | undefined;
+  /** Commands and requests sent on this stream that wait for an answer (correlation ids). */
+  readonly awaiting = new Set<string>();
   /** Set once the agent's own draining (SIGTERM) was recorded, so it is recorded once per stream. */
   drainRecorded = false;
 

@@ -392,6 +392,7 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       const epoch = assign.payload.value.epoch;
 
       const staleBefore = cp.app.sessions.staleEvents;
+      // (the events below carry the epoch the AssignSession gave)
       const qrEvent = (e: bigint) => ({
         case: 'sessionEvent' as const,
         value: {
@@ -406,7 +407,32 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
 
       raw.send(qrEvent(epoch));
       await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR', 5000);
-      await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+      raw.send({
+        case: 'sessionEvent',
+        value: {
+          sessionId: id,
+          epoch,
+          event: { case: 'connected', value: { jid: '15550007777@s.whatsapp.net', phoneNumber: '15550007777' } },
+        },
+      });
+      await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING', 5000);
+
+      // The worker vanishes while a SendText waits for it: UNAVAILABLE at once, not at the deadline.
+      const started = Date.now();
+      const sending = call(tenant.accessToken, 'MessageService/SendText', {
+        sessionId: id,
+        to: '+15550002222',
+        text: 'into the void',
+        idempotencyKey: 'void-1',
+      });
+      let request;
+      do request = await raw.next();
+      while (request.payload.case !== 'request');
+      clearInterval(beat);
+      raw.cancel();
+      const outcome = await sending;
+      expect(outcome.json.code).toBe('unavailable');
+      expect(Date.now() - started).toBeLessThan(5000);
     } finally {
       clearInterval(beat);
       raw.cancel();
