@@ -5,7 +5,8 @@ import { AdminService, type WatchWorkersResponse } from '../../gen/switchboard/v
 import { WorkerStatus } from '../../gen/switchboard/v1/fleet_pb.js';
 import { createTestAgent } from '../support/agents.js';
 import { bearer } from '../support/clients.js';
-import { eventually, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { signUp } from '../support/tenants.js';
 
 describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
   let a: TestControlPlane;
@@ -61,6 +62,34 @@ describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
       expect(change.worker?.status).toBe(WorkerStatus.ONLINE);
     } finally {
       abort.abort();
+      await agent.stop();
+    }
+  });
+
+  it('routes a tenant request made on replica B to the session whose worker streams to replica A', async () => {
+    const agent = createTestAgent(a.grpcAddress, await a.joinToken(1));
+    agent.start();
+    try {
+      await agent.connected();
+      const tenant = await signUp(b.httpUrl, 'routing');
+      const onB = (path: string, body: unknown) =>
+        postJson(b.httpUrl, `switchboard.v1.${path}`, body, tenant.accessToken);
+      const { json } = await onB('SessionService/CreateSession', { name: 'routed', engine: 'ENGINE_SANDBOX' });
+      const id = (json.session as { id: string }).id;
+      const status = async () =>
+        (await onB('SessionService/GetSession', { sessionId: id })).json.session as {
+          status: string;
+          workerId?: string;
+        };
+      await eventually(async () => ((await status()).status === 'SESSION_STATUS_SCAN_QR' ? true : undefined));
+      expect((await status()).workerId).toBe(agent.workerId);
+      // The scan and the send are requests to the worker, relayed by replica A.
+      expect((await onB('SandboxService/ScanQr', { sessionId: id, phoneNumber: '+15550008888' })).status).toBe(200);
+      await eventually(async () => ((await status()).status === 'SESSION_STATUS_WORKING' ? true : undefined));
+      const sent = await onB('MessageService/SendText', { sessionId: id, to: '+15550009999', text: 'via B' });
+      expect(sent.status).toBe(200);
+      expect((sent.json.message as { whatsappMessageId: string }).whatsappMessageId).toMatch(/^3EB0/);
+    } finally {
       await agent.stop();
     }
   });
