@@ -71,6 +71,8 @@ export class Agent extends EventEmitter<{
   fenced: [number];
   drain: [string];
   shutdown: [string];
+  /** An operator removed this worker from the fleet: running on is pointless until it is enrolled again. */
+  removed: [string];
 }> {
   private _state: AgentState = 'idle';
   private readonly instanceId = randomBytes(12).toString('hex');
@@ -270,6 +272,11 @@ export class Agent extends EventEmitter<{
           // Revoked or re-enrolled elsewhere: forget it and use the join token, if there is one.
           this.credentials.clear();
           this.log.error({ reason: statusMessage(error) }, 'worker credential refused');
+        }
+        if (error.code === GrpcStatus.PERMISSION_DENIED) {
+          this.credentials.clear();
+          this.log.error({ reason: statusMessage(error) }, 'removed from the fleet; enrol again with a new join token');
+          this.emit('removed', statusMessage(error));
         }
         finish(`${GrpcStatus[error.code] ?? error.code}: ${statusMessage(error)}`);
       });

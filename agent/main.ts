@@ -45,6 +45,12 @@ async function main(): Promise<void> {
   // SIGTERM is how orchestrators stop a worker: drain first so its work moves.
   process.on('SIGTERM', () => stop('SIGTERM', true));
   agent.on('shutdown', () => stop('shutdown command'));
+  // Exit non-zero so a supervisor (systemd, Kubernetes) shows it instead of a silent retry loop.
+  agent.on('removed', () => {
+    if (stopping) return;
+    stopping = true;
+    void agent.stop().finally(() => process.exit(3));
+  });
   // Started by `npm start` with an IPC channel: stop when that parent is gone.
   process.on('disconnect', () => stop('parent process exited'));
   process.on('SIGINT', () => stop('SIGINT'));

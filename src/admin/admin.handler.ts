@@ -129,7 +129,7 @@ export function createAdminServiceHandler(deps: {
           : { delivered: false, detail: 'not connected' };
       return create(DrainWorkerResponseSchema, {
         worker: workerToProto(worker),
-        sessionsRemaining: worker.metrics?.sessionCount ?? 0,
+        sessionsRemaining: await new WorkerRepository(requestEntityManager(ctx)).assignedSessionCount(worker.id),
         agentNotified: notified.delivered,
       });
     },

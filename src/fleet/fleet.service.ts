@@ -6,6 +6,7 @@ import type {
   AgentHeartbeat,
   AgentHello,
   CommandResult,
+  ControlEnvelope,
   FleetOptions,
   RequestResult,
   WorkerCommand,
@@ -68,7 +69,7 @@ export class FleetService {
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly sweeper: FleetSweeper;
   private readonly localListeners: ((event: WorkerEvent) => void)[] = [];
-  private readonly helloListeners: ((workerId: string, held: AgentHello['heldSessions']) => void)[] = [];
+  private readonly helloListeners: ((workerId: string, held: AgentHello['heldSessions'], helloAt: Date) => void)[] = [];
   private sweeping = false;
 
   constructor(
@@ -226,7 +227,7 @@ export class FleetService {
     }
     // After the Welcome is queued, so commands the reconciliation sends arrive after it.
     queueMicrotask(() => {
-      for (const listener of this.helloListeners) listener(worker.id, hello.heldSessions);
+      for (const listener of this.helloListeners) listener(worker.id, hello.heldSessions, now);
     });
     connection.send({
       correlationId,
@@ -547,15 +548,40 @@ export class FleetService {
   }
 
   /** Calls `listener` with what a worker says it still runs, each time it (re)connects to this replica. */
-  onHello(listener: (workerId: string, held: AgentHello['heldSessions']) => void): void {
+  onHello(listener: (workerId: string, held: AgentHello['heldSessions'], helloAt: Date) => void): void {
     this.helloListeners.push(listener);
   }
 
-  private sendLocal(connection: WorkerConnection, command: WorkerCommand, timeoutMs: number): Promise<CommandResult> {
-    const correlationId = randomUUID();
+  /**
+   * Where a session's decrypted auth state comes from when an AssignSession
+   * goes down a stream. Read here, on the replica holding the stream, so
+   * credentials never travel between replicas through the coordination store.
+   */
+  setAssignmentLoader(load: (sessionId: string) => Promise<Uint8Array>): void {
+    this.loadAuthState = load;
+  }
+
+  private loadAuthState: (sessionId: string) => Promise<Uint8Array> = async () => new Uint8Array();
+
+  private async sendLocal(
+    connection: WorkerConnection,
+    command: WorkerCommand,
+    timeoutMs: number,
+  ): Promise<CommandResult> {
+    let envelope: ControlEnvelope;
+    try {
+      envelope =
+        command.kind === 'assignSession'
+          ? { correlationId: randomUUID(), ...command, authState: await this.loadAuthState(command.sessionId) }
+          : { correlationId: randomUUID(), ...command };
+    } catch (error) {
+      this.log.error({ err: error, command: command.kind }, 'could not prepare a command for the worker');
+      return { delivered: false, detail: error instanceof Error ? error.message : String(error) };
+    }
+    const { correlationId } = envelope;
     const ack = this.waitFor(this.awaitingAck, correlationId, timeoutMs, 'the agent did not acknowledge in time');
     connection.awaiting.add(correlationId);
-    connection.send({ correlationId, ...command });
+    connection.send(envelope);
     return ack.finally(() => connection.awaiting.delete(correlationId));
   }
 

@@ -38,7 +38,8 @@ export type ControlEnvelope = { correlationId: string } & (
       workerCredential: string;
     }
   | { kind: 'heartbeatAck'; sequence: bigint; leaseExpiresAt: Date }
-  | WorkerCommand
+  | Exclude<WorkerCommand, { kind: 'assignSession' }>
+  | (Extract<WorkerCommand, { kind: 'assignSession' }> & { authState: Uint8Array })
 );
 
 /**
@@ -49,7 +50,8 @@ export type ControlEnvelope = { correlationId: string } & (
 export type WorkerCommand =
   | { kind: 'drain'; reason: string }
   | { kind: 'shutdown'; reason: string }
-  | { kind: 'assignSession'; sessionId: string; epoch: number; engine: EngineKind; authStateBase64: string }
+  /** The auth state is not in the command: the replica holding the stream reads it (see FleetService.setAssignmentLoader). */
+  | { kind: 'assignSession'; sessionId: string; epoch: number; engine: EngineKind }
   | { kind: 'stopSession'; sessionId: string; epoch: number; reason: string }
   | { kind: 'logoutSession'; sessionId: string; epoch: number }
   | { kind: 'request'; sessionId: string; epoch: number; deadline: string; action: RequestAction };

@@ -170,7 +170,7 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
             sessionId: envelope.sessionId,
             epoch: BigInt(envelope.epoch),
             engine: engineToProto(envelope.engine),
-            authState: Buffer.from(envelope.authStateBase64, 'base64'),
+            authState: envelope.authState,
           },
         },
       });

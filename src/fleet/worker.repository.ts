@@ -170,7 +170,7 @@ export class WorkerRepository {
         {
           status: worker.status,
           schedulability: worker.schedulability,
-          sessionCount: worker.metrics?.sessionCount ?? 0,
+          sessionCount: await this.assignedSessionCount(worker.id, em),
         },
         input.action,
       );
@@ -322,6 +322,22 @@ export class WorkerRepository {
       online: Number(row?.online ?? 0),
       stillFailedSinceHold: Number(row?.still_failed ?? 0),
     };
+  }
+
+  /**
+   * Sessions the database assigns to the worker: the truth for "is it
+   * drained?" (its last heartbeat may be older than the last move).
+   */
+  async assignedSessionCount(workerId: string, em: EntityManager = this.em): Promise<number> {
+    const [row] = await em
+      .getConnection()
+      .execute<{ n: string }[]>(
+        `select count(*) as n from "session" where "worker_id" = ? and "status" in ('STARTING', 'SCAN_QR', 'WORKING')`,
+        [workerId],
+        'all',
+        em.getTransactionContext(),
+      );
+    return Number(row?.n ?? 0);
   }
 
   async findById(id: string): Promise<Worker | null> {

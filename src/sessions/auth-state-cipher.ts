@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../platform/logger.js';
@@ -55,7 +55,16 @@ export class AuthStateCipher {
     const decipher = createDecipheriv('aes-256-gcm', key, sealed.iv);
     decipher.setAAD(Buffer.from(sessionId));
     decipher.setAuthTag(sealed.tag);
-    return Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]);
+    try {
+      return Buffer.concat([decipher.update(sealed.ciphertext), decipher.final()]);
+    } catch (cause) {
+      throw new DomainError(
+        'INTERNAL',
+        `session ${sessionId}'s stored credentials do not decrypt with key ${sealed.keyId}: ` +
+          'every replica needs the same SESSION_STATE_KEYS',
+        { cause },
+      );
+    }
   }
 }
 
@@ -74,5 +83,7 @@ export function loadStateKeys(configured: StateKey[] | undefined, dataDir: strin
     { file },
     'SESSION_STATE_KEYS is not set: session credentials are encrypted with a key kept next to the data (development only)',
   );
-  return [{ id: 'local', key: Buffer.from(readFileSync(file, 'utf8').trim(), 'base64') }];
+  const key = Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+  // Named after the key itself, so two replicas with different local keys say so in their errors.
+  return [{ id: `local-${createHash('sha256').update(key).digest('hex').slice(0, 8)}`, key }];
 }

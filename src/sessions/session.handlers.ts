@@ -39,6 +39,7 @@ import { DomainError } from '../platform/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
 import { renderQr } from './qr-render.js';
+import { roleAllows } from '../identity/roles.js';
 import type { Session, SessionStatus } from './session.entity.js';
 import type { SessionChange, SessionService } from './session.service.js';
 
@@ -155,6 +156,9 @@ export function createSessionHandler(sessions: SessionService): Partial<ServiceI
       });
     },
     async *watchSession(req, ctx) {
+      // A QR code links an account: only those who may manage the session see it (as with GetQrCode).
+      const principal = requirePrincipal(ctx);
+      const mayLink = principal.role !== null && roleAllows(principal.role, 'sessions.manage');
       // Subscribe before reading, so no change falls between the two.
       const changes = new AsyncQueue<SessionChange>();
       const stop = sessions.watch(req.sessionId, (change) => changes.push(change));
@@ -166,8 +170,11 @@ export function createSessionHandler(sessions: SessionService): Partial<ServiceI
           current.status === 'SCAN_QR' && current.qrPayload && current.qrExpiresAt
             ? { payload: current.qrPayload, expiresAt: current.qrExpiresAt, sequence: current.qrSequence }
             : undefined;
-        yield watchResponse({ session: current, qr });
-        for await (const change of changes) yield watchResponse(change);
+        yield watchResponse({ session: current, qr: mayLink ? qr : undefined });
+        for await (const change of changes) {
+          if (change.deleted) return; // the session is gone: nothing more will come
+          yield watchResponse({ session: change.session, qr: mayLink ? change.qr : undefined });
+        }
       } finally {
         stop();
         ctx.signal.removeEventListener('abort', end);

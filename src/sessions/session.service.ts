@@ -45,6 +45,8 @@ const PLACEMENT_BATCH = 500;
 export interface SessionChange {
   session: Session;
   qr?: { payload: string; expiresAt: Date; sequence: number };
+  /** The session was deleted; the last change a watcher gets. */
+  deleted?: boolean;
 }
 
 /** Settings of the sessions capability, compiled from configuration. */
@@ -89,7 +91,8 @@ export class SessionService {
       void this.deliver(message);
     });
     this.deps.fleet.onLocalChange((event) => void this.onWorkerChange(event));
-    this.deps.fleet.onHello((workerId, held) => void this.reconcile(workerId, held));
+    this.deps.fleet.onHello((workerId, held, helloAt) => void this.reconcile(workerId, held, helloAt));
+    this.deps.fleet.setAssignmentLoader((sessionId) => this.authStateFor(sessionId));
     this.placementTimer = setInterval(() => void this.placePending(), this.options.placementIntervalMs);
     this.placementTimer.unref();
   }
@@ -191,7 +194,7 @@ export class SessionService {
     });
     this.log.info({ sessionId: id, command: command.kind, status: session.status }, 'session command');
     await this.afterCommit(session, effects);
-    if (command.kind !== 'delete') await this.announce(id);
+    await this.announce(id);
     // A stop, logout or delete frees a slot a waiting session may take.
     void this.placePending();
     return session;
@@ -335,7 +338,10 @@ export class SessionService {
       if (!listeners || listeners.size === 0) return;
       const session = await this.resources.orm.em.fork().findOne(Session, { id: message.sessionId });
       const qr = message.qr ? { ...message.qr, expiresAt: new Date(message.qr.expiresAt) } : undefined;
-      if (!session) return;
+      if (!session) {
+        for (const listener of listeners) listener({ session: { id: message.sessionId } as Session, deleted: true });
+        return;
+      }
       for (const listener of listeners) listener({ session, qr });
     } catch (error) {
       this.log.warn({ err: error }, 'could not deliver a session change to watchers');
@@ -464,7 +470,7 @@ export class SessionService {
    * is placed again; what it holds without the right to (an older epoch,
    * or a session moved elsewhere) it is told to stop.
    */
-  async reconcile(workerId: string, held: { sessionId: string; epoch: bigint }[]): Promise<void> {
+  async reconcile(workerId: string, held: { sessionId: string; epoch: bigint }[], helloAt: Date): Promise<void> {
     try {
       const em = this.resources.orm.em.fork();
       const assigned = await new SessionRepository(em).assignedTo(workerId);
@@ -472,6 +478,8 @@ export class SessionService {
       const now = this.resources.clock.now();
       for (const session of assigned) {
         if (heldEpochs.get(session.id) === session.epoch) continue;
+        // Placed here (or reported by the worker) after its Hello: the Hello could not list it.
+        if (session.updatedAt > helloAt) continue;
         const { epoch } = session;
         const applied = await em.fork().transactional(async (tx) => {
           const locked = await new SessionRepository(tx).lock(session.id);
@@ -511,6 +519,8 @@ export class SessionService {
     try {
       switch (event.kind) {
         case 'ONLINE':
+          // Placement follows the reconciliation of what the worker holds (reconcile()).
+          return;
         case 'UNCORDONED':
           await this.placePending();
           return;
@@ -757,16 +767,18 @@ export class SessionService {
   }
 
   /** Sends AssignSession with the decrypted auth state; a refusal puts the session back in the queue. */
+  /** The session's auth state, decrypted, for the AssignSession the replica holding the stream sends. */
+  async authStateFor(sessionId: string): Promise<Uint8Array> {
+    const sealed = await new SessionRepository(this.resources.orm.em.fork()).readAuthState(sessionId);
+    return sealed ? this.deps.cipher.open(sessionId, sealed) : new Uint8Array();
+  }
+
   private async deliverAssignment(session: Session, workerId: string): Promise<void> {
-    const em = this.resources.orm.em.fork();
-    const sealed = await new SessionRepository(em).readAuthState(session.id);
-    const authState = sealed ? this.deps.cipher.open(session.id, sealed) : new Uint8Array();
     const result = await this.deps.fleet.sendCommand(workerId, {
       kind: 'assignSession',
       sessionId: session.id,
       epoch: session.epoch,
       engine: session.engine,
-      authStateBase64: Buffer.from(authState).toString('base64'),
     });
     if (result.delivered) {
       this.log.info({ sessionId: session.id, workerId, epoch: session.epoch }, 'session assigned');

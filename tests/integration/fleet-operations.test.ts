@@ -115,6 +115,20 @@ describe('operating single workers', () => {
     }
   });
 
+  it('an agent whose worker is removed exits with code 3 instead of retrying forever', async () => {
+    const name = `removed-${Date.now().toString(36)}`;
+    const child = spawnAgentProcess(['--control-plane', cp.grpcAddress, '--name', name, '--join-token', joinToken]);
+    try {
+      const worker = await api.online(name);
+      await api.call('DrainWorker', { workerId: worker.id, reason: 'decommission' });
+      const removed = await api.call('RemoveWorker', { workerId: worker.id });
+      expect(removed.status).toBe(200);
+      expect(await waitForExit(child)).toEqual({ code: 3, signal: null });
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('keeps an operator drain across an agent restart', async () => {
     const agent = createTestAgent(cp.grpcAddress, joinToken);
     agent.start();

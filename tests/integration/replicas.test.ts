@@ -7,6 +7,8 @@ import { createTestAgent } from '../support/agents.js';
 import { bearer } from '../support/clients.js';
 import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { signUp } from '../support/tenants.js';
+import { Redis } from 'ioredis';
+import { TEST_REDIS_URL } from '../support/services.js';
 
 describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
   let a: TestControlPlane;
@@ -89,6 +91,21 @@ describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
       const sent = await onB('MessageService/SendText', { sessionId: id, to: '+15550009999', text: 'via B' });
       expect(sent.status).toBe(200);
       expect((sent.json.message as { whatsappMessageId: string }).whatsappMessageId).toMatch(/^3EB0/);
+
+      // A restart re-assigns it with its credentials, placed by B, delivered by A: the
+      // credentials are read by A from the database and never cross Redis.
+      const spy = new Redis(TEST_REDIS_URL);
+      const seen: string[] = [];
+      await spy.psubscribe(`${a.redisPrefix}*`);
+      spy.on('pmessage', (_pattern: string, _channel: string, message: string) => seen.push(message));
+      try {
+        await onB('SessionService/RestartSession', { sessionId: id });
+        await eventually(async () => ((await status()).status === 'SESSION_STATUS_WORKING' ? true : undefined));
+        expect(seen.some((m) => m.includes('"assignSession"'))).toBe(true);
+        for (const message of seen) expect(message).not.toMatch(/authState|noiseKey|identityKey/);
+      } finally {
+        spy.disconnect();
+      }
     } finally {
       await agent.stop();
     }

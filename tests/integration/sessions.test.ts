@@ -7,7 +7,7 @@ import type { Agent } from '../../agent/agent.js';
 import { createTestAgent } from '../support/agents.js';
 import { bearer } from '../support/clients.js';
 import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
-import { signUp, type TestTenant } from '../support/tenants.js';
+import { addMember, signUp, type TestTenant } from '../support/tenants.js';
 import { RawAgentStream } from '../support/raw-stream.js';
 
 const TIMING = {
@@ -311,6 +311,34 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     const working = await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING');
     expect(working.account?.phoneNumber).toContain('15550006666');
     await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+  });
+
+  it('shows QR codes only to roles that may link the session, and ends WatchSession when the session is deleted', async () => {
+    const viewer = await addMember(cp.httpUrl, tenant, 'VIEWER');
+    const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
+      name: 'viewed',
+      engine: 'ENGINE_SANDBOX',
+    });
+    const id = (json.session as JsonSession).id;
+    await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+    expect((await call(viewer.token, 'SessionService/GetQrCode', { sessionId: id })).json.code).toBe(
+      'permission_denied',
+    );
+    const asViewer = createClient(
+      SessionService,
+      createGrpcTransport({ baseUrl: cp.grpcUrl, interceptors: [bearer(viewer.token)] }),
+    );
+    const watched = asViewer.watchSession({ sessionId: id })[Symbol.asyncIterator]();
+    const first = await watched.next();
+    expect(first.done ? undefined : first.value.session?.status).toBe(SessionStatus.SCAN_QR);
+    expect(first.done ? 'done' : first.value.qrCode).toBeUndefined();
+
+    await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+    const end = await eventually(async () => {
+      const next = await watched.next();
+      return next.done ? next : undefined;
+    }, 5000);
+    expect(end.done).toBe(true);
   });
 
   it('refuses commands in the wrong state with FAILED_PRECONDITION and changes nothing', async () => {
