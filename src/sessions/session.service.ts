@@ -155,7 +155,7 @@ export class SessionService {
       return created;
     });
     this.log.info({ sessionId: session.id, tenantId, engine: session.engine }, 'session created');
-    await this.announce(session.id);
+    await this.announce(session);
     void this.placePending();
     return session;
   }
@@ -194,7 +194,7 @@ export class SessionService {
     });
     this.log.info({ sessionId: id, command: command.kind, status: session.status }, 'session command');
     await this.afterCommit(session, effects);
-    await this.announce(id);
+    await this.announce(session, { deleted: command.kind === 'delete' });
     // A stop, logout or delete frees a slot a waiting session may take.
     void this.placePending();
     return session;
@@ -317,14 +317,28 @@ export class SessionService {
     };
   }
 
-  private async announce(sessionId: string, qr?: SessionChange['qr']): Promise<void> {
+  /**
+   * Tells every replica's watchers. The change carries the session as this
+   * commit left it (not just its id), so watchers see every state in order
+   * instead of whatever a later read finds.
+   */
+  private async announce(
+    session: Session,
+    change: { qr?: SessionChange['qr']; deleted?: boolean } = {},
+  ): Promise<void> {
     try {
+      const { qr, deleted } = change;
       await this.resources.store.publish(
         CHANGES_CHANNEL,
-        JSON.stringify({ sessionId, qr: qr ? { ...qr, expiresAt: qr.expiresAt.toISOString() } : undefined }),
+        JSON.stringify({
+          sessionId: session.id,
+          session: deleted ? undefined : snapshotOf(session),
+          qr: qr ? { ...qr, expiresAt: qr.expiresAt.toISOString() } : undefined,
+          deleted,
+        }),
       );
     } catch (error) {
-      this.log.warn({ err: error, sessionId }, 'could not announce a session change');
+      this.log.warn({ err: error, sessionId: session.id }, 'could not announce a session change');
     }
   }
 
@@ -332,16 +346,18 @@ export class SessionService {
     try {
       const message = JSON.parse(raw) as {
         sessionId: string;
+        session?: SessionSnapshot;
         qr?: { payload: string; expiresAt: string; sequence: number };
+        deleted?: boolean;
       };
       const listeners = this.watchers.get(message.sessionId);
       if (!listeners || listeners.size === 0) return;
-      const session = await this.resources.orm.em.fork().findOne(Session, { id: message.sessionId });
-      const qr = message.qr ? { ...message.qr, expiresAt: new Date(message.qr.expiresAt) } : undefined;
-      if (!session) {
+      if (message.deleted || !message.session) {
         for (const listener of listeners) listener({ session: { id: message.sessionId } as Session, deleted: true });
         return;
       }
+      const session = sessionFromSnapshot(message.session);
+      const qr = message.qr ? { ...message.qr, expiresAt: new Date(message.qr.expiresAt) } : undefined;
       for (const listener of listeners) listener({ session, qr });
     } catch (error) {
       this.log.warn({ err: error }, 'could not deliver a session change to watchers');
@@ -362,6 +378,7 @@ export class SessionService {
     let effects: SessionEffect[] = [];
     let changed = false;
     let qr: SessionChange['qr'];
+    let committed: Session | undefined;
     try {
       await this.resources.orm.em.fork().transactional(async (tx) => {
         const repository = new SessionRepository(tx);
@@ -425,6 +442,7 @@ export class SessionService {
         for (const effect of effects) {
           if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(session.id);
         }
+        committed = session;
       });
     } catch (error) {
       if (error instanceof DomainError) {
@@ -457,7 +475,7 @@ export class SessionService {
     }
     if (changed) {
       await this.afterCommit({ id: report.sessionId, epoch: report.epoch }, effects);
-      await this.announce(report.sessionId, qr);
+      if (committed) await this.announce(committed, { qr });
       // An end frees the worker's slot.
       if (report.event.kind === 'ended') void this.placePending();
     }
@@ -483,15 +501,15 @@ export class SessionService {
         const { epoch } = session;
         const applied = await em.fork().transactional(async (tx) => {
           const locked = await new SessionRepository(tx).lock(session.id);
-          if (!locked) return false;
+          if (!locked) return undefined;
           const outcome = applySessionEvent(standingOf(locked, false), { kind: 'released', epoch, workerId });
-          if (outcome.outcome === 'stale') return false;
+          if (outcome.outcome === 'stale') return undefined;
           applyStanding(locked, outcome.next, now);
-          return true;
+          return locked;
         });
         if (applied) {
           this.log.info({ sessionId: session.id, workerId }, 'worker no longer runs the session; placing it again');
-          await this.announce(session.id);
+          await this.announce(applied);
         }
       }
       const rightful = new Map(assigned.map((s) => [s.id, s.epoch]));
@@ -565,10 +583,10 @@ export class SessionService {
         });
         if (applied.outcome === 'stale') return undefined;
         applyStanding(session, applied.next, now);
-        return { session: { id: session.id, epoch: session.epoch }, effects: applied.effects };
+        return { session, effects: applied.effects };
       });
       if (planned) {
-        await this.announce(id);
+        await this.announce(planned.session);
         await this.afterCommit(planned.session, planned.effects);
       }
     }
@@ -601,9 +619,9 @@ export class SessionService {
         });
         if (applied.outcome === 'stale') return undefined;
         applyStanding(session, applied.next, now);
-        return applied.effects;
+        return session;
       });
-      if (outcome) await this.announce(id);
+      if (outcome) await this.announce(outcome);
     }
     if (sessions.length > 0) {
       this.log.info({ workerId, why, sessions: sessions.length }, 'placing the sessions of a lost worker again');
@@ -738,7 +756,7 @@ export class SessionService {
     });
     await Promise.all(
       assignments.map(async ({ session, workerId }) => {
-        await this.announce(session.id);
+        await this.announce(session);
         await this.deliverAssignment(session, workerId);
       }),
     );
@@ -850,4 +868,49 @@ function domainCode(code: string): DomainErrorCode {
 
 function unexpectedResult(result: RequestResult): DomainError {
   return new DomainError('INTERNAL', `the worker answered with an unexpected result (${result.kind})`);
+}
+
+/** What a watcher needs of a session, as JSON between replicas. */
+interface SessionSnapshot {
+  id: string;
+  tenantId: string;
+  name: string;
+  engine: EngineKind;
+  status: SessionStatus;
+  statusReason: string;
+  labelSelector: string;
+  workerId: string | null;
+  epoch: number;
+  account: Session['account'];
+  createdAt: string;
+  updatedAt: string;
+}
+
+function snapshotOf(session: Session): SessionSnapshot {
+  return {
+    id: session.id,
+    tenantId: session.tenantId,
+    name: session.name,
+    engine: session.engine,
+    status: session.status,
+    statusReason: session.statusReason,
+    labelSelector: session.labelSelector,
+    workerId: session.workerId,
+    epoch: session.epoch,
+    account: session.account,
+    createdAt: session.createdAt.toISOString(),
+    updatedAt: session.updatedAt.toISOString(),
+  };
+}
+
+function sessionFromSnapshot(snapshot: SessionSnapshot): Session {
+  return Object.assign(new Session(), {
+    ...snapshot,
+    qrPayload: null,
+    qrExpiresAt: null,
+    qrSequence: 0,
+    pendingSince: null,
+    createdAt: new Date(snapshot.createdAt),
+    updatedAt: new Date(snapshot.updatedAt),
+  });
 }

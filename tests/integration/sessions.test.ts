@@ -263,6 +263,23 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     spare.start();
     try {
       await spare.connected();
+      const watcher = createClient(
+        SessionService,
+        createGrpcTransport({ baseUrl: cp.grpcUrl, interceptors: [bearer(tenant.accessToken)] }),
+      );
+      const abort = new AbortController();
+      const states: string[] = [];
+      const watching = (async () => {
+        try {
+          for await (const change of watcher.watchSession({ sessionId: id }, { signal: abort.signal })) {
+            const status = SessionStatus[change.session?.status ?? 0] ?? 'UNKNOWN';
+            if (states.at(-1) !== status) states.push(status);
+            if (status === 'WORKING' && change.session?.workerId === spare.workerId) return;
+          }
+        } catch {
+          // aborted below if the move never completes
+        }
+      })();
       const drained = await postJson(
         cp.httpUrl,
         'switchboard.v1.AdminService/DrainWorker',
@@ -276,6 +293,10 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       }, 15_000);
       expect(moved.account?.phoneNumber).toContain('15550005555');
       expect(agent.sessions.count).toBe(0);
+      // Watchers saw every step, in order: stopped there, queued, placed, resumed without a QR code.
+      setTimeout(() => abort.abort(), 5000);
+      await watching;
+      expect(states).toEqual(['WORKING', 'PENDING', 'STARTING', 'WORKING']);
     } finally {
       await postJson(
         cp.httpUrl,
