@@ -698,7 +698,8 @@ export class SessionService {
       const pending = await repository.lockPending(PLACEMENT_BATCH);
       if (pending.length === 0) return [];
       const maintenance = await this.deps.maintenance.current(tx);
-      const workers = await tx.find(Worker, { status: 'ONLINE' }, { disableIdentityMap: true });
+      // Offline workers too, so "nothing fits" can say they exist but are down.
+      const workers = await tx.find(Worker, { status: { $ne: 'REMOVED' } }, { disableIdentityMap: true });
       const counts = await repository.assignedCounts();
       const view: FleetView = {
         maintenance: maintenance.enabled,
