@@ -138,6 +138,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       cipher: new AuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, log)),
       maintenance,
       messages,
+      audit: identity.audit,
     },
   );
   messages.attach(sessions);
@@ -157,6 +158,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
         joinTokens: identity.joinTokens,
         auth: identity.auth,
         maintenance,
+        audit: identity.audit,
       }),
     );
     router.service(

@@ -23,6 +23,7 @@ import { ReassignmentHoldSchema, WorkerMetricsRollupSchema } from '../../gen/swi
 import type { ReassignmentHold } from '../fleet/failure-guard.js';
 import type { WorkerMetricsRollup } from '../fleet/worker-metrics-rollup.entity.js';
 import type { JoinTokenService } from '../fleet/join-token.service.js';
+import type { AuditService } from '../audit/audit.service.js';
 import type { MaintenanceService, MaintenanceState } from '../fleet/maintenance.service.js';
 import type { AuthService } from '../identity/auth.service.js';
 import { userStatusFromProto, userToProto } from '../identity/identity.mapping.js';
@@ -52,16 +53,29 @@ export function createAdminServiceHandler(deps: {
   joinTokens: JoinTokenService;
   auth: AuthService;
   maintenance: MaintenanceService;
+  audit: AuditService;
 }): Partial<ServiceImpl<typeof AdminService>> {
-  const { fleet, joinTokens, auth, maintenance } = deps;
-  const adminAction = (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
+  const { fleet, joinTokens, auth, maintenance, audit } = deps;
+  /** Operators' actions on workers go to the audit log as well as the worker's own events. */
+  const audited = async (ctx: HandlerContext, action: string, workerId: string, reason: string) => {
+    const em = requestEntityManager(ctx);
+    audit.record(
+      em,
+      { action: `worker.${action}`, tenantId: null, targetType: 'worker', targetId: workerId, details: { reason } },
+      { principal: requirePrincipal(ctx), origin: ctx.values.get(originKey) },
+    );
+    await em.flush();
+  };
+  const adminAction = async (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
     const principal = requirePrincipal(ctx);
-    return fleet.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
+    const worker = await fleet.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
       workerId,
       action,
       reason,
       actorUserId: principal.kind === 'user' ? principal.userId : null,
     });
+    await audited(ctx, action, workerId, reason);
+    return worker;
   };
   return {
     async createJoinToken(req, ctx: HandlerContext) {
@@ -196,6 +210,7 @@ export function createAdminServiceHandler(deps: {
           `the worker is ${worker.status.toLowerCase()}: nothing to shut down`,
         );
       }
+      await audited(ctx, 'shutdown', worker.id, req.reason);
       const result = await fleet.sendCommand(worker.id, {
         kind: 'shutdown',
         reason: req.reason || `shut down by an operator (${principal.kind === 'user' ? principal.userId : 'api key'})`,

@@ -38,6 +38,7 @@ import { AsyncQueue } from '../platform/async-queue.js';
 import { DomainError } from '../platform/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
+import { originKey } from '../transport/context.js';
 import { renderQr } from './qr-render.js';
 import { roleAllows } from '../identity/roles.js';
 import type { Session, SessionStatus } from './session.entity.js';
@@ -79,14 +80,15 @@ export function sessionToProto(session: Session) {
 /** SessionService: protobuf <-> domain only; rules live in SessionService (domain). */
 export function createSessionHandler(sessions: SessionService): Partial<ServiceImpl<typeof SessionServiceDesc>> {
   const command = async (ctx: HandlerContext, id: string, kind: 'start' | 'stop' | 'restart' | 'logout' | 'delete') =>
-    sessions.command(requestEntityManager(ctx), requirePrincipal(ctx), id, { kind });
+    sessions.command(requestEntityManager(ctx), requirePrincipal(ctx), id, { kind }, ctx.values.get(originKey));
   return {
     async createSession(req, ctx) {
-      const session = await sessions.create(requestEntityManager(ctx), requirePrincipal(ctx), {
-        name: req.name,
-        engine: engineFromProto(req.engine),
-        labelSelector: req.labelSelector,
-      });
+      const session = await sessions.create(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        { name: req.name, engine: engineFromProto(req.engine), labelSelector: req.labelSelector },
+        ctx.values.get(originKey),
+      );
       return create(CreateSessionResponseSchema, { session: sessionToProto(session) });
     },
     async getSession(req, ctx) {

@@ -9,7 +9,8 @@ import { Worker, type EngineKind } from '../fleet/worker.entity.js';
 import { parseLabelSelector } from '../fleet/worker.state.js';
 import { requireTenant } from '../identity/api-key.service.js';
 import { Tenant } from '../identity/account.entity.js';
-import type { Principal } from '../identity/principal.js';
+import type { Principal, RequestOrigin } from '../identity/principal.js';
+import type { AuditService } from '../audit/audit.service.js';
 import type { TenantPlan } from '../identity/identity.types.js';
 import type { MessageService } from '../messaging/message.service.js';
 import { DomainError, type DomainErrorCode } from '../platform/errors.js';
@@ -81,6 +82,7 @@ export class SessionService {
       cipher: AuthStateCipher;
       maintenance: MaintenanceService;
       messages: MessageService;
+      audit: AuditService;
     },
   ) {
     this.log = resources.logger.child({ component: 'sessions' });
@@ -108,6 +110,7 @@ export class SessionService {
     em: EntityManager,
     principal: Principal,
     input: { name: string; engine: EngineKind; labelSelector: string },
+    origin: RequestOrigin,
   ): Promise<Session> {
     const tenantId = requireTenant(principal);
     parseLabelSelector(input.labelSelector); // refuses a malformed selector before anything is stored
@@ -144,6 +147,17 @@ export class SessionService {
       });
       const plan = planSessionCommand(standingOf(created, false), { kind: 'start' });
       applyStanding(created, plan.next, now);
+      this.deps.audit.record(
+        tx,
+        {
+          action: 'session.created',
+          tenantId,
+          targetType: 'session',
+          targetId: created.id,
+          details: { name: created.name, engine: created.engine },
+        },
+        { principal, origin },
+      );
       try {
         await tx.flush();
       } catch (error) {
@@ -178,6 +192,7 @@ export class SessionService {
     principal: Principal,
     id: string,
     command: Extract<SessionCommand, { kind: 'start' | 'stop' | 'restart' | 'logout' | 'delete' }>,
+    origin: RequestOrigin,
   ): Promise<Session> {
     const tenantId = requireTenant(principal);
     const now = this.resources.clock.now();
@@ -190,6 +205,11 @@ export class SessionService {
         if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(id);
         if (effect.kind === 'deleteSession') tx.remove(locked);
       }
+      this.deps.audit.record(
+        tx,
+        { action: `session.${command.kind}`, tenantId, targetType: 'session', targetId: id },
+        { principal, origin },
+      );
       return { session: locked, effects: plan.effects };
     });
     this.log.info({ sessionId: id, command: command.kind, status: session.status }, 'session command');

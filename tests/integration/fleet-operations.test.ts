@@ -72,6 +72,15 @@ describe('operating single workers', () => {
         return w?.status === 'WORKER_STATUS_OFFLINE' ? w : undefined;
       }, 5000);
       expect(after.statusReason).toBe('stream closed by agent');
+      const { json: audit } = await postJson(
+        cp.httpUrl,
+        'switchboard.v1.AuditService/ListAuditEvents',
+        { actionPrefix: 'worker.' },
+        cp.adminToken,
+      );
+      expect(audit.events).toEqual(
+        expect.arrayContaining([expect.objectContaining({ action: 'worker.shutdown', targetId: worker.id })]),
+      );
 
       // Nothing left to shut down, and unknown workers are not found.
       const again = await api.call('ShutdownWorker', { workerId: worker.id });

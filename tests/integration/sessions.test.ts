@@ -381,6 +381,11 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
 
     const stopped = await call(tenant.accessToken, 'SessionService/StopSession', { sessionId: id });
     expect((stopped.json.session as JsonSession).status).toBe('SESSION_STATUS_STOPPED');
+    const { json: audit } = await call(tenant.accessToken, 'AuditService/ListAuditEvents', {
+      actionPrefix: 'session.',
+    });
+    const mine = (audit.events as { action: string; targetId: string }[]).filter((e) => e.targetId === id);
+    expect(mine.map((e) => e.action)).toEqual(['session.stop', 'session.created']);
     const qr = await call(tenant.accessToken, 'SessionService/GetQrCode', { sessionId: id });
     expect(qr.json.code).toBe('failed_precondition');
     expect((await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id })).status).toBe(200);
