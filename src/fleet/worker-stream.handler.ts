@@ -17,6 +17,9 @@ import { engineToProto } from './fleet.mapping.js';
 import type { DisconnectOutcome } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
 
+/** Session events queued on one stream beyond which its read loop reads on only as they are applied. */
+export const MAX_QUEUED_SESSION_EVENTS = 10_000;
+
 /**
  * WorkerService.Connect: decodes agent envelopes, hands them to the fleet
  * service, and encodes what the fleet sends back. Inbound and outbound run
@@ -32,6 +35,42 @@ export function createWorkerServiceHandler(
       const connection = fleet.openConnection(ctx.values.get(peerKey));
       let endReason = 'stream closed by agent';
       let outcome: DisconnectOutcome = 'clean';
+      const endWith = (error: unknown) => {
+        if (error instanceof DomainError) {
+          endReason = `refused: ${error.message}`;
+          outcome = 'lost';
+          connection.outbound.close(error);
+        } else {
+          // The agent is gone (reset, killed): nobody is left to tell.
+          endReason = 'agent connection lost';
+          outcome = 'lost';
+          connection.outbound.close();
+        }
+      };
+      // Session events are applied one at a time in the order they came, but
+      // off the read loop: each is a database transaction, and a burst of them
+      // (every session just placed on the worker shows a QR code, three
+      // receipts per message sent) must not hold back the heartbeats, command
+      // acks and responses behind it, or the agent fences itself and commands
+      // time out while the worker is healthy.
+      let sessionEvents = Promise.resolve();
+      let queuedSessionEvents = 0;
+      let belowLimit: (() => void) | undefined;
+      let sessionEventFailed = false;
+      const applyInOrder = (workerId: string, event: WorkerSessionEvent) => {
+        queuedSessionEvents += 1;
+        sessionEvents = sessionEvents.then(async () => {
+          try {
+            if (!sessionEventFailed) await onSessionEvent(workerId, event);
+          } catch (error) {
+            sessionEventFailed = true;
+            endWith(error);
+          } finally {
+            queuedSessionEvents -= 1;
+            if (queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) belowLimit?.();
+          }
+        });
+      };
       const inbound = (async () => {
         for await (const message of requests) {
           const { correlationId, payload } = message;
@@ -83,7 +122,14 @@ export function createWorkerServiceHandler(
                 throw new DomainError('FAILED_PRECONDITION', 'the first message on a stream must be a hello');
               }
               const event = sessionEventFromProto(payload.value);
-              if (event) await onSessionEvent(connection.workerId, event);
+              if (event) applyInOrder(connection.workerId, event);
+              // An agent reporting faster than its events can be applied is held
+              // back by the stream's flow control rather than buffered without
+              // bound: at the limit, the next message is read once one is applied.
+              if (queuedSessionEvents >= MAX_QUEUED_SESSION_EVENTS) {
+                await new Promise<void>((resolve) => (belowLimit = resolve));
+                belowLimit = undefined;
+              }
               break;
             }
             case undefined:
@@ -102,18 +148,7 @@ export function createWorkerServiceHandler(
           }
           connection.outbound.close();
         },
-        (error: unknown) => {
-          if (error instanceof DomainError) {
-            endReason = `refused: ${error.message}`;
-            outcome = 'lost';
-            connection.outbound.close(error);
-          } else {
-            // The agent is gone (reset, killed): nobody is left to tell.
-            endReason = 'agent connection lost';
-            outcome = 'lost';
-            connection.outbound.close();
-          }
-        },
+        (error: unknown) => endWith(error),
       );
       try {
         for await (const envelope of connection.outbound) yield toProto(envelope);

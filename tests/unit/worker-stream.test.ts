@@ -1,0 +1,131 @@
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import { createContextValues, createHandlerContext } from '@connectrpc/connect';
+import { describe, expect, it } from 'vitest';
+import {
+  AgentMessageSchema,
+  type AgentMessage,
+  type ControlMessage,
+  WorkerService,
+} from '../../gen/switchboard/v1/worker_pb.js';
+import type { FleetService } from '../../src/fleet/fleet.service.js';
+import type { AgentHeartbeat, WorkerSessionEvent } from '../../src/fleet/fleet.types.js';
+import { WorkerConnection } from '../../src/fleet/worker-connection.js';
+import { createWorkerServiceHandler, MAX_QUEUED_SESSION_EVENTS } from '../../src/fleet/worker-stream.handler.js';
+import { AsyncQueue } from '../../src/platform/async-queue.js';
+import { peerKey } from '../../src/transport/context.js';
+
+/** The fleet as the handler uses it: welcomes, acknowledges heartbeats, records command acks. */
+function fakeFleet(connection: WorkerConnection, acked: string[]): FleetService {
+  const fleet: Pick<
+    FleetService,
+    'openConnection' | 'accept' | 'heartbeat' | 'commandAcknowledged' | 'responseReceived' | 'disconnect'
+  > = {
+    openConnection: () => connection,
+    accept: async (conn, _hello, correlationId) => {
+      conn.state = 'live';
+      conn.workerId = 'worker-1';
+      conn.send({
+        kind: 'welcome',
+        correlationId,
+        workerId: 'worker-1',
+        heartbeatIntervalMs: 1000,
+        leaseTtlMs: 10_000,
+        replicaId: 'replica-1',
+        workerCredential: '',
+      });
+    },
+    heartbeat: async (conn, heartbeat: AgentHeartbeat, correlationId) => {
+      conn.send({ kind: 'heartbeatAck', correlationId, sequence: heartbeat.sequence, leaseExpiresAt: new Date() });
+    },
+    commandAcknowledged: (correlationId) => void acked.push(correlationId),
+    responseReceived: () => undefined,
+    disconnect: async () => undefined,
+  };
+  return fleet as FleetService;
+}
+
+const envelope = (correlationId: string, payload: MessageInitShape<typeof AgentMessageSchema>['payload']) =>
+  create(AgentMessageSchema, { correlationId, payload });
+
+const qrEvent = (n: number) =>
+  envelope(`event-${n}`, {
+    case: 'sessionEvent',
+    value: { sessionId: `session-${n}`, epoch: 1n, event: { case: 'qr', value: { payload: `qr-${n}`, sequence: 1 } } },
+  });
+
+/** The handler on one stream, fed by `requests`; the first session event applied hangs until `release()`. */
+function openStream() {
+  const connection = new WorkerConnection('stream-1', '127.0.0.1:1');
+  const acked: string[] = [];
+  const applied: string[] = [];
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  // Applying a session event is a database transaction; here the first one hangs until released.
+  const handler = createWorkerServiceHandler(
+    fakeFleet(connection, acked),
+    async (_workerId, event: WorkerSessionEvent) => {
+      if (applied.length === 0) await gate;
+      applied.push(event.sessionId);
+    },
+  );
+  const requests = new AsyncQueue<AgentMessage>();
+  const context = createHandlerContext({
+    service: WorkerService,
+    method: WorkerService.method.connect,
+    protocolName: 'grpc',
+    requestMethod: 'POST',
+    url: 'http://localhost/switchboard.v1.WorkerService/Connect',
+    contextValues: createContextValues().set(peerKey, '127.0.0.1:1'),
+  });
+  const connect = handler.connect;
+  if (!connect) throw new Error('the handler has no connect method');
+  const replies = connect(requests, context)[Symbol.asyncIterator]() as AsyncIterator<ControlMessage>;
+  return { requests, replies, acked, applied, release: () => release() };
+}
+
+const heartbeat = (n: number) =>
+  envelope(`heartbeat-${n}`, { case: 'heartbeat', value: { sequence: BigInt(n), metrics: {} } });
+
+describe('WorkerService.Connect handler', () => {
+  it('answers heartbeats and takes command acks while session events are still being applied, and applies the events in order', async () => {
+    const { requests, replies, acked, applied, release } = openStream();
+    requests.push(envelope('hello-1', { case: 'hello', value: { workerName: 'w', capacity: 10 } }));
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    requests.push(qrEvent(1));
+    requests.push(qrEvent(2));
+    requests.push(heartbeat(1));
+    requests.push(envelope('assign-ack-1', { case: 'commandAck', value: { accepted: true, detail: 'ok' } }));
+
+    const ack = (await replies.next()).value;
+    expect(ack?.payload.case).toBe('heartbeatAck');
+    expect(ack?.correlationId).toBe('heartbeat-1');
+    expect(acked).toEqual(['assign-ack-1']);
+    expect(applied).toEqual([]);
+
+    release();
+    await expect.poll(() => applied).toEqual(['session-1', 'session-2']);
+    requests.close();
+    expect((await replies.next()).done).toBe(true);
+  });
+
+  it('stops reading once too many session events wait, and reads on as they are applied', async () => {
+    const { requests, replies, applied, release } = openStream();
+    requests.push(envelope('hello-1', { case: 'hello', value: { workerName: 'w', capacity: 10 } }));
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    for (let n = 1; n <= MAX_QUEUED_SESSION_EVENTS; n++) requests.push(qrEvent(n));
+    requests.push(heartbeat(1));
+
+    let answered = false;
+    const next = replies.next().then((reply) => {
+      answered = true;
+      return reply;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(answered).toBe(false);
+
+    release();
+    expect((await next).value?.correlationId).toBe('heartbeat-1');
+    await expect.poll(() => applied.length).toBe(MAX_QUEUED_SESSION_EVENTS);
+    requests.close();
+  });
+});
