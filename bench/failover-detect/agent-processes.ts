@@ -8,15 +8,15 @@ import { build } from 'esbuild';
 const agentMain = fileURLToPath(new URL('../../agent/main.ts', import.meta.url));
 
 /**
- * Bundles agent/main.ts and everything it imports into one ESM file that
+ * Bundles `entry` (default agent/main.ts) and everything it imports into one ESM file that
  * plain `node` runs. A hundred `--import tsx` starts would each compile the
  * agent again (about 0.8 s of CPU apiece); the bundle starts in about 0.2 s.
  * The code is the same: only the loading differs.
  */
-export async function bundleAgent(outDir: string): Promise<string> {
-  const outfile = join(outDir, 'agent.mjs');
+export async function bundleAgent(outDir: string, entry = agentMain, name = 'agent.mjs'): Promise<string> {
+  const outfile = join(outDir, name);
   await build({
-    entryPoints: [agentMain],
+    entryPoints: [entry],
     outfile,
     bundle: true,
     platform: 'node',
@@ -41,6 +41,10 @@ export interface AgentSpec {
   /** Shared by all agents: each keeps its credential in `<name>.credential`. */
   stateDir: string;
   logFile: string;
+  /** Placement labels (default bench=failover-detect). */
+  labels?: string;
+  /** Further flags, e.g. ['--capacity', '100']. */
+  extraArgs?: readonly string[];
 }
 
 /**
@@ -84,11 +88,12 @@ export class AgentProcess {
           '--name',
           spec.name,
           '--labels',
-          'bench=failover-detect',
+          spec.labels ?? 'bench=failover-detect',
           '--state-dir',
           spec.stateDir,
           '--log-format',
           'json',
+          ...(spec.extraArgs ?? []),
         ],
         {
           env: { ...process.env, JOIN_TOKEN: spec.joinToken, AGENT_LOG_LEVEL: 'info' },
