@@ -311,7 +311,11 @@ interface Report {
   listed: number;
   unplaced: number;
   cpu: Awaited<ReturnType<CpuWindow['end']>>;
-  /** PostgreSQL transactions committed in the run's database from the first create to 1.5 s after the last placement. */
+  /**
+   * PostgreSQL transactions committed in the run's database from the first
+   * create to 1.5 s after the last placement; a statement outside a
+   * transaction counts as one.
+   */
   commits: number;
 }
 
@@ -342,7 +346,7 @@ function formatReport(r: Report): string {
       ((((r.cpu.groups['control plane'] ?? NaN) / 100) * (r.cpu.wallMs / 1000) * 1000) / r.created).toFixed(2),
     ],
     ['CPU PostgreSQL backends of the run', pct(r.cpu.postgres)],
-    ['PostgreSQL commits per session (pg_stat_database)', (r.commits / r.created).toFixed(2)],
+    ['PostgreSQL transactions per session (xact_commit)', (r.commits / r.created).toFixed(2)],
     ['CPU Redis (whole server)', pct(r.cpu.redis)],
     ['CPU bench process (clients + in-process agents)', pct(r.cpu.bench)],
     ['CPU other processes / whole machine', `${pct(r.cpu.others)} / ${pct(r.cpu.machine)}`],

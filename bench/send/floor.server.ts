@@ -89,7 +89,8 @@ function routes(router: ConnectRouter): void {
         yield* outbound;
       } finally {
         void inbound;
-        streams.splice(streams.indexOf(outbound), 1);
+        const index = streams.indexOf(outbound);
+        if (index >= 0) streams.splice(index, 1);
       }
     },
   });

@@ -6,7 +6,10 @@ import type { SetupFigures } from './working-sessions.js';
 export interface SideFigures {
   load: SendLoadResult;
   cpu: CpuFigures;
-  /** PostgreSQL transactions committed in the run's database over the window (NaN for the floor). */
+  /**
+   * PostgreSQL transactions committed in the run's database over the window
+   * (NaN for the floor); a statement outside a transaction counts as one.
+   */
   commits: number;
 }
 
@@ -81,7 +84,7 @@ export function formatReport(cp: SideFigures, floor: SideFigures, facts: RunFact
       '',
     ],
     ['CPU PostgreSQL backends of the run', fixed(cp.cpu.postgres, 0), 'n/a', ''],
-    ['PostgreSQL commits per send (pg_stat_database)', fixed(cp.commits / cp.load.completed, 2), 'n/a', ''],
+    ['PostgreSQL transactions per send (xact_commit)', fixed(cp.commits / cp.load.completed, 2), 'n/a', ''],
     ['CPU Redis (whole server)', fixed(cp.cpu.redis, 0), fixed(floor.cpu.redis, 0), ''],
     [
       'CPU load generator / its loop delay p99 (ms)',

@@ -17,7 +17,7 @@ import { engineToProto } from './fleet.mapping.js';
 import type { DisconnectOutcome } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
 
-/** Session events waiting on one stream before its read loop stops reading until they are applied. */
+/** Session events queued on one stream beyond which its read loop reads on only as they are applied. */
 export const MAX_QUEUED_SESSION_EVENTS = 10_000;
 
 /**
@@ -55,6 +55,7 @@ export function createWorkerServiceHandler(
       // time out while the worker is healthy.
       let sessionEvents = Promise.resolve();
       let queuedSessionEvents = 0;
+      let belowLimit: (() => void) | undefined;
       let sessionEventFailed = false;
       const applyInOrder = (workerId: string, event: WorkerSessionEvent) => {
         queuedSessionEvents += 1;
@@ -66,6 +67,7 @@ export function createWorkerServiceHandler(
             endWith(error);
           } finally {
             queuedSessionEvents -= 1;
+            if (queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) belowLimit?.();
           }
         });
       };
@@ -122,8 +124,12 @@ export function createWorkerServiceHandler(
               const event = sessionEventFromProto(payload.value);
               if (event) applyInOrder(connection.workerId, event);
               // An agent reporting faster than its events can be applied is held
-              // back by the stream's flow control rather than buffered without bound.
-              if (queuedSessionEvents >= MAX_QUEUED_SESSION_EVENTS) await sessionEvents;
+              // back by the stream's flow control rather than buffered without
+              // bound: at the limit, the next message is read once one is applied.
+              if (queuedSessionEvents >= MAX_QUEUED_SESSION_EVENTS) {
+                await new Promise<void>((resolve) => (belowLimit = resolve));
+                belowLimit = undefined;
+              }
               break;
             }
             case undefined:

@@ -108,7 +108,7 @@ describe('WorkerService.Connect handler', () => {
     expect((await replies.next()).done).toBe(true);
   });
 
-  it('stops reading once too many session events wait, and reads on when they are applied', async () => {
+  it('stops reading once too many session events wait, and reads on as they are applied', async () => {
     const { requests, replies, applied, release } = openStream();
     requests.push(envelope('hello-1', { case: 'hello', value: { workerName: 'w', capacity: 10 } }));
     expect((await replies.next()).value?.payload.case).toBe('welcome');
@@ -125,7 +125,7 @@ describe('WorkerService.Connect handler', () => {
 
     release();
     expect((await next).value?.correlationId).toBe('heartbeat-1');
-    expect(applied).toHaveLength(MAX_QUEUED_SESSION_EVENTS);
+    await expect.poll(() => applied.length).toBe(MAX_QUEUED_SESSION_EVENTS);
     requests.close();
   });
 });
