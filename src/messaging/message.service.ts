@@ -81,28 +81,31 @@ export class MessageService {
     return message;
   }
 
-  /** A worker's delivery report for a message of the session (inside the event's transaction). */
+  /**
+   * A worker's delivery report for a message of the session: one statement,
+   * and statuses only move forward (a late SENT never overwrites READ).
+   */
   async recordStatus(em: EntityManager, session: Session, whatsappId: string, status: string, now: Date) {
     const next = REPORTED.find((s) => s === status);
     if (!next) return;
-    const message = await em.findOne(Message, {
-      sessionId: session.id,
-      whatsappMessageId: whatsappId,
-      direction: 'OUTBOUND',
-    });
-    if (!message) {
+    const rank = `case "status" when 'PENDING' then 0 when 'SENT' then 1 when 'DELIVERED' then 2 when 'READ' then 3 else 4 end`;
+    const updated = await em.getConnection().execute<{ affectedRows: number }>(
+      `update "message" set "status" = ?, "updated_at" = ?
+        where "session_id" = ? and "whatsapp_message_id" = ? and "direction" = 'OUTBOUND'
+          and "status" <> 'FAILED' and ${rank} < ?`,
+      [next, now, session.id, whatsappId, RANK[next]],
+      'run',
+      em.getTransactionContext(),
+    );
+    if (updated.affectedRows === 0) {
       this.log.debug(
         { sessionId: session.id, whatsappId, status },
-        'status for a message we did not send through the API',
+        'status not applied (older, or not sent through the API)',
       );
-      return;
     }
-    if (RANK[next] <= RANK[message.status] || message.status === 'FAILED') return;
-    message.status = next;
-    message.updatedAt = now;
   }
 
-  /** An inbound message (inside the event's transaction); a repeated report is stored once. */
+  /** An inbound message; a repeated report is stored once. */
   async recordInbound(
     em: EntityManager,
     session: Session,

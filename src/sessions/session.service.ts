@@ -393,6 +393,9 @@ export class SessionService {
    * such a session, since it runs it without the right to.
    */
   async onWorkerEvent(workerId: string, report: WorkerSessionEvent): Promise<void> {
+    if (report.event.kind === 'messageStatus' || report.event.kind === 'inbound') {
+      return this.onMessageReport(workerId, report, report.event);
+    }
     const now = this.resources.clock.now();
     let refused: string | undefined;
     let effects: SessionEffect[] = [];
@@ -451,13 +454,8 @@ export class SessionService {
             }
             break;
           case 'inbound':
-            if (fenced()) {
-              await this.deps.messages.recordInbound(tx, session, event, now);
-            }
-            break;
           case 'messageStatus':
-            if (fenced()) await this.deps.messages.recordStatus(tx, session, event.messageId, event.status, now);
-            break;
+            break; // handled by onMessageReport, without the lock
         }
         for (const effect of effects) {
           if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(session.id);
@@ -476,21 +474,7 @@ export class SessionService {
       throw error;
     }
     if (refused !== undefined) {
-      this.staleEvents += 1;
-      this.log.warn(
-        { workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, reason: refused },
-        'stale session event refused',
-      );
-      if (report.event.kind !== 'ended') {
-        void this.deps.fleet
-          .sendCommand(workerId, {
-            kind: 'stopSession',
-            sessionId: report.sessionId,
-            epoch: report.epoch,
-            reason: `no longer yours: ${refused}`,
-          })
-          .catch(() => undefined);
-      }
+      this.refuse(workerId, report, refused);
       return;
     }
     if (changed) {
@@ -550,6 +534,52 @@ export class SessionService {
     } catch (error) {
       this.log.error({ err: error, workerId }, 'could not reconcile the sessions a worker reported');
     }
+  }
+
+  /**
+   * Delivery receipts and inbound messages, the bulk of what workers report
+   * (three receipts per message sent): fenced like every event, but on a
+   * plain read of the session, not a row lock and a transaction. They change
+   * no session state, and one that races an epoch change is still a true
+   * fact about a message; credentials and lifecycle events keep the lock.
+   */
+  private async onMessageReport(
+    workerId: string,
+    report: WorkerSessionEvent,
+    event: Extract<WorkerSessionEvent['event'], { kind: 'messageStatus' | 'inbound' }>,
+  ): Promise<void> {
+    const em = this.resources.orm.em.fork();
+    const session = await em.findOne(Session, { id: report.sessionId }, { disableIdentityMap: true });
+    if (!session) return this.refuse(workerId, report, 'the session does not exist (deleted)');
+    let fence: ReturnType<typeof fenceAttempt>;
+    try {
+      fence = fenceAttempt(standingOf(session, false), { epoch: report.epoch, workerId });
+    } catch (error) {
+      this.log.warn({ err: error, workerId, sessionId: session.id }, 'session event refused');
+      return;
+    }
+    if (!fence.current) return this.refuse(workerId, report, fence.reason);
+    const now = this.resources.clock.now();
+    if (event.kind === 'inbound') await this.deps.messages.recordInbound(em, session, event, now);
+    else await this.deps.messages.recordStatus(em, session, event.messageId, event.status, now);
+  }
+
+  /** A stale event: logged, counted, and the worker told to stop what it runs without the right to. */
+  private refuse(workerId: string, report: WorkerSessionEvent, reason: string): void {
+    this.staleEvents += 1;
+    this.log.warn(
+      { workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, reason },
+      'stale session event refused',
+    );
+    if (report.event.kind === 'ended') return;
+    void this.deps.fleet
+      .sendCommand(workerId, {
+        kind: 'stopSession',
+        sessionId: report.sessionId,
+        epoch: report.epoch,
+        reason: `no longer yours: ${reason}`,
+      })
+      .catch(() => undefined);
   }
 
   /** The fleet changed (on this replica): place waiting sessions, or move those of a lost worker. */
