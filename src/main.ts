@@ -159,6 +159,8 @@ function printBanner(
     `  npx buf curl --http2-prior-knowledge --protocol grpc --list-services ${urls.grpcUrl}`,
     `  grpcurl -plaintext ${grpcHost} list`,
     '',
+    'Link a WhatsApp session in the sandbox and send a message: README.md, "A tenant\'s first five minutes".',
+    '',
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 }

@@ -854,6 +854,16 @@ export class SessionService {
       return;
     }
     this.log.warn({ sessionId: session.id, workerId, detail: result.detail }, 'assignment not accepted; placing again');
+    // Unanswered is not refused: the worker may run it anyway. Tell it to stop (best effort; the
+    // epoch moves on below, so whatever it reports for this attempt is refused as stale).
+    void this.deps.fleet
+      .sendCommand(workerId, {
+        kind: 'stopSession',
+        sessionId: session.id,
+        epoch: session.epoch,
+        reason: 'the assignment was not acknowledged in time',
+      })
+      .catch(() => undefined);
     await this.onWorkerEvent(workerId, {
       sessionId: session.id,
       epoch: session.epoch,
