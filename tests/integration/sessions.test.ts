@@ -323,11 +323,11 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     expect(pairing.status).toBe(200);
     const code = pairing.json.code as string;
     expect(code).toMatch(/^[1-9A-HJ-NP-TV-Z]{8}$/);
-    const entered = await call(tenant.accessToken, 'SandboxService/ScanQr', {
-      sessionId: id,
-      phoneNumber: '+15550006666',
-      pairingCode: code,
-    });
+    // Scanning needs the phone's number; a pairing code already names it.
+    const neither = await call(tenant.accessToken, 'SandboxService/ScanQr', { sessionId: id });
+    expect(neither.json.code).toBe('invalid_argument');
+    expect(neither.json.message).toContain('phone_number is required');
+    const entered = await call(tenant.accessToken, 'SandboxService/ScanQr', { sessionId: id, pairingCode: code });
     expect(entered.status).toBe(200);
     const working = await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING');
     expect(working.account?.phoneNumber).toContain('15550006666');
