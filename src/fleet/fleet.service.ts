@@ -15,7 +15,7 @@ import type {
 import { validateHello } from './hello.validation.js';
 import { WorkerConnection } from './worker-connection.js';
 import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
-import { isLeaseExpired, leaseKey } from './lease.js';
+import { isLeaseExpired, leaseHolder, leaseKey, ownerReplica, replicaKey } from './lease.js';
 import { FleetSweeper } from './fleet-sweeper.js';
 import { foldSample, type MetricsRollup } from './metrics-rollup.js';
 import type { ReassignmentHoldService } from './reassignment-hold.service.js';
@@ -102,6 +102,11 @@ export class FleetService {
       (message) => {
         void this.onReplicaMessage(message);
       },
+    );
+    await this.resources.store.forceLease(
+      replicaKey(this.options.replicaId),
+      this.options.replicaId,
+      this.options.leaseTtlMs,
     );
     this.sweepTimer = setInterval(() => void this.sweep(), this.options.sweepIntervalMs);
     this.flushTimer = setInterval(() => void this.flushHeartbeats(), this.options.metricsFlushIntervalMs);
@@ -196,7 +201,7 @@ export class FleetService {
         new DomainError('ABORTED', 'superseded by a newer stream of the same worker'),
       );
     }
-    await store.forceLease(leaseKey(worker.id), connection.streamId, this.options.leaseTtlMs);
+    await store.forceLease(leaseKey(worker.id), this.holder(connection), this.options.leaseTtlMs);
     connection.workerId = worker.id;
     connection.workerName = worker.name;
     connection.instanceId = hello.instanceId;
@@ -249,7 +254,11 @@ export class FleetService {
       throw new DomainError('FAILED_PRECONDITION', 'the first message on a stream must be a hello');
     }
     const { store, clock } = this.resources;
-    const renewed = await store.renewLease(leaseKey(connection.workerId), connection.streamId, this.options.leaseTtlMs);
+    const renewed = await store.renewLease(
+      leaseKey(connection.workerId),
+      this.holder(connection),
+      this.options.leaseTtlMs,
+    );
     if (!renewed) {
       connection.terminate(
         'lease lost',
@@ -307,7 +316,7 @@ export class FleetService {
     if (pending?.streamId === connection.streamId) this.pendingHeartbeats.delete(connection.workerId);
     const { store, clock } = this.resources;
     try {
-      await store.releaseLease(leaseKey(connection.workerId), connection.streamId);
+      await store.releaseLease(leaseKey(connection.workerId), this.holder(connection));
       if (finalOutcome === 'rebalance') {
         // The agent reconnects at once and takes over its row; if it does not,
         // the sweeper finds an ONLINE worker without a lease and fails it.
@@ -359,6 +368,9 @@ export class FleetService {
   }
 
   private async sweepOnce(): Promise<void> {
+    await this.resources.store
+      .forceLease(replicaKey(this.options.replicaId), this.options.replicaId, this.options.leaseTtlMs)
+      .catch((error: unknown) => this.log.warn({ err: error }, "could not renew this replica's lease"));
     const { clock } = this.resources;
     const nowMs = clock.monotonicMs();
     for (const connection of this.connections.values()) {
@@ -502,9 +514,14 @@ export class FleetService {
   async sendCommand(workerId: string, command: WorkerCommand, timeoutMs = 5000): Promise<CommandResult> {
     const local = this.connections.get(workerId);
     if (local?.state === 'live') return this.sendLocal(local, command, timeoutMs);
-    const worker = await this.repository().findById(workerId);
-    if (worker?.status !== 'ONLINE' || !worker.replicaId || worker.replicaId === this.options.replicaId) {
-      return { delivered: false, detail: 'the worker is not connected' };
+    // The worker's lease names the replica holding its stream (the routing table);
+    // that replica's own lease says whether anyone is there to relay.
+    const [holder] = await this.resources.store.readLeases([leaseKey(workerId)]);
+    const owner = ownerReplica(holder ?? null);
+    if (!owner || owner === this.options.replicaId) return { delivered: false, detail: 'the worker is not connected' };
+    const [ownerAlive] = await this.resources.store.readLeases([replicaKey(owner)]);
+    if (ownerAlive === null) {
+      return { delivered: false, detail: `the replica holding the worker's stream (${owner}) is gone` };
     }
     const requestId = randomUUID();
     const reply = this.waitFor(
@@ -514,7 +531,7 @@ export class FleetService {
       'no answer from the replica holding the worker',
     );
     await this.resources.store.publish(
-      replicaChannel(worker.replicaId),
+      replicaChannel(owner),
       JSON.stringify({ type: 'command', requestId, from: this.options.replicaId, workerId, command, timeoutMs }),
     );
     return reply;
@@ -662,6 +679,9 @@ export class FleetService {
     await this.sweeper
       .resign()
       .catch((error: unknown) => this.log.warn({ err: error }, 'could not resign the sweeper role'));
+    await this.resources.store
+      .releaseLease(replicaKey(this.options.replicaId), this.options.replicaId)
+      .catch(() => undefined);
     const live = [...this.connections.values()];
     for (const connection of live) {
       connection.terminate(
@@ -701,6 +721,10 @@ export class FleetService {
     } catch (error) {
       this.log.warn({ err: error }, 'could not deliver a worker change to watchers');
     }
+  }
+
+  private holder(connection: WorkerConnection): string {
+    return leaseHolder(this.options.replicaId, connection.streamId);
   }
 
   private repository(): WorkerRepository {

@@ -34,6 +34,15 @@ describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
       );
       const seenOnB = await adminOnB.getWorker({ workerId: agent.workerId });
       expect(seenOnB.worker?.replicaId).toBe('replica-a');
+      // The worker's lease is the routing table: it names the replica holding the stream,
+      // and that replica keeps a lease of its own.
+      const redis = new Redis(TEST_REDIS_URL);
+      try {
+        expect(await redis.get(`${a.redisPrefix}worker:${agent.workerId}:lease`)).toMatch(/^replica-a\|/);
+        expect(await redis.get(`${a.redisPrefix}replica:replica-a:lease`)).toBe('replica-a');
+      } finally {
+        redis.disconnect();
+      }
 
       const response = await adminOnB.drainWorker({ workerId: agent.workerId, reason: 'rack move' });
       expect(response.agentNotified).toBe(true);
