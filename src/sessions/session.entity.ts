@@ -21,6 +21,8 @@ export class Session {
   statusReason!: string;
   /** The tenant's placement constraint, e.g. "region=eu,!spot" (parsed by the fleet's label selector). */
   labelSelector!: string;
+  /** Soft placement preferences: label selector and weight (-100..100). */
+  affinities!: { labelSelector: string; weight: number }[];
   /** The worker it is assigned to; null unless placed. */
   workerId!: string | null;
   /** Bumped on every assignment; the fencing token the worker presents with every event. */
@@ -47,6 +49,7 @@ export const SessionSchema = new EntitySchema<Session>({
     status: { type: 'text' },
     statusReason: { type: 'text', default: '' },
     labelSelector: { type: 'text', default: '' },
+    affinities: { type: 'json', defaultRaw: "'[]'" },
     workerId: { type: 'uuid', nullable: true },
     epoch: { type: 'integer', default: 0 },
     account: { type: 'json', nullable: true },

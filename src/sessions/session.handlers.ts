@@ -69,6 +69,7 @@ export function sessionToProto(session: Session) {
     status: STATUS[session.status],
     statusReason: session.statusReason,
     labelSelector: session.labelSelector,
+    affinities: session.affinities,
     workerId: session.workerId ?? '',
     epoch: BigInt(session.epoch),
     account: session.account ?? undefined,
@@ -86,7 +87,12 @@ export function createSessionHandler(sessions: SessionService): Partial<ServiceI
       const session = await sessions.create(
         requestEntityManager(ctx),
         requirePrincipal(ctx),
-        { name: req.name, engine: engineFromProto(req.engine), labelSelector: req.labelSelector },
+        {
+          name: req.name,
+          engine: engineFromProto(req.engine),
+          labelSelector: req.labelSelector,
+          affinities: req.affinities.map((a) => ({ labelSelector: a.labelSelector, weight: a.weight })),
+        },
         ctx.values.get(originKey),
       );
       return create(CreateSessionResponseSchema, { session: sessionToProto(session) });

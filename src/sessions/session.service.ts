@@ -109,11 +109,18 @@ export class SessionService {
   async create(
     em: EntityManager,
     principal: Principal,
-    input: { name: string; engine: EngineKind; labelSelector: string },
+    input: {
+      name: string;
+      engine: EngineKind;
+      labelSelector: string;
+      affinities: { labelSelector: string; weight: number }[];
+    },
     origin: RequestOrigin,
   ): Promise<Session> {
     const tenantId = requireTenant(principal);
-    parseLabelSelector(input.labelSelector); // refuses a malformed selector before anything is stored
+    // Malformed selectors are refused before anything is stored.
+    parseLabelSelector(input.labelSelector);
+    for (const affinity of input.affinities) parseLabelSelector(affinity.labelSelector);
     const now = this.resources.clock.now();
     const session = await em.transactional(async (tx) => {
       // The tenant row lock serialises creates of one tenant, so the quota holds under concurrency.
@@ -135,6 +142,7 @@ export class SessionService {
         status: 'STOPPED',
         statusReason: '',
         labelSelector: input.labelSelector.trim(),
+        affinities: input.affinities.map((a) => ({ labelSelector: a.labelSelector.trim(), weight: a.weight })),
         workerId: null,
         epoch: 1,
         account: null,
@@ -777,6 +785,9 @@ export class SessionService {
         tenantId: s.tenantId,
         engine: s.engine,
         constraints: parseLabelSelector(s.labelSelector),
+        affinities: s.affinities.flatMap((a) =>
+          parseLabelSelector(a.labelSelector).map((requirement) => ({ requirement, weight: a.weight })),
+        ),
       }));
       const plan = planBatch(view, requests, spreads);
       // Take slots worker by worker in id order (a fixed lock order between replicas).
@@ -940,6 +951,7 @@ interface SessionSnapshot {
   status: SessionStatus;
   statusReason: string;
   labelSelector: string;
+  affinities: Session['affinities'];
   workerId: string | null;
   epoch: number;
   account: Session['account'];
@@ -956,6 +968,7 @@ function snapshotOf(session: Session): SessionSnapshot {
     status: session.status,
     statusReason: session.statusReason,
     labelSelector: session.labelSelector,
+    affinities: session.affinities,
     workerId: session.workerId,
     epoch: session.epoch,
     account: session.account,

@@ -309,6 +309,43 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     }
   });
 
+  it('honours soft affinities: preferred labels attract a session, negative weights repel it', async () => {
+    // Two empty workers that differ only in their zone; the loaded one is cordoned meanwhile.
+    const admin = (method: string, body: unknown) =>
+      postJson(cp.httpUrl, `switchboard.v1.AdminService/${method}`, body, cp.adminToken);
+    const inA = createTestAgent(cp.grpcAddress, await cp.joinToken(1), { capacity: 10, labels: { zone: 'pref-a' } });
+    const inB = createTestAgent(cp.grpcAddress, await cp.joinToken(1), { capacity: 10, labels: { zone: 'pref-b' } });
+    inA.start();
+    inB.start();
+    await admin('CordonWorker', { workerId: agent.workerId, reason: 'affinity test' });
+    try {
+      await Promise.all([inA.connected(), inB.connected()]);
+      const place = async (name: string, weight: number) => {
+        const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
+          name,
+          engine: 'ENGINE_SANDBOX',
+          affinities: [{ labelSelector: 'zone=pref-b', weight }],
+        });
+        const id = (json.session as JsonSession).id;
+        const placed = await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
+        await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
+        return placed.workerId;
+      };
+      expect(await place('attracted', 100)).toBe(inB.workerId);
+      expect(await place('repelled', -100)).toBe(inA.workerId);
+      const zero = await call(tenant.accessToken, 'SessionService/CreateSession', {
+        name: 'pointless',
+        engine: 'ENGINE_SANDBOX',
+        affinities: [{ labelSelector: 'zone=pref-b', weight: 0 }],
+      });
+      expect(zero.json.code).toBe('invalid_argument');
+    } finally {
+      await admin('UncordonWorker', { workerId: agent.workerId });
+      await inA.stop();
+      await inB.stop();
+    }
+  });
+
   it('links by pairing code instead of QR', async () => {
     const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
       name: 'paired',

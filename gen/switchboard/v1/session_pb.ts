@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/session.proto.
  */
 export const file_switchboard_v1_session: GenFile = /*@__PURE__*/
-  fileDesc("Chxzd2l0Y2hib2FyZC92MS9zZXNzaW9uLnByb3RvEg5zd2l0Y2hib2FyZC52MSJFCg1MaW5rZWRBY2NvdW50EgsKA2ppZBgBIAEoCRIUCgxwaG9uZV9udW1iZXIYAiABKAkSEQoJcHVzaF9uYW1lGAMgASgJItsCCgdTZXNzaW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJgoGZW5naW5lGAMgASgOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEi0KBnN0YXR1cxgEIAEoDjIdLnN3aXRjaGJvYXJkLnYxLlNlc3Npb25TdGF0dXMSFQoNc3RhdHVzX3JlYXNvbhgFIAEoCRIWCg5sYWJlbF9zZWxlY3RvchgGIAEoCRIRCgl3b3JrZXJfaWQYByABKAkSDQoFZXBvY2gYCCABKAQSLgoHYWNjb3VudBgJIAEoCzIdLnN3aXRjaGJvYXJkLnYxLkxpbmtlZEFjY291bnQSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAihQEKFENyZWF0ZVNlc3Npb25SZXF1ZXN0EhcKBG5hbWUYASABKAlCCbpIBnIEEAEYZBIyCgZlbmdpbmUYAiABKA4yFi5zd2l0Y2hib2FyZC52MS5FbmdpbmVCCrpIB4IBBBgBGAISIAoObGFiZWxfc2VsZWN0b3IYAyABKAlCCLpIBXIDGPQDIkEKFUNyZWF0ZVNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbiIxChFHZXRTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASI+ChJHZXRTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlNlc3Npb24iiwEKE0xpc3RTZXNzaW9uc1JlcXVlc3QSHQoJcGFnZV9zaXplGAEgASgFQgq6SAcaBRjoBygAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEjcKBnN0YXR1cxgDIAEoDjIdLnN3aXRjaGJvYXJkLnYxLlNlc3Npb25TdGF0dXNCCLpIBYIBAhABIloKFExpc3RTZXNzaW9uc1Jlc3BvbnNlEikKCHNlc3Npb25zGAEgAygLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiMwoTU3RhcnRTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASJAChRTdGFydFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbiIyChJTdG9wU2Vzc2lvblJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQEiPwoTU3RvcFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbiI1ChVSZXN0YXJ0U2Vzc2lvblJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQEiQgoWUmVzdGFydFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbiI0ChRMb2dvdXRTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASJBChVMb2dvdXRTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlNlc3Npb24iNAoURGVsZXRlU2Vzc2lvblJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQEiFwoVRGVsZXRlU2Vzc2lvblJlc3BvbnNlIjAKEEdldFFyQ29kZVJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQEikgEKEUdldFFyQ29kZVJlc3BvbnNlEg8KB3BheWxvYWQYASABKAkSCwoDcG5nGAIgASgMEgsKA3N2ZxgDIAEoCRIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgFIAEoDRIQCgh0ZXJtaW5hbBgGIAEoCSJtChlSZXF1ZXN0UGFpcmluZ0NvZGVSZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEjIKDHBob25lX251bWJlchgCIAEoCUIcukgZchcyFV5cKz9bMS05XVswLTldezYsMTR9JCJaChpSZXF1ZXN0UGFpcmluZ0NvZGVSZXNwb25zZRIMCgRjb2RlGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIjMKE1dhdGNoU2Vzc2lvblJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQEiaQoUV2F0Y2hTZXNzaW9uUmVzcG9uc2USKAoHc2Vzc2lvbhgBIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlNlc3Npb24SJwoHcXJfY29kZRgCIAEoCzIWLnN3aXRjaGJvYXJkLnYxLlFyQ29kZSJbCgZRckNvZGUSDwoHcGF5bG9hZBgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzZXF1ZW5jZRgDIAEoDSr2AQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlNFU1NJT05fU1RBVFVTX1NUT1BQRUQQARIaChZTRVNTSU9OX1NUQVRVU19QRU5ESU5HEAISGwoXU0VTU0lPTl9TVEFUVVNfU1RBUlRJTkcQAxIaChZTRVNTSU9OX1NUQVRVU19TQ0FOX1FSEAQSGgoWU0VTU0lPTl9TVEFUVVNfV09SS0lORxAFEhkKFVNFU1NJT05fU1RBVFVTX0ZBSUxFRBAGEh0KGVNFU1NJT05fU1RBVFVTX0xPR0dFRF9PVVQQBzKKCAoOU2Vzc2lvblNlcnZpY2USXAoNQ3JlYXRlU2Vzc2lvbhIkLnN3aXRjaGJvYXJkLnYxLkNyZWF0ZVNlc3Npb25SZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuQ3JlYXRlU2Vzc2lvblJlc3BvbnNlElMKCkdldFNlc3Npb24SIS5zd2l0Y2hib2FyZC52MS5HZXRTZXNzaW9uUmVxdWVzdBoiLnN3aXRjaGJvYXJkLnYxLkdldFNlc3Npb25SZXNwb25zZRJZCgxMaXN0U2Vzc2lvbnMSIy5zd2l0Y2hib2FyZC52MS5MaXN0U2Vzc2lvbnNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdFNlc3Npb25zUmVzcG9uc2USWQoMU3RhcnRTZXNzaW9uEiMuc3dpdGNoYm9hcmQudjEuU3RhcnRTZXNzaW9uUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLlN0YXJ0U2Vzc2lvblJlc3BvbnNlElYKC1N0b3BTZXNzaW9uEiIuc3dpdGNoYm9hcmQudjEuU3RvcFNlc3Npb25SZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuU3RvcFNlc3Npb25SZXNwb25zZRJfCg5SZXN0YXJ0U2Vzc2lvbhIlLnN3aXRjaGJvYXJkLnYxLlJlc3RhcnRTZXNzaW9uUmVxdWVzdBomLnN3aXRjaGJvYXJkLnYxLlJlc3RhcnRTZXNzaW9uUmVzcG9uc2USXAoNTG9nb3V0U2Vzc2lvbhIkLnN3aXRjaGJvYXJkLnYxLkxvZ291dFNlc3Npb25SZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuTG9nb3V0U2Vzc2lvblJlc3BvbnNlElwKDURlbGV0ZVNlc3Npb24SJC5zd2l0Y2hib2FyZC52MS5EZWxldGVTZXNzaW9uUmVxdWVzdBolLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZVNlc3Npb25SZXNwb25zZRJQCglHZXRRckNvZGUSIC5zd2l0Y2hib2FyZC52MS5HZXRRckNvZGVSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuR2V0UXJDb2RlUmVzcG9uc2USawoSUmVxdWVzdFBhaXJpbmdDb2RlEikuc3dpdGNoYm9hcmQudjEuUmVxdWVzdFBhaXJpbmdDb2RlUmVxdWVzdBoqLnN3aXRjaGJvYXJkLnYxLlJlcXVlc3RQYWlyaW5nQ29kZVJlc3BvbnNlElsKDFdhdGNoU2Vzc2lvbhIjLnN3aXRjaGJvYXJkLnYxLldhdGNoU2Vzc2lvblJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5XYXRjaFNlc3Npb25SZXNwb25zZTABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chxzd2l0Y2hib2FyZC92MS9zZXNzaW9uLnByb3RvEg5zd2l0Y2hib2FyZC52MSJFCg1MaW5rZWRBY2NvdW50EgsKA2ppZBgBIAEoCRIUCgxwaG9uZV9udW1iZXIYAiABKAkSEQoJcHVzaF9uYW1lGAMgASgJIokDCgdTZXNzaW9uEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSJgoGZW5naW5lGAMgASgOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEi0KBnN0YXR1cxgEIAEoDjIdLnN3aXRjaGJvYXJkLnYxLlNlc3Npb25TdGF0dXMSFQoNc3RhdHVzX3JlYXNvbhgFIAEoCRIWCg5sYWJlbF9zZWxlY3RvchgGIAEoCRIRCgl3b3JrZXJfaWQYByABKAkSDQoFZXBvY2gYCCABKAQSLgoHYWNjb3VudBgJIAEoCzIdLnN3aXRjaGJvYXJkLnYxLkxpbmtlZEFjY291bnQSLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoKYWZmaW5pdGllcxgMIAMoCzIYLnN3aXRjaGJvYXJkLnYxLkFmZmluaXR5Ir0BChRDcmVhdGVTZXNzaW9uUmVxdWVzdBIXCgRuYW1lGAEgASgJQgm6SAZyBBABGGQSMgoGZW5naW5lGAIgASgOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lQgq6SAeCAQQYARgCEiAKDmxhYmVsX3NlbGVjdG9yGAMgASgJQgi6SAVyAxj0AxI2CgphZmZpbml0aWVzGAQgAygLMhguc3dpdGNoYm9hcmQudjEuQWZmaW5pdHlCCLpIBZIBAhAKIlQKCEFmZmluaXR5EiIKDmxhYmVsX3NlbGVjdG9yGAEgASgJQgq6SAdyBRABGMgBEiQKBndlaWdodBgCIAEoBUIUukgRGg84ABhkKJz//////////wEiQQoVQ3JlYXRlU2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5zd2l0Y2hib2FyZC52MS5TZXNzaW9uIjEKEUdldFNlc3Npb25SZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBIj4KEkdldFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbiKLAQoTTGlzdFNlc3Npb25zUmVxdWVzdBIdCglwYWdlX3NpemUYASABKAVCCrpIBxoFGOgHKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQSNwoGc3RhdHVzGAMgASgOMh0uc3dpdGNoYm9hcmQudjEuU2Vzc2lvblN0YXR1c0IIukgFggECEAEiWgoUTGlzdFNlc3Npb25zUmVzcG9uc2USKQoIc2Vzc2lvbnMYASADKAsyFy5zd2l0Y2hib2FyZC52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIzChNTdGFydFNlc3Npb25SZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBIkAKFFN0YXJ0U2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5zd2l0Y2hib2FyZC52MS5TZXNzaW9uIjIKElN0b3BTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASI/ChNTdG9wU2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5zd2l0Y2hib2FyZC52MS5TZXNzaW9uIjUKFVJlc3RhcnRTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASJCChZSZXN0YXJ0U2Vzc2lvblJlc3BvbnNlEigKB3Nlc3Npb24YASABKAsyFy5zd2l0Y2hib2FyZC52MS5TZXNzaW9uIjQKFExvZ291dFNlc3Npb25SZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBIkEKFUxvZ291dFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbiI0ChREZWxldGVTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASIXChVEZWxldGVTZXNzaW9uUmVzcG9uc2UiMAoQR2V0UXJDb2RlUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASKSAQoRR2V0UXJDb2RlUmVzcG9uc2USDwoHcGF5bG9hZBgBIAEoCRILCgNwbmcYAiABKAwSCwoDc3ZnGAMgASgJEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAUgASgNEhAKCHRlcm1pbmFsGAYgASgJIm0KGVJlcXVlc3RQYWlyaW5nQ29kZVJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESMgoMcGhvbmVfbnVtYmVyGAIgASgJQhy6SBlyFzIVXlwrP1sxLTldWzAtOV17NiwxNH0kIloKGlJlcXVlc3RQYWlyaW5nQ29kZVJlc3BvbnNlEgwKBGNvZGUYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiMwoTV2F0Y2hTZXNzaW9uUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABASJpChRXYXRjaFNlc3Npb25SZXNwb25zZRIoCgdzZXNzaW9uGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuU2Vzc2lvbhInCgdxcl9jb2RlGAIgASgLMhYuc3dpdGNoYm9hcmQudjEuUXJDb2RlIlsKBlFyQ29kZRIPCgdwYXlsb2FkGAEgASgJEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNlcXVlbmNlGAMgASgNKvYBCg1TZXNzaW9uU3RhdHVzEh4KGlNFU1NJT05fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGgoWU0VTU0lPTl9TVEFUVVNfU1RPUFBFRBABEhoKFlNFU1NJT05fU1RBVFVTX1BFTkRJTkcQAhIbChdTRVNTSU9OX1NUQVRVU19TVEFSVElORxADEhoKFlNFU1NJT05fU1RBVFVTX1NDQU5fUVIQBBIaChZTRVNTSU9OX1NUQVRVU19XT1JLSU5HEAUSGQoVU0VTU0lPTl9TVEFUVVNfRkFJTEVEEAYSHQoZU0VTU0lPTl9TVEFUVVNfTE9HR0VEX09VVBAHMooICg5TZXNzaW9uU2VydmljZRJcCg1DcmVhdGVTZXNzaW9uEiQuc3dpdGNoYm9hcmQudjEuQ3JlYXRlU2Vzc2lvblJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5DcmVhdGVTZXNzaW9uUmVzcG9uc2USUwoKR2V0U2Vzc2lvbhIhLnN3aXRjaGJvYXJkLnYxLkdldFNlc3Npb25SZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuR2V0U2Vzc2lvblJlc3BvbnNlElkKDExpc3RTZXNzaW9ucxIjLnN3aXRjaGJvYXJkLnYxLkxpc3RTZXNzaW9uc1JlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5MaXN0U2Vzc2lvbnNSZXNwb25zZRJZCgxTdGFydFNlc3Npb24SIy5zd2l0Y2hib2FyZC52MS5TdGFydFNlc3Npb25SZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuU3RhcnRTZXNzaW9uUmVzcG9uc2USVgoLU3RvcFNlc3Npb24SIi5zd2l0Y2hib2FyZC52MS5TdG9wU2Vzc2lvblJlcXVlc3QaIy5zd2l0Y2hib2FyZC52MS5TdG9wU2Vzc2lvblJlc3BvbnNlEl8KDlJlc3RhcnRTZXNzaW9uEiUuc3dpdGNoYm9hcmQudjEuUmVzdGFydFNlc3Npb25SZXF1ZXN0GiYuc3dpdGNoYm9hcmQudjEuUmVzdGFydFNlc3Npb25SZXNwb25zZRJcCg1Mb2dvdXRTZXNzaW9uEiQuc3dpdGNoYm9hcmQudjEuTG9nb3V0U2Vzc2lvblJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5Mb2dvdXRTZXNzaW9uUmVzcG9uc2USXAoNRGVsZXRlU2Vzc2lvbhIkLnN3aXRjaGJvYXJkLnYxLkRlbGV0ZVNlc3Npb25SZXF1ZXN0GiUuc3dpdGNoYm9hcmQudjEuRGVsZXRlU2Vzc2lvblJlc3BvbnNlElAKCUdldFFyQ29kZRIgLnN3aXRjaGJvYXJkLnYxLkdldFFyQ29kZVJlcXVlc3QaIS5zd2l0Y2hib2FyZC52MS5HZXRRckNvZGVSZXNwb25zZRJrChJSZXF1ZXN0UGFpcmluZ0NvZGUSKS5zd2l0Y2hib2FyZC52MS5SZXF1ZXN0UGFpcmluZ0NvZGVSZXF1ZXN0Giouc3dpdGNoYm9hcmQudjEuUmVxdWVzdFBhaXJpbmdDb2RlUmVzcG9uc2USWwoMV2F0Y2hTZXNzaW9uEiMuc3dpdGNoYm9hcmQudjEuV2F0Y2hTZXNzaW9uUmVxdWVzdBokLnN3aXRjaGJvYXJkLnYxLldhdGNoU2Vzc2lvblJlc3BvbnNlMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * LinkedAccount is the WhatsApp account a session is linked to.
@@ -112,6 +112,11 @@ export type Session = Message<"switchboard.v1.Session"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 11;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: repeated switchboard.v1.Affinity affinities = 12;
+   */
+  affinities: Affinity[];
 };
 
 /**
@@ -143,6 +148,13 @@ export type CreateSessionRequest = Message<"switchboard.v1.CreateSessionRequest"
    * @generated from field: string label_selector = 3;
    */
   labelSelector: string;
+
+  /**
+   * Soft preferences: workers matching them score higher (or lower, with a negative weight).
+   *
+   * @generated from field: repeated switchboard.v1.Affinity affinities = 4;
+   */
+  affinities: Affinity[];
 };
 
 /**
@@ -151,6 +163,32 @@ export type CreateSessionRequest = Message<"switchboard.v1.CreateSessionRequest"
  */
 export const CreateSessionRequestSchema: GenMessage<CreateSessionRequest> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_session, 2);
+
+/**
+ * Affinity prefers (weight > 0) or avoids (weight < 0) workers matching a label selector.
+ *
+ * @generated from message switchboard.v1.Affinity
+ */
+export type Affinity = Message<"switchboard.v1.Affinity"> & {
+  /**
+   * @generated from field: string label_selector = 1;
+   */
+  labelSelector: string;
+
+  /**
+   * -100..100, not 0; only the ratios between a session's weights matter.
+   *
+   * @generated from field: int32 weight = 2;
+   */
+  weight: number;
+};
+
+/**
+ * Describes the message switchboard.v1.Affinity.
+ * Use `create(AffinitySchema)` to create a new message.
+ */
+export const AffinitySchema: GenMessage<Affinity> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_session, 3);
 
 /**
  * @generated from message switchboard.v1.CreateSessionResponse
@@ -167,7 +205,7 @@ export type CreateSessionResponse = Message<"switchboard.v1.CreateSessionRespons
  * Use `create(CreateSessionResponseSchema)` to create a new message.
  */
 export const CreateSessionResponseSchema: GenMessage<CreateSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 3);
+  messageDesc(file_switchboard_v1_session, 4);
 
 /**
  * @generated from message switchboard.v1.GetSessionRequest
@@ -184,7 +222,7 @@ export type GetSessionRequest = Message<"switchboard.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 4);
+  messageDesc(file_switchboard_v1_session, 5);
 
 /**
  * @generated from message switchboard.v1.GetSessionResponse
@@ -201,7 +239,7 @@ export type GetSessionResponse = Message<"switchboard.v1.GetSessionResponse"> & 
  * Use `create(GetSessionResponseSchema)` to create a new message.
  */
 export const GetSessionResponseSchema: GenMessage<GetSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 5);
+  messageDesc(file_switchboard_v1_session, 6);
 
 /**
  * @generated from message switchboard.v1.ListSessionsRequest
@@ -230,7 +268,7 @@ export type ListSessionsRequest = Message<"switchboard.v1.ListSessionsRequest"> 
  * Use `create(ListSessionsRequestSchema)` to create a new message.
  */
 export const ListSessionsRequestSchema: GenMessage<ListSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 6);
+  messageDesc(file_switchboard_v1_session, 7);
 
 /**
  * @generated from message switchboard.v1.ListSessionsResponse
@@ -252,7 +290,7 @@ export type ListSessionsResponse = Message<"switchboard.v1.ListSessionsResponse"
  * Use `create(ListSessionsResponseSchema)` to create a new message.
  */
 export const ListSessionsResponseSchema: GenMessage<ListSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 7);
+  messageDesc(file_switchboard_v1_session, 8);
 
 /**
  * @generated from message switchboard.v1.StartSessionRequest
@@ -269,7 +307,7 @@ export type StartSessionRequest = Message<"switchboard.v1.StartSessionRequest"> 
  * Use `create(StartSessionRequestSchema)` to create a new message.
  */
 export const StartSessionRequestSchema: GenMessage<StartSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 8);
+  messageDesc(file_switchboard_v1_session, 9);
 
 /**
  * @generated from message switchboard.v1.StartSessionResponse
@@ -286,7 +324,7 @@ export type StartSessionResponse = Message<"switchboard.v1.StartSessionResponse"
  * Use `create(StartSessionResponseSchema)` to create a new message.
  */
 export const StartSessionResponseSchema: GenMessage<StartSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 9);
+  messageDesc(file_switchboard_v1_session, 10);
 
 /**
  * @generated from message switchboard.v1.StopSessionRequest
@@ -303,7 +341,7 @@ export type StopSessionRequest = Message<"switchboard.v1.StopSessionRequest"> & 
  * Use `create(StopSessionRequestSchema)` to create a new message.
  */
 export const StopSessionRequestSchema: GenMessage<StopSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 10);
+  messageDesc(file_switchboard_v1_session, 11);
 
 /**
  * @generated from message switchboard.v1.StopSessionResponse
@@ -320,7 +358,7 @@ export type StopSessionResponse = Message<"switchboard.v1.StopSessionResponse"> 
  * Use `create(StopSessionResponseSchema)` to create a new message.
  */
 export const StopSessionResponseSchema: GenMessage<StopSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 11);
+  messageDesc(file_switchboard_v1_session, 12);
 
 /**
  * @generated from message switchboard.v1.RestartSessionRequest
@@ -337,7 +375,7 @@ export type RestartSessionRequest = Message<"switchboard.v1.RestartSessionReques
  * Use `create(RestartSessionRequestSchema)` to create a new message.
  */
 export const RestartSessionRequestSchema: GenMessage<RestartSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 12);
+  messageDesc(file_switchboard_v1_session, 13);
 
 /**
  * @generated from message switchboard.v1.RestartSessionResponse
@@ -354,7 +392,7 @@ export type RestartSessionResponse = Message<"switchboard.v1.RestartSessionRespo
  * Use `create(RestartSessionResponseSchema)` to create a new message.
  */
 export const RestartSessionResponseSchema: GenMessage<RestartSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 13);
+  messageDesc(file_switchboard_v1_session, 14);
 
 /**
  * @generated from message switchboard.v1.LogoutSessionRequest
@@ -371,7 +409,7 @@ export type LogoutSessionRequest = Message<"switchboard.v1.LogoutSessionRequest"
  * Use `create(LogoutSessionRequestSchema)` to create a new message.
  */
 export const LogoutSessionRequestSchema: GenMessage<LogoutSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 14);
+  messageDesc(file_switchboard_v1_session, 15);
 
 /**
  * @generated from message switchboard.v1.LogoutSessionResponse
@@ -388,7 +426,7 @@ export type LogoutSessionResponse = Message<"switchboard.v1.LogoutSessionRespons
  * Use `create(LogoutSessionResponseSchema)` to create a new message.
  */
 export const LogoutSessionResponseSchema: GenMessage<LogoutSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 15);
+  messageDesc(file_switchboard_v1_session, 16);
 
 /**
  * @generated from message switchboard.v1.DeleteSessionRequest
@@ -405,7 +443,7 @@ export type DeleteSessionRequest = Message<"switchboard.v1.DeleteSessionRequest"
  * Use `create(DeleteSessionRequestSchema)` to create a new message.
  */
 export const DeleteSessionRequestSchema: GenMessage<DeleteSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 16);
+  messageDesc(file_switchboard_v1_session, 17);
 
 /**
  * @generated from message switchboard.v1.DeleteSessionResponse
@@ -418,7 +456,7 @@ export type DeleteSessionResponse = Message<"switchboard.v1.DeleteSessionRespons
  * Use `create(DeleteSessionResponseSchema)` to create a new message.
  */
 export const DeleteSessionResponseSchema: GenMessage<DeleteSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 17);
+  messageDesc(file_switchboard_v1_session, 18);
 
 /**
  * @generated from message switchboard.v1.GetQrCodeRequest
@@ -435,7 +473,7 @@ export type GetQrCodeRequest = Message<"switchboard.v1.GetQrCodeRequest"> & {
  * Use `create(GetQrCodeRequestSchema)` to create a new message.
  */
 export const GetQrCodeRequestSchema: GenMessage<GetQrCodeRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 18);
+  messageDesc(file_switchboard_v1_session, 19);
 
 /**
  * @generated from message switchboard.v1.GetQrCodeResponse
@@ -483,7 +521,7 @@ export type GetQrCodeResponse = Message<"switchboard.v1.GetQrCodeResponse"> & {
  * Use `create(GetQrCodeResponseSchema)` to create a new message.
  */
 export const GetQrCodeResponseSchema: GenMessage<GetQrCodeResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 19);
+  messageDesc(file_switchboard_v1_session, 20);
 
 /**
  * @generated from message switchboard.v1.RequestPairingCodeRequest
@@ -507,7 +545,7 @@ export type RequestPairingCodeRequest = Message<"switchboard.v1.RequestPairingCo
  * Use `create(RequestPairingCodeRequestSchema)` to create a new message.
  */
 export const RequestPairingCodeRequestSchema: GenMessage<RequestPairingCodeRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 20);
+  messageDesc(file_switchboard_v1_session, 21);
 
 /**
  * @generated from message switchboard.v1.RequestPairingCodeResponse
@@ -531,7 +569,7 @@ export type RequestPairingCodeResponse = Message<"switchboard.v1.RequestPairingC
  * Use `create(RequestPairingCodeResponseSchema)` to create a new message.
  */
 export const RequestPairingCodeResponseSchema: GenMessage<RequestPairingCodeResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 21);
+  messageDesc(file_switchboard_v1_session, 22);
 
 /**
  * @generated from message switchboard.v1.WatchSessionRequest
@@ -548,7 +586,7 @@ export type WatchSessionRequest = Message<"switchboard.v1.WatchSessionRequest"> 
  * Use `create(WatchSessionRequestSchema)` to create a new message.
  */
 export const WatchSessionRequestSchema: GenMessage<WatchSessionRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 22);
+  messageDesc(file_switchboard_v1_session, 23);
 
 /**
  * @generated from message switchboard.v1.WatchSessionResponse
@@ -574,7 +612,7 @@ export type WatchSessionResponse = Message<"switchboard.v1.WatchSessionResponse"
  * Use `create(WatchSessionResponseSchema)` to create a new message.
  */
 export const WatchSessionResponseSchema: GenMessage<WatchSessionResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 23);
+  messageDesc(file_switchboard_v1_session, 24);
 
 /**
  * QrCode is a QR code as streamed by WatchSession.
@@ -603,7 +641,7 @@ export type QrCode = Message<"switchboard.v1.QrCode"> & {
  * Use `create(QrCodeSchema)` to create a new message.
  */
 export const QrCodeSchema: GenMessage<QrCode> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_session, 24);
+  messageDesc(file_switchboard_v1_session, 25);
 
 /**
  * SessionStatus is where a session is in its life (see src/sessions/session.state.ts).

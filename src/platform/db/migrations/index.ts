@@ -5,6 +5,7 @@ import { Migration20261125020000WorkerLifecycle } from './Migration2026112502000
 import { Migration20261126000000PlatformSetting } from './Migration20261126000000PlatformSetting.js';
 import { Migration20261126010000WorkerMetricsRollup } from './Migration20261126010000WorkerMetricsRollup.js';
 import { Migration20261126020000Sessions } from './Migration20261126020000Sessions.js';
+import { Migration20261126030000SessionAffinities } from './Migration20261126030000SessionAffinities.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -17,4 +18,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126000000PlatformSetting', class: Migration20261126000000PlatformSetting },
   { name: 'Migration20261126010000WorkerMetricsRollup', class: Migration20261126010000WorkerMetricsRollup },
   { name: 'Migration20261126020000Sessions', class: Migration20261126020000Sessions },
+  { name: 'Migration20261126030000SessionAffinities', class: Migration20261126030000SessionAffinities },
 ];
