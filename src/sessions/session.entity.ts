@@ -34,6 +34,10 @@ export class Session {
   qrSequence!: number;
   /** Queue order for placement while PENDING. */
   pendingSince!: Date | null;
+  /** Attempts in a row that ended without connecting (reset once WORKING or by the tenant). */
+  failedAttempts!: number;
+  /** Not placed before this (backoff after failed attempts); null means at once. */
+  placeAfter!: Date | null;
   createdAt!: Date;
   updatedAt!: Date;
 }
@@ -57,6 +61,8 @@ export const SessionSchema = new EntitySchema<Session>({
     qrExpiresAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     qrSequence: { type: 'integer', default: 0 },
     pendingSince: { type: 'datetime', columnType: 'timestamptz', nullable: true },
+    failedAttempts: { type: 'integer', default: 0 },
+    placeAfter: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     createdAt: { type: 'datetime', columnType: 'timestamptz' },
     updatedAt: { type: 'datetime', columnType: 'timestamptz' },
   },

@@ -77,10 +77,10 @@ export class SessionRepository {
   }
 
   /** PENDING sessions in queue order, locked; others placing at the same time skip them. */
-  async lockPending(limit: number): Promise<Session[]> {
+  async lockPending(limit: number, now: Date): Promise<Session[]> {
     return this.em.find(
       Session,
-      { status: 'PENDING' },
+      { status: 'PENDING', $or: [{ placeAfter: null }, { placeAfter: { $lte: now } }] },
       { orderBy: { pendingSince: 'asc', id: 'asc' }, limit, lockMode: LockMode.PESSIMISTIC_PARTIAL_WRITE },
     );
   }

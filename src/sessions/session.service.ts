@@ -145,6 +145,8 @@ export class SessionService {
         affinities: input.affinities.map((a) => ({ labelSelector: a.labelSelector.trim(), weight: a.weight })),
         workerId: null,
         epoch: 1,
+        failedAttempts: 0,
+        placeAfter: null,
         account: null,
         qrPayload: null,
         qrExpiresAt: null,
@@ -209,6 +211,9 @@ export class SessionService {
       const locked = await repository.lockForTenant(tenantId, id);
       const plan = planSessionCommand(standingOf(locked, await repository.hasAuthState(id)), command);
       applyStanding(locked, plan.next, now);
+      // The tenant asked again: start afresh, without the backoff of earlier failures.
+      locked.failedAttempts = 0;
+      locked.placeAfter = null;
       for (const effect of plan.effects) {
         if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(id);
         if (effect.kind === 'deleteSession') tx.remove(locked);
@@ -449,11 +454,20 @@ export class SessionService {
           case 'connected':
             if (lifecycle({ kind: 'engineConnected', ...stamp })) {
               session.account = { jid: event.jid, phoneNumber: event.phoneNumber, pushName: event.pushName };
+              session.failedAttempts = 0;
+              session.placeAfter = null;
             }
             break;
           case 'ended': {
             const reason = END_REASONS.find((r) => r === event.reason) ?? 'CONNECTION_LOST';
-            lifecycle({ kind: 'engineEnded', ...stamp, reason, detail: event.detail });
+            if (lifecycle({ kind: 'engineEnded', ...stamp, reason, detail: event.detail })) {
+              if (reason === 'CONNECTION_LOST' && session.status === 'PENDING') {
+                // A session that keeps failing must not hammer WhatsApp (or the fleet) in a tight loop.
+                session.failedAttempts += 1;
+                session.placeAfter = new Date(now.getTime() + retryDelayMs(session.failedAttempts));
+                session.statusReason = `${session.statusReason} (attempt ${session.failedAttempts} failed: ${event.detail || 'connection lost'})`;
+              }
+            }
             break;
           }
           case 'authCheckpoint':
@@ -753,7 +767,7 @@ export class SessionService {
     const now = this.resources.clock.now();
     const assignments = await this.resources.orm.em.fork().transactional(async (tx) => {
       const repository = new SessionRepository(tx);
-      const pending = await repository.lockPending(PLACEMENT_BATCH);
+      const pending = await repository.lockPending(PLACEMENT_BATCH, now);
       if (pending.length === 0) return [];
       const maintenance = await this.deps.maintenance.current(tx);
       // Offline workers too, so "nothing fits" can say they exist but are down.
@@ -987,4 +1001,10 @@ function sessionFromSnapshot(snapshot: SessionSnapshot): Session {
     createdAt: new Date(snapshot.createdAt),
     updatedAt: new Date(snapshot.updatedAt),
   });
+}
+
+/** Backoff before placing a session again after its n-th failed attempt in a row: 1 s doubling to 5 min, equal jitter. */
+export function retryDelayMs(failedAttempts: number): number {
+  const ceiling = Math.min(5 * 60_000, 1000 * 2 ** Math.max(0, failedAttempts - 1));
+  return ceiling / 2 + Math.random() * (ceiling / 2);
 }

@@ -6,6 +6,7 @@ import { Migration20261126000000PlatformSetting } from './Migration2026112600000
 import { Migration20261126010000WorkerMetricsRollup } from './Migration20261126010000WorkerMetricsRollup.js';
 import { Migration20261126020000Sessions } from './Migration20261126020000Sessions.js';
 import { Migration20261126030000SessionAffinities } from './Migration20261126030000SessionAffinities.js';
+import { Migration20261126040000SessionRetryBackoff } from './Migration20261126040000SessionRetryBackoff.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -19,4 +20,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126010000WorkerMetricsRollup', class: Migration20261126010000WorkerMetricsRollup },
   { name: 'Migration20261126020000Sessions', class: Migration20261126020000Sessions },
   { name: 'Migration20261126030000SessionAffinities', class: Migration20261126030000SessionAffinities },
+  { name: 'Migration20261126040000SessionRetryBackoff', class: Migration20261126040000SessionRetryBackoff },
 ];
