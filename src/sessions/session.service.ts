@@ -519,23 +519,14 @@ export class SessionService {
       const em = this.resources.orm.em.fork();
       const assigned = await new SessionRepository(em).assignedTo(workerId);
       const heldEpochs = new Map(held.map((h) => [h.sessionId, Number(h.epoch)]));
-      const now = this.resources.clock.now();
       for (const session of assigned) {
         if (heldEpochs.get(session.id) === session.epoch) continue;
         // Placed here (or reported by the worker) after its Hello: the Hello could not list it.
         if (session.updatedAt > helloAt) continue;
+        // The epoch the worker should have held: a newer assignment meanwhile makes this stale.
         const { epoch } = session;
-        const applied = await em.fork().transactional(async (tx) => {
-          const locked = await new SessionRepository(tx).lock(session.id);
-          if (!locked) return undefined;
-          const outcome = applySessionEvent(standingOf(locked, false), { kind: 'released', epoch, workerId });
-          if (outcome.outcome === 'stale') return undefined;
-          applyStanding(locked, outcome.next, now);
-          return locked;
-        });
-        if (applied) {
+        if (await this.applySystemEvent(session.id, () => ({ kind: 'released', epoch, workerId }))) {
           this.log.info({ sessionId: session.id, workerId }, 'worker no longer runs the session; placing it again');
-          await this.announce(applied);
         }
       }
       const rightful = new Map(assigned.map((s) => [s.id, s.epoch]));
@@ -635,32 +626,35 @@ export class SessionService {
   }
 
   /**
+   * Applies a fleet or reconciliation event to one session under its row
+   * lock (the event is built from the epoch read under the lock), then
+   * tells watchers and carries out the effects. Returns whether it applied.
+   */
+  private async applySystemEvent(sessionId: string, eventFor: (epoch: number) => SessionEvent): Promise<boolean> {
+    const now = this.resources.clock.now();
+    const planned = await this.resources.orm.em.fork().transactional(async (tx) => {
+      const session = await new SessionRepository(tx).lock(sessionId);
+      if (!session) return undefined;
+      const applied = applySessionEvent(standingOf(session, false), eventFor(session.epoch));
+      if (applied.outcome === 'stale') return undefined;
+      applyStanding(session, applied.next, now);
+      return { session, effects: applied.effects };
+    });
+    if (!planned) return false;
+    await this.announce(planned.session);
+    await this.afterCommit(planned.session, planned.effects);
+    return true;
+  }
+
+  /**
    * The worker is draining (an operator, or its own SIGTERM): each of its
    * sessions is stopped there first and placed elsewhere once the worker
    * reports it stopped, so an account never runs on two workers at once.
    */
   private async workerDraining(workerId: string): Promise<void> {
-    const em = this.resources.orm.em.fork();
-    const sessions = await new SessionRepository(em).assignedTo(workerId);
-    const now = this.resources.clock.now();
+    const sessions = await new SessionRepository(this.resources.orm.em.fork()).assignedTo(workerId);
     for (const { id } of sessions) {
-      const planned = await em.fork().transactional(async (tx) => {
-        const session = await new SessionRepository(tx).lock(id);
-        if (!session) return undefined;
-        const applied = applySessionEvent(standingOf(session, false), {
-          kind: 'workerLost',
-          epoch: session.epoch,
-          workerId,
-          cause: 'DRAINED',
-        });
-        if (applied.outcome === 'stale') return undefined;
-        applyStanding(session, applied.next, now);
-        return { session, effects: applied.effects };
-      });
-      if (planned) {
-        await this.announce(planned.session);
-        await this.afterCommit(planned.session, planned.effects);
-      }
+      await this.applySystemEvent(id, (epoch) => ({ kind: 'workerLost', epoch, workerId, cause: 'DRAINED' }));
     }
     if (sessions.length > 0)
       this.log.info({ workerId, sessions: sessions.length }, 'moving sessions off a draining worker');
@@ -678,22 +672,8 @@ export class SessionService {
       return;
     }
     const sessions = await new SessionRepository(em).assignedTo(workerId);
-    const now = this.resources.clock.now();
     for (const { id } of sessions) {
-      const outcome = await em.fork().transactional(async (tx) => {
-        const session = await new SessionRepository(tx).lock(id);
-        if (!session) return undefined;
-        const applied = applySessionEvent(standingOf(session, false), {
-          kind: 'workerLost',
-          epoch: session.epoch,
-          workerId,
-          cause: 'FAILED',
-        });
-        if (applied.outcome === 'stale') return undefined;
-        applyStanding(session, applied.next, now);
-        return session;
-      });
-      if (outcome) await this.announce(outcome);
+      await this.applySystemEvent(id, (epoch) => ({ kind: 'workerLost', epoch, workerId, cause: 'FAILED' }));
     }
     if (sessions.length > 0) {
       this.log.info({ workerId, why, sessions: sessions.length }, 'placing the sessions of a lost worker again');
