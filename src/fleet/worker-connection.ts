@@ -9,6 +9,9 @@ import type { ControlEnvelope } from './fleet.types.js';
  */
 export type ConnectionState = 'open' | 'live' | 'closing' | 'closed';
 
+/** The reason recorded when an agent ended its stream itself (said goodbye): it stopped its work first. */
+export const CLEAN_CLOSE_REASON = 'stream closed by agent';
+
 /** How a stream ended, which decides the worker's status (see FleetService.disconnect). */
 export type DisconnectOutcome = 'clean' | 'lost' | 'expired' | 'rebalance';
 

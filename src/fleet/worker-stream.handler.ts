@@ -14,7 +14,7 @@ import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent 
 import type { Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { engineToProto } from './fleet.mapping.js';
-import type { DisconnectOutcome } from './worker-connection.js';
+import { CLEAN_CLOSE_REASON, type DisconnectOutcome } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
 
 /** Session events queued on one stream beyond which its read loop reads on only as they are applied. */
@@ -33,7 +33,7 @@ export function createWorkerServiceHandler(
   return {
     async *connect(requests: AsyncIterable<AgentMessage>, ctx: HandlerContext): AsyncIterable<ControlMessage> {
       const connection = fleet.openConnection(ctx.values.get(peerKey));
-      let endReason = 'stream closed by agent';
+      let endReason = CLEAN_CLOSE_REASON;
       let outcome: DisconnectOutcome = 'clean';
       const endWith = (error: unknown) => {
         if (error instanceof DomainError) {

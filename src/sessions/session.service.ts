@@ -5,6 +5,7 @@ import type { FleetService } from '../fleet/fleet.service.js';
 import type { CommandResult, RequestAction, RequestResult, WorkerSessionEvent } from '../fleet/fleet.types.js';
 import type { MaintenanceService } from '../fleet/maintenance.service.js';
 import type { WorkerEvent } from '../fleet/worker-event.entity.js';
+import { CLEAN_CLOSE_REASON } from '../fleet/worker-connection.js';
 import { Worker, type EngineKind } from '../fleet/worker.entity.js';
 import { parseLabelSelector } from '../fleet/worker.state.js';
 import { requireTenant } from '../identity/api-key.service.js';
@@ -612,7 +613,7 @@ export class SessionService {
         case 'OFFLINE':
           // A clean goodbye means the agent stopped its sessions; a lost
           // connection waits for FAILED (the worker may come back within the grace).
-          if (event.reason === 'stream closed by agent') await this.workerLost(event.workerId, 'OFFLINE');
+          if (event.reason === CLEAN_CLOSE_REASON) await this.workerLost(event.workerId, 'OFFLINE');
           return;
         case 'DRAINING':
           await this.workerDraining(event.workerId);
