@@ -174,7 +174,10 @@ describe('sandbox engine: pairing by QR code', () => {
     const current = lastQr(events).payload;
 
     expect(errorCode(() => session.controls.scanQr(first, PHONE))).toBe('QR_EXPIRED');
-    expect(errorCode(() => session.controls.scanQr(current.replace(/^2@./, '2@x'), PHONE))).toBe('QR_UNKNOWN');
+    // A code it never showed: the current one with its ref changed (to a character it does not already have).
+    const forged = current.replace(/^2@(.)/, (_match, c: string) => `2@${c === 'x' ? 'y' : 'x'}`);
+    expect(forged).not.toBe(current);
+    expect(errorCode(() => session.controls.scanQr(forged, PHONE))).toBe('QR_UNKNOWN');
     expect(errorCode(() => session.controls.scanQr('not a qr code', PHONE))).toBe('QR_UNKNOWN');
     expect(errorCode(() => session.controls.scanQr(current, { phoneNumber: '555-1234' }))).toBe('INVALID_PHONE_NUMBER');
     expect(session.state).toBe('pairing');
