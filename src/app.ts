@@ -1,4 +1,5 @@
 import { setMaxListeners } from 'node:events';
+import type { JsonReadOptions, JsonWriteOptions } from '@bufbuild/protobuf';
 import { createContextValues, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
 import { AdminService } from '../gen/switchboard/v1/admin_pb.js';
@@ -13,6 +14,7 @@ import { ReassignmentHoldService } from './fleet/reassignment-hold.service.js';
 import { MaintenanceService } from './fleet/maintenance.service.js';
 import { createWorkerServiceHandler } from './fleet/worker-stream.handler.js';
 import { systemClock, type Clock } from './platform/clock.js';
+import { systemScheduler, type Scheduler } from './platform/scheduler.js';
 import type { CoordinationStore } from './platform/coordination/coordination-store.js';
 import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
@@ -22,6 +24,7 @@ import type { Resources } from './platform/resources.js';
 import { originKey, peerKey } from './transport/context.js';
 import { createAuthInterceptor, type CredentialVerifier } from './transport/auth.interceptor.js';
 import { createValidationInterceptor } from './transport/validation.interceptor.js';
+import { createStreamGuardInterceptor } from './transport/stream-guard.interceptor.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
 import { createAuthHandler, createApiKeyHandler, createMemberHandler } from './identity/identity.handlers.js';
 import { createAuditHandler } from './audit/audit.handler.js';
@@ -34,6 +37,7 @@ import { createEntityManagerInterceptor, createObservabilityInterceptor } from '
 import { listen, type Listeners, type NodeHandlerFn } from './transport/listeners.js';
 import { createApiRegistry } from './transport/api-registry.js';
 import { registerReflection } from './transport/reflection.handler.js';
+import { reportRequestRefusals } from './transport/request-refusals.js';
 import { ServiceHealth } from './transport/service-health.js';
 import { SessionService as SessionServiceDesc } from '../gen/switchboard/v1/session_pb.js';
 import { MessageService as MessageServiceDesc } from '../gen/switchboard/v1/message_pb.js';
@@ -87,6 +91,9 @@ const SERVICES = [
 export interface AppOverrides {
   logger?: Logger;
   clock?: Clock;
+  /** Timers; pass the same ManualScheduler as `clock` to drive both in a test. */
+  scheduler?: Scheduler;
+  random?: () => number;
   authenticator?: CredentialVerifier;
 }
 
@@ -95,6 +102,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     overrides.logger ??
     createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'control-plane' });
   const clock = overrides.clock ?? systemClock;
+  const scheduler = overrides.scheduler ?? systemScheduler;
+  const random = overrides.random ?? Math.random;
   const log = logger.child({ replicaId: config.replicaId });
 
   const database = await openDatabase(databaseTarget(config), log);
@@ -109,7 +118,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     throw error;
   }
 
-  const resources: Resources = { orm: database.orm, store, clock, logger: log };
+  const resources: Resources = { orm: database.orm, store, clock, scheduler, random, logger: log };
   const identity = await createIdentity(config, resources);
   const fleet = new FleetService(
     resources,
@@ -174,6 +183,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     router.service(AuditService, createAuditHandler(identity.audit));
     registerHealth(router, health);
     registerReflection(router, registry, () => serviceNames);
+    reportRequestRefusals(router, log.child({ component: 'rpc' }));
   };
 
   const ready = async (): Promise<Record<string, string>> => {
@@ -198,11 +208,13 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     interceptors: [
       createObservabilityInterceptor(log.child({ component: 'rpc' })),
       createAuthInterceptor(overrides.authenticator ?? identity.authenticator, identity.rateLimits),
+      createStreamGuardInterceptor(identity.liveAccess, identity.streamLimits),
       createValidationInterceptor(),
       createEntityManagerInterceptor(database.orm),
     ],
     shutdownSignal: shutdown.signal,
     readMaxBytes: config.maxRequestBytes,
+    jsonOptions: STRICT_JSON,
     contextValues: (req) =>
       createContextValues()
         .set(peerKey, remoteAddress(req))
@@ -268,6 +280,19 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     },
   };
 }
+
+/**
+ * How request JSON is read. A misspelt field or an enum name we do not know
+ * is the caller's mistake to hear about (INVALID_ARGUMENT naming it), not
+ * something to ignore: ignored, it reads as "unset", and an unset filter
+ * matches everything. Invalid UTF-8 is refused rather than stored as U+FFFD.
+ * (`textDecoder` is read by Connect's JSON serialization, though its option
+ * type does not list it.)
+ */
+const STRICT_JSON: Partial<JsonReadOptions & JsonWriteOptions> & { textDecoder: InstanceType<typeof TextDecoder> } = {
+  ignoreUnknownFields: false,
+  textDecoder: new TextDecoder('utf-8', { fatal: true }),
+};
 
 type AnyRequest = Parameters<NodeHandlerFn>[0];
 type AnyResponse = Parameters<NodeHandlerFn>[1];

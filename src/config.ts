@@ -51,6 +51,23 @@ export interface Config {
   /** How long a tenant request (send a message) waits for the worker. */
   readonly requestTimeoutMs: number;
   readonly auth: AuthConfig;
+  readonly streams: StreamConfig;
+}
+
+/** Limits on server streams (WatchSession, WatchWorkers, health watch, reflection). */
+export interface StreamConfig {
+  /** Every stream ends after this long (UNAVAILABLE); clients reconnect with a fresh credential. */
+  readonly maxLifetimeMs: number;
+  /** A stream's caller is re-checked at least this often, besides on every invalidation. */
+  readonly recheckIntervalMs: number;
+  /** Concurrent streams per user or API key, by plan. */
+  readonly perCaller: { free: number; pro: number; enterprise: number };
+  /** Concurrent streams per tenant, by plan. */
+  readonly perTenant: { free: number; pro: number; enterprise: number };
+  /** Concurrent streams per client address without credentials. */
+  readonly anonymousPerIp: number;
+  /** A replica's stream slots expire this long after it stops renewing them (it died). */
+  readonly slotTtlMs: number;
 }
 
 /** Identity and access settings. */
@@ -172,6 +189,15 @@ const envSchema = z
     SESSION_QUOTA_PRO: count(50, 0, 1_000_000),
     SESSION_QUOTA_ENTERPRISE: count(1000, 0, 1_000_000),
     REQUEST_TIMEOUT_MS: milliseconds(15_000, 100),
+    STREAM_MAX_LIFETIME_MS: milliseconds(60 * MINUTE, 1000),
+    STREAM_RECHECK_INTERVAL_MS: milliseconds(MINUTE, 100),
+    STREAMS_PER_CALLER_FREE: count(10, 1, 1_000_000),
+    STREAMS_PER_CALLER_PRO: count(50, 1, 1_000_000),
+    STREAMS_PER_CALLER_ENTERPRISE: count(500, 1, 1_000_000),
+    STREAMS_PER_TENANT_FREE: count(25, 1, 1_000_000),
+    STREAMS_PER_TENANT_PRO: count(250, 1, 1_000_000),
+    STREAMS_PER_TENANT_ENTERPRISE: count(2500, 1, 1_000_000),
+    STREAMS_PER_IP_ANONYMOUS: count(20, 1, 1_000_000),
     BOOTSTRAP_JOIN_TOKEN: z
       .string()
       .regex(
@@ -287,6 +313,22 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
           ? { email: e.BOOTSTRAP_ADMIN_EMAIL, password: e.BOOTSTRAP_ADMIN_PASSWORD }
           : undefined,
       bootstrapJoinToken: e.BOOTSTRAP_JOIN_TOKEN,
+    },
+    streams: {
+      maxLifetimeMs: e.STREAM_MAX_LIFETIME_MS,
+      recheckIntervalMs: e.STREAM_RECHECK_INTERVAL_MS,
+      perCaller: {
+        free: e.STREAMS_PER_CALLER_FREE,
+        pro: e.STREAMS_PER_CALLER_PRO,
+        enterprise: e.STREAMS_PER_CALLER_ENTERPRISE,
+      },
+      perTenant: {
+        free: e.STREAMS_PER_TENANT_FREE,
+        pro: e.STREAMS_PER_TENANT_PRO,
+        enterprise: e.STREAMS_PER_TENANT_ENTERPRISE,
+      },
+      anonymousPerIp: e.STREAMS_PER_IP_ANONYMOUS,
+      slotTtlMs: 60_000,
     },
   };
 }

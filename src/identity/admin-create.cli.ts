@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { systemClock } from '../platform/clock.js';
+import { systemScheduler } from '../platform/scheduler.js';
 import { MemoryCoordinationStore } from '../platform/coordination/memory-store.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
 import { StartupError } from '../platform/errors.js';
@@ -31,7 +32,14 @@ async function main(): Promise<void> {
   try {
     await migrate(database, logger);
     const store = new MemoryCoordinationStore(systemClock);
-    const identity = await createIdentity(config, { orm: database.orm, store, clock: systemClock, logger });
+    const identity = await createIdentity(config, {
+      orm: database.orm,
+      store,
+      clock: systemClock,
+      scheduler: systemScheduler,
+      random: Math.random,
+      logger,
+    });
     const { user, created } = await identity.auth.ensurePlatformAdmin(database.orm.em.fork(), {
       email: values.email,
       password,

@@ -44,6 +44,8 @@ export class ApiKeyService {
     this.cache = new TtlCache(clock, options.cacheTtlMs, 50_000);
     invalidation.onInvalidate((event) => {
       if (event.apiKeyId) this.forget(event.apiKeyId);
+      // A tenant's plan or standing changed: every key's cached plan may be stale.
+      if (event.tenantId) this.cache.clear();
     });
   }
 
@@ -177,7 +179,14 @@ export class ApiKeyService {
     if (key.revokedAt) throw new DomainError('UNAUTHENTICATED', 'API key revoked');
     if (key.expiresAt && key.expiresAt <= now) throw new DomainError('UNAUTHENTICATED', 'API key expired');
     this.lastUsed.set(id, now);
-    return { kind: 'api-key', apiKeyId: id, tenantId: key.tenantId, role: key.role, plan: key.plan };
+    return {
+      kind: 'api-key',
+      apiKeyId: id,
+      tenantId: key.tenantId,
+      role: key.role,
+      plan: key.plan,
+      expiresAt: key.expiresAt,
+    };
   }
 
   private async lookup(id: string): Promise<CachedKey | null> {

@@ -1,11 +1,12 @@
 import type { CoordinationStore } from '../platform/coordination/coordination-store.js';
 import type { Logger } from '../platform/logger.js';
 
-/** Something cached about a credential changed: a user, a session or an API key. */
+/** Something cached about a credential changed: a user, a session, an API key or a whole tenant. */
 export interface InvalidationEvent {
   userId?: string;
   sessionId?: string;
   apiKeyId?: string;
+  tenantId?: string;
 }
 
 const CHANNEL = 'auth:invalidate';
@@ -39,8 +40,15 @@ export class AuthInvalidation {
     await this.unsubscribe?.();
   }
 
-  onInvalidate(handler: (event: InvalidationEvent) => void): void {
-    this.handlers.add(handler);
+  /**
+   * Calls `handler` on every invalidation, local or from another replica,
+   * in the order handlers were added (caches first, then the live calls that
+   * re-check against them). Returns a function that removes it.
+   */
+  onInvalidate(handler: (event: InvalidationEvent) => void): () => void {
+    const subscription = (event: InvalidationEvent) => handler(event);
+    this.handlers.add(subscription);
+    return () => this.handlers.delete(subscription);
   }
 
   async publish(event: InvalidationEvent): Promise<void> {
@@ -49,6 +57,7 @@ export class AuthInvalidation {
   }
 
   private deliver(event: InvalidationEvent): void {
-    for (const handler of this.handlers) handler(event);
+    // Copied: a handler may remove itself (a call ending) while being told.
+    for (const handler of [...this.handlers]) handler(event);
   }
 }

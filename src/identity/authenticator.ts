@@ -71,14 +71,15 @@ export class Authenticator {
       plan: standing.plan,
       platformAdmin: standing.platformAdmin,
       sessionId: claims.sessionId,
+      expiresAt: claims.expiresAt,
     };
   }
 
   /** Forgets cached standings so the next call re-reads them (local and broadcast invalidation). */
   private invalidate(what: InvalidationEvent): void {
     if (what.userId) this.standings.deletePrefix(`${what.userId}|`);
-    // Rare (logout, token reuse) and keys start with the user id: clearing all is simplest.
-    if (what.sessionId) this.standings.clear();
+    // Rare (logout, token reuse, a tenant's plan or status) and keys start with the user id: clearing all is simplest.
+    if (what.sessionId || what.tenantId) this.standings.clear();
   }
 
   private async loadStanding(userId: string, sessionId: string, tenantId: string | null): Promise<UserStanding> {

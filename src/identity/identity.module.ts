@@ -6,10 +6,12 @@ import { ApiKeyService } from './api-key.service.js';
 import { AuthInvalidation } from './auth-invalidation.js';
 import { AuthService } from './auth.service.js';
 import { Authenticator } from './authenticator.js';
+import { LiveAccess } from './live-access.js';
 import { LoginThrottle } from './login-throttle.js';
 import { MemberService } from './member.service.js';
 import { PasswordHasher } from './password-hasher.js';
 import { RateLimits } from './rate-limits.js';
+import { StreamLimits } from './stream-limits.js';
 import { TokenService } from './token.service.js';
 
 /** The identity and access capability, built once by the composition root. */
@@ -22,6 +24,10 @@ export interface Identity {
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
   readonly rateLimits: RateLimits;
+  /** Re-checks the callers of long-lived calls while they live. */
+  readonly liveAccess: LiveAccess;
+  /** Caps concurrent streams per caller, tenant and anonymous address. */
+  readonly streamLimits: StreamLimits;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -29,7 +35,7 @@ export interface Identity {
 const KEY_REFRESH_MS = 5 * 60_000;
 
 export async function createIdentity(config: Config, resources: Resources): Promise<Identity> {
-  const { orm, store, clock, logger } = resources;
+  const { orm, store, clock, scheduler, random, logger } = resources;
   const log = logger.child({ component: 'identity' });
   const audit = new AuditService(clock);
   const invalidation = new AuthInvalidation(store, log);
@@ -63,6 +69,19 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     invalidate: publish,
     revokeKeysOf: (em, userId) => apiKeys.revokeCreatedBy(em, userId, null),
   });
+  const authenticator = new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation);
+  const liveAccess = new LiveAccess(
+    {
+      authenticate: (credential) => authenticator.authenticate(credential),
+      invalidation,
+      clock,
+      scheduler,
+      random,
+      logger,
+    },
+    { maxLifetimeMs: config.streams.maxLifetimeMs, recheckIntervalMs: config.streams.recheckIntervalMs },
+  );
+  const streamLimits = new StreamLimits(store, clock, scheduler, config.streams, logger);
   let keyTimer: NodeJS.Timeout | undefined;
   return {
     tokens,
@@ -73,10 +92,15 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     ),
     joinTokens: new JoinTokenService(clock, audit),
     audit,
-    authenticator: new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation),
+    authenticator,
     rateLimits: new RateLimits(store, config.auth.rateLimits),
+    liveAccess,
+    streamLimits,
     async start() {
       await invalidation.start();
+      // After the caches' handlers (added when they were built): a re-check must not read a stale cache.
+      liveAccess.start();
+      streamLimits.start();
       apiKeys.start();
       keyTimer = setInterval(() => {
         tokens.refreshKeys().catch((error: unknown) => log.error({ err: error }, 'could not refresh signing keys'));
@@ -84,6 +108,8 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     },
     async stop() {
       clearInterval(keyTimer);
+      liveAccess.stop();
+      streamLimits.stop();
       await apiKeys.stop();
       await invalidation.stop();
     },

@@ -13,6 +13,8 @@ export type Principal =
       platformAdmin: boolean;
       /** The sign-in session (refresh-token family) the access token belongs to. */
       sessionId: string;
+      /** When the access token expires; a call that outlives it is ended. */
+      expiresAt?: Date;
     }
   | {
       kind: 'api-key';
@@ -20,6 +22,8 @@ export type Principal =
       tenantId: string;
       role: TenantRole;
       plan: TenantPlan;
+      /** When the key expires (null: never); a call that outlives it is ended. */
+      expiresAt?: Date | null;
     };
 
 /** Where a request came from, for the audit log and per-IP limits. */

@@ -38,6 +38,11 @@ export interface AccessClaims {
   sessionId: string;
 }
 
+/** Access claims as verified, with the token's expiry (for calls that outlive one request). */
+export interface VerifiedAccessClaims extends AccessClaims {
+  expiresAt: Date;
+}
+
 /** Claims of a worker credential. */
 export interface WorkerClaims {
   workerId: string;
@@ -117,15 +122,16 @@ export class TokenService {
     return { token, expiresAt };
   }
 
-  async verifyAccessToken(token: string): Promise<AccessClaims> {
+  async verifyAccessToken(token: string): Promise<VerifiedAccessClaims> {
     const payload = await this.verify(token, API_AUDIENCE);
-    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string') {
+    if (typeof payload.sub !== 'string' || typeof payload.sid !== 'string' || typeof payload.exp !== 'number') {
       throw new DomainError('UNAUTHENTICATED', 'malformed access token');
     }
     return {
       userId: payload.sub,
       tenantId: typeof payload.tid === 'string' ? payload.tid : null,
       sessionId: payload.sid,
+      expiresAt: new Date(payload.exp * 1000),
     };
   }
 

@@ -2,6 +2,7 @@ import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Clock } from './clock.js';
 import type { CoordinationStore } from './coordination/coordination-store.js';
 import type { Logger } from './logger.js';
+import type { Scheduler } from './scheduler.js';
 
 /**
  * The infrastructure every capability receives, built once in app.ts and
@@ -11,5 +12,9 @@ export interface Resources {
   readonly orm: MikroORM;
   readonly store: CoordinationStore;
   readonly clock: Clock;
+  /** Timers; a ManualScheduler in tests drives them with the clock. */
+  readonly scheduler: Scheduler;
+  /** Uniform in [0, 1), for jitter; seeded in tests that need repeatable runs. */
+  readonly random: () => number;
   readonly logger: Logger;
 }

@@ -39,6 +39,7 @@ import { DomainError } from '../platform/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
 import { originKey } from '../transport/context.js';
+import { currentPrincipal } from '../transport/stream-guard.interceptor.js';
 import { renderQr } from './qr-render.js';
 import { roleAllows } from '../identity/roles.js';
 import type { Session, SessionStatus } from './session.entity.js';
@@ -164,24 +165,28 @@ export function createSessionHandler(sessions: SessionService): Partial<ServiceI
       });
     },
     async *watchSession(req, ctx) {
-      // A QR code links an account: only those who may manage the session see it (as with GetQrCode).
-      const principal = requirePrincipal(ctx);
-      const mayLink = principal.role !== null && roleAllows(principal.role, 'sessions.manage');
+      // A QR code links an account: only those who may manage the session see it (as with
+      // GetQrCode). Decided per frame from the caller as last re-checked, so a role that
+      // loses the right stops receiving QR codes at once.
+      const mayLink = async () => {
+        const principal = await currentPrincipal(ctx);
+        return principal.role !== null && roleAllows(principal.role, 'sessions.manage');
+      };
       // Subscribe before reading, so no change falls between the two.
       const changes = new AsyncQueue<SessionChange>();
       const stop = sessions.watch(req.sessionId, (change) => changes.push(change));
       const end = () => changes.close();
       ctx.signal.addEventListener('abort', end, { once: true });
       try {
-        const current = await sessions.get(requestEntityManager(ctx), requirePrincipal(ctx), req.sessionId);
+        const current = await sessions.get(requestEntityManager(ctx), await currentPrincipal(ctx), req.sessionId);
         const qr =
           current.status === 'SCAN_QR' && current.qrPayload && current.qrExpiresAt
             ? { payload: current.qrPayload, expiresAt: current.qrExpiresAt, sequence: current.qrSequence }
             : undefined;
-        yield watchResponse({ session: current, qr: mayLink ? qr : undefined });
+        yield watchResponse({ session: current, qr: (await mayLink()) ? qr : undefined });
         for await (const change of changes) {
           if (change.deleted) return; // the session is gone: nothing more will come
-          yield watchResponse({ session: change.session, qr: mayLink ? change.qr : undefined });
+          yield watchResponse({ session: change.session, qr: (await mayLink()) ? change.qr : undefined });
         }
       } finally {
         stop();

@@ -1,5 +1,6 @@
 import { createContextKey } from '@connectrpc/connect';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { LiveCaller } from '../identity/live-access.js';
 import type { Principal, RequestOrigin } from '../identity/principal.js';
 
 /** Correlates every log line of one RPC; taken from `x-request-id` or generated. */
@@ -18,3 +19,6 @@ export const principalKey = createContextKey<Principal | undefined>(undefined, {
 
 /** Caller IP and user agent, for the audit log and per-IP limits. */
 export const originKey = createContextKey<RequestOrigin>({ ip: '', userAgent: '' }, { description: 'request origin' });
+
+/** For streams: the caller as re-checked while the stream lives (a role change shows here). */
+export const liveCallerKey = createContextKey<LiveCaller | undefined>(undefined, { description: 'live caller' });

@@ -4,6 +4,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../platform/logger.js';
 import { entityManagerKey, peerKey, requestIdKey } from './context.js';
 import { toConnectError } from './error-mapping.js';
+import { interceptedKey } from './request-refusals.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
@@ -15,6 +16,8 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 export function createObservabilityInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const started = performance.now();
+    const intercepted = req.contextValues.get(interceptedKey);
+    if (intercepted) intercepted.reached = true;
     const given = req.header.get('x-request-id');
     const requestId = given && REQUEST_ID.test(given) ? given : randomUUID();
     req.contextValues.set(requestIdKey, requestId);

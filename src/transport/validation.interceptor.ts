@@ -1,6 +1,6 @@
 import type { DescMessage, Message } from '@bufbuild/protobuf';
 import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
-import type { Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { createValidator, type Validator } from '@bufbuild/protovalidate';
 import { DomainError } from '../platform/errors.js';
 
@@ -11,11 +11,8 @@ import { DomainError } from '../platform/errors.js';
  */
 export function createValidationInterceptor(validator: Validator = createValidator()): Interceptor {
   const check = (schema: DescMessage, message: Message) => {
-    const nul = findNulCharacter(reflect(schema, message));
-    if (nul) {
-      // PostgreSQL text cannot hold NUL; refusing here keeps it a caller error, not a database one.
-      throw DomainError.invalidArgument(nul, 'must not contain NUL characters');
-    }
+    const bad = findBadText(reflect(schema, message));
+    if (bad) throw DomainError.invalidArgument(bad.path, bad.problem);
     const result = validator.validate(schema, message);
     if (result.kind === 'valid') return;
     if (result.kind === 'error') throw result.error;
@@ -31,51 +28,87 @@ export function createValidationInterceptor(validator: Validator = createValidat
       return next(req);
     }
     const schema = req.method.input;
-    const messages = req.message;
+    const messages = req.message[Symbol.asyncIterator]();
     return next({
       ...req,
       message: (async function* () {
-        for await (const message of messages) {
-          check(schema, message);
-          yield message;
+        for (;;) {
+          let next: IteratorResult<Message>;
+          try {
+            next = await messages.next();
+          } catch (error) {
+            throw undecodable(schema, error);
+          }
+          if (next.done) return;
+          check(schema, next.value);
+          yield next.value;
         }
       })(),
     });
   };
 }
 
-/** The path of the first string field (at any depth) that contains a NUL character. */
-function findNulCharacter(message: ReflectMessage, prefix = ''): string | undefined {
+/**
+ * Connect reports a stream message it cannot decode as binary protobuf with
+ * INTERNAL; it is the caller's bytes that are wrong, so INVALID_ARGUMENT.
+ * (Unary requests are decoded before any interceptor: see request-refusals.ts.)
+ */
+function undecodable(schema: DescMessage, error: unknown): unknown {
+  if (error instanceof ConnectError && error.code === Code.Internal && error.rawMessage.startsWith('parse binary')) {
+    return new DomainError(
+      'INVALID_ARGUMENT',
+      `the request is not a valid ${schema.typeName}: ${error.rawMessage.replace(/^parse binary:\s*/, '')}`,
+      { cause: error },
+    );
+  }
+  return error;
+}
+
+/**
+ * Why a string cannot be stored as given, if it cannot. (Text that is not
+ * Unicode never gets this far: binary decoding checks UTF-8, JSON decoding
+ * refuses invalid UTF-8 and unpaired surrogates.)
+ */
+function textProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  // PostgreSQL text cannot hold NUL; refusing here keeps it a caller error, not a database one.
+  if (value.includes('\u0000')) return 'must not contain NUL characters';
+  return undefined;
+}
+
+/** The first string (at any depth) that cannot be stored as given, with why. */
+function findBadText(message: ReflectMessage, prefix = ''): { path: string; problem: string } | undefined {
   for (const field of message.fields) {
     if (!message.isSet(field)) continue;
     const path = `${prefix}${field.name}`;
     switch (field.fieldKind) {
       case 'scalar': {
-        const value = message.get(field);
-        if (typeof value === 'string' && value.includes('\u0000')) return path;
+        const problem = textProblem(message.get(field));
+        if (problem) return { path, problem };
         break;
       }
       case 'message': {
-        const found = findNulCharacter(message.get(field), `${path}.`);
+        const found = findBadText(message.get(field), `${path}.`);
         if (found) return found;
         break;
       }
       case 'list':
         for (const item of message.get(field)) {
-          if (typeof item === 'string' && item.includes('\u0000')) return path;
+          const problem = textProblem(item);
+          if (problem) return { path, problem };
           if (typeof item === 'object' && item !== null && 'fields' in item) {
-            const found = findNulCharacter(item as ReflectMessage, `${path}.`);
+            const found = findBadText(item as ReflectMessage, `${path}.`);
             if (found) return found;
           }
         }
         break;
       case 'map':
         for (const [key, value] of message.get(field)) {
-          if (
-            (typeof key === 'string' && key.includes('\u0000')) ||
-            (typeof value === 'string' && value.includes('\u0000'))
-          ) {
-            return `${path}[${String(key)}]`;
+          const problem = textProblem(key) ?? textProblem(value);
+          if (problem) return { path: `${path}[${String(key)}]`, problem };
+          if (typeof value === 'object' && value !== null && 'fields' in value) {
+            const found = findBadText(value as ReflectMessage, `${path}[${String(key)}].`);
+            if (found) return found;
           }
         }
         break;

@@ -120,6 +120,46 @@ describe.each(adapters)('coordination store contract: %s', (_name, make) => {
     await stopOther();
   });
 
+  it('takes slots all-or-none up to each limit, and frees them on release', async () => {
+    const now = 1_000_000;
+    const claims = [
+      { key: 'slots:caller', limit: 2 },
+      { key: 'slots:tenant', limit: 3 },
+    ];
+    expect(await store.acquireSlots(claims, 'm1', now, now + 60_000)).toBeNull();
+    expect(await store.acquireSlots(claims, 'm2', now, now + 60_000)).toBeNull();
+    // The caller is full; the tenant, which had room, is not charged for the refusal.
+    expect(await store.acquireSlots(claims, 'm3', now, now + 60_000)).toBe('slots:caller');
+    expect(await store.countSlots('slots:tenant', now)).toBe(2);
+    // Taking a slot already held is not a second slot.
+    expect(await store.acquireSlots(claims, 'm1', now, now + 60_000)).toBeNull();
+    expect(await store.countSlots('slots:caller', now)).toBe(2);
+    // Another caller of the same tenant fills the tenant.
+    expect(
+      await store.acquireSlots([{ key: 'slots:other', limit: 5 }, claims[1]!], 'm4', now, now + 60_000),
+    ).toBeNull();
+    expect(await store.acquireSlots([{ key: 'slots:other', limit: 5 }, claims[1]!], 'm5', now, now + 60_000)).toBe(
+      'slots:tenant',
+    );
+    await store.releaseSlots(['slots:caller', 'slots:tenant'], 'm1');
+    expect(await store.acquireSlots(claims, 'm3', now, now + 60_000)).toBeNull();
+  });
+
+  it('lets a slot expire unless renewed (a dead replica frees its slots)', async () => {
+    const t0 = 2_000_000;
+    const claim = [{ key: 'slots:expiring', limit: 1 }];
+    expect(await store.acquireSlots(claim, 'kept', t0, t0 + 1000)).toBeNull();
+    await store.renewSlots([{ key: 'slots:expiring', member: 'kept' }], t0 + 900, t0 + 1900);
+    expect(await store.acquireSlots(claim, 'late', t0 + 1500, t0 + 2500)).toBe('slots:expiring');
+    expect(await store.countSlots('slots:expiring', t0 + 1500)).toBe(1);
+    // Not renewed again: at its expiry the slot is gone and another may take it.
+    expect(await store.countSlots('slots:expiring', t0 + 1900)).toBe(0);
+    expect(await store.acquireSlots(claim, 'late', t0 + 1900, t0 + 2900)).toBeNull();
+    // Renewing a slot that is gone does not bring it back.
+    await store.renewSlots([{ key: 'slots:expiring', member: 'kept' }], t0 + 2000, t0 + 5000);
+    expect(await store.countSlots('slots:expiring', t0 + 2000)).toBe(1);
+  });
+
   it('answers ping while open', async () => {
     await expect(store.ping()).resolves.toBeUndefined();
   });

@@ -9,6 +9,12 @@ export interface RateLimiterSpec {
   blockSeconds?: number;
 }
 
+/** A bounded set of slots (e.g. a caller's concurrent streams): how many members it may hold. */
+export interface SlotClaim {
+  key: string;
+  limit: number;
+}
+
 /**
  * Shared, short-lived coordination state between control-plane replicas:
  * leases (worker liveness, later leadership and session ownership) and
@@ -45,6 +51,26 @@ export interface CoordinationStore {
   publish(channel: string, message: string): Promise<void>;
   /** Resolves once the subscription is active; the returned function ends it. */
   subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
+
+  /**
+   * Takes a slot for `member` under every claim's key at once, all or none,
+   * unless one of them already holds `limit` live slots. A slot lives until
+   * `expiresAtMs` (wall-clock ms) unless renewed, so the slots of a replica
+   * that dies free themselves; `nowMs` is the caller's wall clock. Returns
+   * null when taken, or the key of the first claim that was full.
+   */
+  acquireSlots(
+    claims: readonly SlotClaim[],
+    member: string,
+    nowMs: number,
+    expiresAtMs: number,
+  ): Promise<string | null>;
+  /** Pushes back the expiry of slots still held (a slot already expired or released stays gone). */
+  renewSlots(slots: readonly { key: string; member: string }[], nowMs: number, expiresAtMs: number): Promise<void>;
+  /** Gives slots back. */
+  releaseSlots(keys: readonly string[], member: string): Promise<void>;
+  /** Live slots under `key` at `nowMs`. */
+  countSlots(key: string, nowMs: number): Promise<number>;
 
   /** A rate limiter (rate-limiter-flexible) whose counters live in this store. */
   createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract;

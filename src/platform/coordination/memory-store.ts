@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { RateLimiterMemory, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { CoordinationStore, RateLimiterSpec } from './coordination-store.js';
+import type { CoordinationStore, RateLimiterSpec, SlotClaim } from './coordination-store.js';
 
 interface Lease {
   holder: string;
@@ -19,6 +19,8 @@ export class MemoryCoordinationStore implements CoordinationStore {
   /** Last fencing token handed out per leadership key; survives the lease. */
   private readonly fences = new Map<string, number>();
   private readonly channels = new Map<string, Set<(message: string) => void>>();
+  /** Slot sets: member -> expiry (wall-clock ms). */
+  private readonly slots = new Map<string, Map<string, number>>();
   private closed = false;
 
   constructor(private readonly clock: Clock) {}
@@ -90,6 +92,47 @@ export class MemoryCoordinationStore implements CoordinationStore {
     };
   }
 
+  async acquireSlots(
+    claims: readonly SlotClaim[],
+    member: string,
+    nowMs: number,
+    expiresAtMs: number,
+  ): Promise<string | null> {
+    this.assertOpen();
+    for (const { key, limit } of claims) {
+      const set = this.liveSlots(key, nowMs);
+      if (!set.has(member) && set.size >= limit) return key;
+    }
+    for (const { key } of claims) this.liveSlots(key, nowMs).set(member, expiresAtMs);
+    return null;
+  }
+
+  async renewSlots(
+    slots: readonly { key: string; member: string }[],
+    _nowMs: number,
+    expiresAtMs: number,
+  ): Promise<void> {
+    this.assertOpen();
+    for (const { key, member } of slots) {
+      const set = this.slots.get(key);
+      if (set?.has(member)) set.set(member, expiresAtMs);
+    }
+  }
+
+  async releaseSlots(keys: readonly string[], member: string): Promise<void> {
+    this.assertOpen();
+    for (const key of keys) {
+      const set = this.slots.get(key);
+      set?.delete(member);
+      if (set?.size === 0) this.slots.delete(key);
+    }
+  }
+
+  async countSlots(key: string, nowMs: number): Promise<number> {
+    this.assertOpen();
+    return this.liveSlots(key, nowMs).size;
+  }
+
   createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract {
     return new RateLimiterMemory({
       keyPrefix: spec.keyPrefix,
@@ -107,6 +150,18 @@ export class MemoryCoordinationStore implements CoordinationStore {
     this.closed = true;
     this.leases.clear();
     this.channels.clear();
+    this.slots.clear();
+  }
+
+  /** The key's slot set with expired slots dropped (created empty when missing). */
+  private liveSlots(key: string, nowMs: number): Map<string, number> {
+    let set = this.slots.get(key);
+    if (!set) {
+      set = new Map();
+      this.slots.set(key, set);
+    }
+    for (const [member, expiresAtMs] of set) if (expiresAtMs <= nowMs) set.delete(member);
+    return set;
   }
 
   private live(key: string): Lease | undefined {

@@ -2,7 +2,7 @@ import { Redis } from 'ioredis';
 import { StartupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { CoordinationStore, RateLimiterSpec } from './coordination-store.js';
+import type { CoordinationStore, RateLimiterSpec, SlotClaim } from './coordination-store.js';
 
 // Compare-and-set scripts: a lease is only touched by the holder it names,
 // atomically, so a replica that lost a lease can never extend or delete the
@@ -47,6 +47,30 @@ if current and string.sub(current, 1, string.len(ARGV[1]) + 1) == ARGV[1] .. ' '
 end
 return 0`;
 
+// Slot sets are sorted sets of member -> expiry (wall-clock ms). All claims
+// are checked before any is taken, in one script, so a caller never holds a
+// slot of one set while refused by another. ARGV: member, now, expiry, then
+// one limit per key. Returns 0, or the 1-based index of the full set. The
+// set itself expires with its last slot, so idle callers leave no keys.
+const ACQUIRE_SLOTS = `
+local member, now, expiry = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZSCORE', key, member) == false and redis.call('ZCARD', key) >= tonumber(ARGV[3 + i]) then
+    return i
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, expiry, member)
+  if redis.call('PTTL', key) < expiry - now then redis.call('PEXPIRE', key, expiry - now) end
+end
+return 0`;
+const RENEW_SLOT = `
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 and redis.call('PTTL', KEYS[1]) < tonumber(ARGV[3]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+return 0`;
+
 /** The commands defineCommand adds to the client. */
 interface LeaseScripts {
   acquireLease(key: string, holder: string, ttlMs: number): Promise<number>;
@@ -54,6 +78,8 @@ interface LeaseScripts {
   releaseLease(key: string, holder: string): Promise<number>;
   acquireLeadership(key: string, fenceKey: string, holder: string, ttlMs: number): Promise<number>;
   releaseLeadership(key: string, holder: string): Promise<number>;
+  /** numberOfKeys, then the keys, then ARGV (the slot script takes any number of keys). */
+  acquireSlots(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
 }
 
 /** Options for connecting the Redis adapter. */
@@ -86,6 +112,8 @@ export class RedisCoordinationStore implements CoordinationStore {
     client.defineCommand('releaseLease', { numberOfKeys: 1, lua: RELEASE });
     client.defineCommand('acquireLeadership', { numberOfKeys: 2, lua: LEAD });
     client.defineCommand('releaseLeadership', { numberOfKeys: 1, lua: RESIGN });
+    client.defineCommand('acquireSlots', { lua: ACQUIRE_SLOTS });
+    client.defineCommand('renewSlot', { numberOfKeys: 1, lua: RENEW_SLOT });
     this.scripts = client as unknown as LeaseScripts;
   }
 
@@ -134,6 +162,52 @@ export class RedisCoordinationStore implements CoordinationStore {
 
   async releaseLeadership(key: string, holder: string): Promise<void> {
     await this.scripts.releaseLeadership(this.key(key), holder);
+  }
+
+  async acquireSlots(
+    claims: readonly SlotClaim[],
+    member: string,
+    nowMs: number,
+    expiresAtMs: number,
+  ): Promise<string | null> {
+    if (claims.length === 0) return null;
+    const full = await this.scripts.acquireSlots(
+      claims.length,
+      ...claims.map((claim) => this.key(claim.key)),
+      member,
+      nowMs,
+      expiresAtMs,
+      ...claims.map((claim) => claim.limit),
+    );
+    return full === 0 ? null : (claims[full - 1]?.key ?? null);
+  }
+
+  async renewSlots(
+    slots: readonly { key: string; member: string }[],
+    nowMs: number,
+    expiresAtMs: number,
+  ): Promise<void> {
+    if (slots.length === 0) return;
+    // One round trip for every slot this replica holds; the key's TTL follows its newest slot.
+    const ttlMs = Math.max(1, expiresAtMs - nowMs);
+    const pipeline = this.client.pipeline();
+    for (const { key, member } of slots) {
+      (pipeline as unknown as SlotPipeline).renewSlot(this.key(key), member, expiresAtMs, ttlMs);
+    }
+    const results = await pipeline.exec();
+    const failed = results?.find(([error]) => error);
+    if (failed?.[0]) throw failed[0];
+  }
+
+  async releaseSlots(keys: readonly string[], member: string): Promise<void> {
+    if (keys.length === 0) return;
+    const pipeline = this.client.pipeline();
+    for (const key of keys) pipeline.zrem(this.key(key), member);
+    await pipeline.exec();
+  }
+
+  async countSlots(key: string, nowMs: number): Promise<number> {
+    return this.client.zcount(this.key(key), `(${nowMs}`, '+inf');
   }
 
   async publish(channel: string, message: string): Promise<void> {
@@ -196,6 +270,11 @@ export class RedisCoordinationStore implements CoordinationStore {
     this.subscriber = subscriber;
     return subscriber;
   }
+}
+
+/** The slot-renewal script as a pipeline command. */
+interface SlotPipeline {
+  renewSlot(key: string, member: string, expiresAtMs: number, ttlMs: number): void;
 }
 
 function createClient(options: RedisStoreOptions): Redis {

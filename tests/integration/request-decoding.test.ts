@@ -1,0 +1,184 @@
+import http2 from 'node:http2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { captureLogs } from '../support/logs.js';
+import { signUp, type TestTenant } from '../support/tenants.js';
+
+/** A length-prefixed gRPC / gRPC-web frame. */
+function frame(data: Uint8Array, flags = 0): Uint8Array {
+  const out = new Uint8Array(5 + data.byteLength);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, data.byteLength);
+  out.set(data, 5);
+  return out;
+}
+
+/** Field 1 (a string) claims 100 bytes but the message ends: not decodable. */
+const TRUNCATED = new Uint8Array([0x0a, 0x64, 0x61]);
+/** Field 1 (a string) holding bytes that are not UTF-8. */
+const NOT_UTF8 = new Uint8Array([0x0a, 0x02, 0xff, 0xfe]);
+
+/** One gRPC call over raw HTTP/2, with whatever bytes we like as the request. */
+async function rawGrpc(
+  url: string,
+  path: string,
+  body: Uint8Array,
+  headers: Record<string, string> = {},
+): Promise<{ status: string | undefined; message: string | undefined }> {
+  const session = http2.connect(url);
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({
+        ':method': 'POST',
+        ':path': path,
+        'content-type': 'application/grpc+proto',
+        te: 'trailers',
+        ...headers,
+      });
+      let status: string | undefined;
+      let message: string | undefined;
+      const take = (h: http2.IncomingHttpHeaders) => {
+        if (h['grpc-status'] !== undefined) status = String(h['grpc-status']);
+        if (h['grpc-message'] !== undefined) message = decodeURIComponent(String(h['grpc-message']));
+      };
+      req.on('response', take);
+      req.on('trailers', take);
+      req.on('data', () => undefined);
+      req.on('end', () => resolve({ status, message }));
+      req.on('error', reject);
+      req.end(Buffer.from(body));
+    });
+  } finally {
+    session.close();
+  }
+}
+
+/**
+ * Bytes that cannot be decoded, text that is not Unicode, fields and enum
+ * names the API does not have: each is the caller's mistake, answered with
+ * INVALID_ARGUMENT (never INTERNAL) and a log line naming the cause, on
+ * every protocol, and nothing is stored.
+ */
+describe('requests that cannot be decoded (real PostgreSQL and Redis)', () => {
+  let cp: TestControlPlane;
+  let tenant: TestTenant;
+  const logs = captureLogs();
+  const refusalsLogged = (rpc: string) =>
+    logs
+      .lines()
+      .filter((line) => line.rpc === rpc && line.code === 'InvalidArgument' && typeof line.error === 'string');
+
+  beforeAll(async () => {
+    cp = await startControlPlane({ overrides: { logger: logs.logger } });
+    tenant = await signUp(cp.httpUrl, 'decoding');
+  });
+  afterAll(async () => {
+    await cp?.close();
+  });
+
+  it('answers undecodable binary protobuf over Connect with invalid_argument (HTTP 400) and logs it', async () => {
+    for (const body of [TRUNCATED, NOT_UTF8]) {
+      const response = await fetch(`${cp.httpUrl}/switchboard.v1.AuthService/Login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/proto' },
+        body,
+      });
+      expect(response.status).toBe(400);
+      const json = (await response.json()) as { code: string; message: string };
+      expect(json.code).toBe('invalid_argument');
+      expect(json.message).toMatch(/not a valid switchboard\.v1\.LoginRequest/);
+    }
+    expect(refusalsLogged('switchboard.v1.AuthService/Login').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('answers undecodable binary protobuf over gRPC and gRPC-Web with INVALID_ARGUMENT', async () => {
+    const grpc = await rawGrpc(cp.grpcUrl, '/switchboard.v1.AuthService/Login', frame(TRUNCATED));
+    expect(grpc.status).toBe('3');
+    expect(grpc.message).toMatch(/not a valid switchboard\.v1\.LoginRequest/);
+
+    const web = await fetch(`${cp.httpUrl}/switchboard.v1.AuthService/Login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' },
+      body: frame(NOT_UTF8),
+    });
+    const bytes = new Uint8Array(await web.arrayBuffer());
+    expect(bytes[0]).toBe(0x80); // the trailer frame
+    const trailer = new TextDecoder().decode(bytes.subarray(5));
+    expect(trailer).toMatch(/grpc-status: ?3\r\n/);
+    expect(refusalsLogged('switchboard.v1.AuthService/Login').some((line) => line.protocol === 'grpc-web')).toBe(true);
+  });
+
+  it('answers an undecodable message on a server stream and on the agent stream with INVALID_ARGUMENT', async () => {
+    const watch = await rawGrpc(cp.grpcUrl, '/switchboard.v1.SessionService/WatchSession', frame(TRUNCATED), {
+      authorization: `Bearer ${tenant.accessToken}`,
+    });
+    expect(watch.status).toBe('3');
+    expect(refusalsLogged('switchboard.v1.SessionService/WatchSession')).not.toEqual([]);
+
+    const agent = await rawGrpc(cp.grpcUrl, '/switchboard.v1.WorkerService/Connect', frame(TRUNCATED));
+    expect(agent.status).toBe('3');
+    expect(agent.message).toMatch(/not a valid switchboard\.v1\.AgentMessage/);
+  });
+
+  it('refuses invalid UTF-8 and unpaired surrogates in JSON instead of storing U+FFFD, and creates nothing', async () => {
+    const email = `utf8-${Date.now()}@example.com`;
+    const json = `{"email":"${email}","password":"a-long-enough-password","displayName":"X\u00ff","tenantName":"T"}`;
+    const bytes = Buffer.from(json, 'latin1'); // 0xFF alone: not UTF-8
+    const invalid = await fetch(`${cp.httpUrl}/switchboard.v1.AuthService/SignUp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: bytes,
+    });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { code: string }).code).toBe('invalid_argument');
+
+    const surrogate = await fetch(`${cp.httpUrl}/switchboard.v1.AuthService/SignUp`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: `{"email":"${email}","password":"a-long-enough-password","displayName":"X\\ud800","tenantName":"T"}`,
+    });
+    expect(surrogate.status).toBe(400);
+    expect((await surrogate.json()) as { message: string }).toMatchObject({
+      code: 'invalid_argument',
+      message: expect.stringMatching(/display_name.*invalid UTF8/) as unknown,
+    });
+
+    const db = new pg.Client({ connectionString: cp.databaseUrl });
+    await db.connect();
+    const { rows } = await db.query('select count(*)::int as n from app_user where email = $1', [email]);
+    await db.end();
+    expect(rows[0]).toEqual({ n: 0 });
+    expect(refusalsLogged('switchboard.v1.AuthService/SignUp').length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('refuses enum names and fields the API does not have, naming them', async () => {
+    const sessions = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.SessionService/ListSessions',
+      { status: 'NOT_A_VALUE' },
+      tenant.accessToken,
+    );
+    expect(sessions.status).toBe(400);
+    expect(sessions.json).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/NOT_A_VALUE/) });
+
+    const workers = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AdminService/ListWorkers',
+      { status: 'WORKER_STATUS_SLEEPY' },
+      cp.adminToken,
+    );
+    expect(workers.status).toBe(400);
+    expect(workers.json).toMatchObject({ code: 'invalid_argument' });
+
+    const field = await postJson(
+      cp.httpUrl,
+      'switchboard.v1.AuthService/GetMe',
+      { tenantIdd: 'x' },
+      tenant.accessToken,
+    );
+    expect(field.status).toBe(400);
+    expect(field.json).toMatchObject({ code: 'invalid_argument', message: expect.stringMatching(/tenantIdd/) });
+    expect(refusalsLogged('switchboard.v1.SessionService/ListSessions')).not.toEqual([]);
+  });
+});
