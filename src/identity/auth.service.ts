@@ -91,7 +91,7 @@ export class AuthService {
     origin: RequestOrigin,
   ): Promise<IssuedTokens> {
     const email = normaliseEmail(input.email);
-    await this.deps.throttle.beginAttempt(email, origin.ip);
+    const attempt = await this.deps.throttle.beginLogin(email, origin.ip);
     const user = await em.findOne(User, { emailNormalized: email }, { populate: ['passwordHash'] });
     const valid = user
       ? await this.deps.hasher.verify(user.passwordHash, input.password)
@@ -109,10 +109,11 @@ export class AuthService {
         { userId: null, origin },
       );
       await em.flush();
+      await attempt.failed();
       // One message for every cause: no account enumeration.
       throw new DomainError('UNAUTHENTICATED', 'invalid email or password');
     }
-    await this.deps.throttle.succeeded(email, origin.ip);
+    await attempt.succeeded();
     const membership = await this.chooseMembership(em, user, input.tenantId);
     return em.transactional(async (tx) => {
       if (this.deps.hasher.needsRehash(user.passwordHash)) {
@@ -199,8 +200,9 @@ export class AuthService {
   ): Promise<void> {
     if (principal.kind !== 'user') throw new DomainError('FAILED_PRECONDITION', 'API keys have no password');
     const user = await em.findOneOrFail(User, { id: principal.userId }, { populate: ['passwordHash'] });
-    // Same lock-out as login: a stolen access token must not become a password oracle.
-    await this.deps.throttle.beginAttempt(user.emailNormalized, origin.ip);
+    // A stolen access token must not become a password oracle; this counter
+    // is the user's own, so these failures never hold up their logins.
+    const attempt = await this.deps.throttle.beginPasswordChange(user.id);
     if (!(await this.deps.hasher.verify(user.passwordHash, input.currentPassword))) {
       this.deps.audit.record(
         em,
@@ -214,9 +216,10 @@ export class AuthService {
         { principal, origin },
       );
       await em.flush();
+      await attempt.failed();
       throw new DomainError('PERMISSION_DENIED', 'current password is wrong');
     }
-    await this.deps.throttle.succeeded(user.emailNormalized, origin.ip);
+    await attempt.succeeded();
     if (input.currentPassword === input.newPassword) {
       throw DomainError.invalidArgument('new_password', 'must differ from the current password');
     }
