@@ -10,7 +10,7 @@ import type { TenantRole, UserStatus } from './identity.types.js';
 import type { LoginThrottle } from './login-throttle.js';
 import type { PasswordHasher } from './password-hasher.js';
 import type { Principal, RequestOrigin } from './principal.js';
-import { normaliseEmail, randomSecret, sha256Hex } from './secrets.js';
+import { maskEmail, normaliseEmail, randomSecret, sha256Hex } from './secrets.js';
 import type { TokenService } from './token.service.js';
 
 /** Tokens handed to a client after sign-in or refresh. */
@@ -97,6 +97,8 @@ export class AuthService {
       ? await this.deps.hasher.verify(user.passwordHash, input.password)
       : await this.deps.hasher.verifyNothing(input.password);
     if (!user || !valid || user.status !== 'ACTIVE') {
+      // A known user is named by id only; an unknown email only masked, as
+      // what was typed there may be a password.
       this.deps.audit.record(
         em,
         {
@@ -104,7 +106,9 @@ export class AuthService {
           tenantId: null,
           targetType: 'user',
           targetId: user?.id ?? '',
-          details: { email, reason: !user ? 'unknown email' : !valid ? 'wrong password' : 'user suspended' },
+          details: user
+            ? { reason: valid ? 'user suspended' : 'wrong password' }
+            : { reason: 'unknown email', maskedEmail: maskEmail(email) },
         },
         { userId: null, origin },
       );

@@ -1,15 +1,25 @@
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import { ManualClock } from '../../src/platform/clock.js';
 import { startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { postJsonFrom } from '../support/loopback.js';
+import { TEST_REDIS_URL } from '../support/services.js';
 import { signUp } from '../support/tenants.js';
 
 const rpc = (service: string, method: string) => `switchboard.v1.${service}/${method}`;
 const LOCKOUT_S = 900;
 
+interface AuditRow {
+  action: string;
+  target_id: string;
+  details: Record<string, string>;
+}
+
 // Clients are told apart by their loopback address; time is a fake clock the
 // tests move, so no test waits for a delay or a lock-out to pass.
-describe('login throttling (PostgreSQL + Redis, fake clock)', () => {
+describe('login throttling and failed-login audit (PostgreSQL + Redis, fake clock)', () => {
   const clock = new ManualClock(new Date());
   let cp: TestControlPlane;
   beforeAll(async () => {
@@ -44,6 +54,17 @@ describe('login throttling (PostgreSQL + Redis, fake clock)', () => {
       clock.advance(retryAfter * 1000);
     }
     throw new Error(`${ip} was never locked out`);
+  }
+
+  /** Every audit row as stored, read past the API so that nothing is hidden by the mapping. */
+  async function auditRows(): Promise<AuditRow[]> {
+    const client = new pg.Client({ connectionString: cp.databaseUrl });
+    await client.connect();
+    try {
+      return (await client.query<AuditRow>('select * from audit_event')).rows;
+    } finally {
+      await client.end();
+    }
   }
 
   it('lets the owner in at once from an IP that has not failed, after attackers from other IPs exhausted theirs', async () => {
@@ -107,5 +128,39 @@ describe('login throttling (PostgreSQL + Redis, fake clock)', () => {
     expect(refused.status).toBe(429);
     expect(Number(refused.headers['retry-after'])).toBe(LOCKOUT_S);
     expect((await loginFrom('127.0.0.1', owner.email, owner.password)).status).toBe(200);
+  });
+
+  it('refuses a password typed into the email field with INVALID_ARGUMENT, and stores it nowhere', async () => {
+    const secret = `Tr0ub4dor-${randomBytes(6).toString('hex')}`;
+    const refused = await loginFrom('127.0.0.1', secret, 'the-email-went-here');
+    expect(refused.status).toBe(400);
+    expect(refused.json.code).toBe('invalid_argument');
+    expect(String(refused.json.message)).toContain('email');
+    expect(String(refused.json.message)).not.toContain(secret);
+    expect(JSON.stringify(await auditRows())).not.toContain(secret);
+    const redis = new Redis(TEST_REDIS_URL);
+    try {
+      expect((await redis.keys(`${cp.redisPrefix}*`)).join('\n')).not.toContain(secret);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('audits a failed login on an unknown email masked, and on a known user by id only', async () => {
+    const unknown = `someone-${randomBytes(4).toString('hex')}@nowhere.example.com`;
+    expect((await loginFrom('127.0.0.1', unknown, 'whatever-pass')).status).toBe(401);
+    const known = await signUp(cp.httpUrl, 'mistyped');
+    expect((await loginFrom('127.0.0.1', known.email, 'whatever-pass')).status).toBe(401);
+
+    const rows = await auditRows();
+    expect(JSON.stringify(rows)).not.toContain(unknown);
+    expect(JSON.stringify(rows)).not.toContain(known.email);
+    const failed = rows.filter((row) => row.action === 'auth.login.failed');
+    expect(failed).toContainEqual(
+      expect.objectContaining({ target_id: '', details: { reason: 'unknown email', maskedEmail: 's***@n***.com' } }),
+    );
+    expect(failed).toContainEqual(
+      expect.objectContaining({ target_id: known.ownerId, details: { reason: 'wrong password' } }),
+    );
   });
 });
