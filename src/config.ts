@@ -79,7 +79,19 @@ export interface AuthConfig {
   /** How long a replica trusts a cached user standing or API key before re-reading it. */
   readonly cacheTtlMs: number;
   readonly argon2: { memoryCostKiB: number; timeCost: number; parallelism: number };
-  readonly login: { maxFailuresPerAccount: number; maxFailuresPerIp: number; windowMs: number; lockoutMs: number };
+  /** Failed-password throttling; the policy is described in identity/login-throttle.ts. */
+  readonly login: {
+    /** Per account and IP for Login, per user for ChangePassword. */
+    maxFailures: number;
+    maxFailuresPerIp: number;
+    windowMs: number;
+    lockoutMs: number;
+    /** Failures on one account, from any IP, after which IPs that failed on it wait between attempts. */
+    delayAfterFailures: number;
+    /** The first such wait; each further failure doubles it, up to delayMaxMs. */
+    delayBaseMs: number;
+    delayMaxMs: number;
+  };
   /** Calls per window (a minute unless RATE_LIMIT_WINDOW_MS says otherwise) by tier. */
   readonly rateLimits: { windowMs: number; anonymous: number; free: number; pro: number; enterprise: number };
   /** Creates this platform admin at start when set (and none with that email exists). */
@@ -170,6 +182,9 @@ const envSchema = z
     LOGIN_MAX_FAILURES_PER_IP: count(50, 1, 100_000),
     LOGIN_FAILURE_WINDOW_MS: milliseconds(15 * MINUTE, 1000),
     LOGIN_LOCKOUT_MS: milliseconds(15 * MINUTE, 1000),
+    LOGIN_DELAY_AFTER_FAILURES: count(3, 1, 1000),
+    LOGIN_DELAY_BASE_MS: milliseconds(1000, 1),
+    LOGIN_DELAY_MAX_MS: milliseconds(MINUTE, 1),
     RATE_LIMIT_WINDOW_MS: milliseconds(MINUTE, 1000),
     RATE_LIMIT_ANONYMOUS_PER_MINUTE: count(60, 1, 10_000_000),
     RATE_LIMIT_FREE_PER_MINUTE: count(600, 1, 10_000_000),
@@ -230,6 +245,13 @@ const envSchema = z
         code: 'custom',
         path: ['SESSION_STATE_KEYS'],
         message: 'required when NODE_ENV=production (generate a key: echo "k1:$(openssl rand -base64 32)")',
+      });
+    }
+    if (env.LOGIN_DELAY_MAX_MS < env.LOGIN_DELAY_BASE_MS) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['LOGIN_DELAY_MAX_MS'],
+        message: `must be at least LOGIN_DELAY_BASE_MS (${env.LOGIN_DELAY_BASE_MS} ms)`,
       });
     }
     // The sweeper renews its role every sweep; one slow sweep must not lose it.
@@ -296,10 +318,13 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
       cacheTtlMs: e.AUTH_CACHE_TTL_MS,
       argon2: { memoryCostKiB: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       login: {
-        maxFailuresPerAccount: e.LOGIN_MAX_FAILURES,
+        maxFailures: e.LOGIN_MAX_FAILURES,
         maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
         windowMs: e.LOGIN_FAILURE_WINDOW_MS,
         lockoutMs: e.LOGIN_LOCKOUT_MS,
+        delayAfterFailures: e.LOGIN_DELAY_AFTER_FAILURES,
+        delayBaseMs: e.LOGIN_DELAY_BASE_MS,
+        delayMaxMs: e.LOGIN_DELAY_MAX_MS,
       },
       rateLimits: {
         windowMs: e.RATE_LIMIT_WINDOW_MS,

@@ -1,6 +1,7 @@
 import { createInterface } from 'node:readline/promises';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
+import { z } from 'zod';
 import { loadConfig } from '../config.js';
 import { systemClock } from '../platform/clock.js';
 import { systemScheduler } from '../platform/scheduler.js';
@@ -22,6 +23,8 @@ async function main(): Promise<void> {
     strict: true,
   });
   if (!values.email) throw new StartupError('usage: npm run admin:create -- --email you@example.com [--password ...]');
+  // Login refuses anything but an email address: such an admin could never log in.
+  if (!z.email().safeParse(values.email).success) throw new StartupError('--email: expected an email address');
   const password =
     values.password ?? process.env.ADMIN_PASSWORD ?? (await prompt('Password (at least 12 characters): '));
   if (password.length < 12) throw new StartupError('the password must have at least 12 characters');

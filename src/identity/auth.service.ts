@@ -10,7 +10,7 @@ import type { TenantRole, UserStatus } from './identity.types.js';
 import type { LoginThrottle } from './login-throttle.js';
 import type { PasswordHasher } from './password-hasher.js';
 import type { Principal, RequestOrigin } from './principal.js';
-import { normaliseEmail, randomSecret, sha256Hex } from './secrets.js';
+import { maskEmail, normaliseEmail, randomSecret, sha256Hex } from './secrets.js';
 import type { TokenService } from './token.service.js';
 
 /** Tokens handed to a client after sign-in or refresh. */
@@ -91,12 +91,14 @@ export class AuthService {
     origin: RequestOrigin,
   ): Promise<IssuedTokens> {
     const email = normaliseEmail(input.email);
-    await this.deps.throttle.beginAttempt(email, origin.ip);
+    const attempt = await this.deps.throttle.beginLogin(email, origin.ip);
     const user = await em.findOne(User, { emailNormalized: email }, { populate: ['passwordHash'] });
     const valid = user
       ? await this.deps.hasher.verify(user.passwordHash, input.password)
       : await this.deps.hasher.verifyNothing(input.password);
     if (!user || !valid || user.status !== 'ACTIVE') {
+      // A known user is named by id only; an unknown email only masked, as
+      // what was typed there may be a password.
       this.deps.audit.record(
         em,
         {
@@ -104,15 +106,18 @@ export class AuthService {
           tenantId: null,
           targetType: 'user',
           targetId: user?.id ?? '',
-          details: { email, reason: !user ? 'unknown email' : !valid ? 'wrong password' : 'user suspended' },
+          details: user
+            ? { reason: valid ? 'user suspended' : 'wrong password' }
+            : { reason: 'unknown email', maskedEmail: maskEmail(email) },
         },
         { userId: null, origin },
       );
       await em.flush();
+      await attempt.failed();
       // One message for every cause: no account enumeration.
       throw new DomainError('UNAUTHENTICATED', 'invalid email or password');
     }
-    await this.deps.throttle.succeeded(email, origin.ip);
+    await attempt.succeeded();
     const membership = await this.chooseMembership(em, user, input.tenantId);
     return em.transactional(async (tx) => {
       if (this.deps.hasher.needsRehash(user.passwordHash)) {
@@ -199,8 +204,9 @@ export class AuthService {
   ): Promise<void> {
     if (principal.kind !== 'user') throw new DomainError('FAILED_PRECONDITION', 'API keys have no password');
     const user = await em.findOneOrFail(User, { id: principal.userId }, { populate: ['passwordHash'] });
-    // Same lock-out as login: a stolen access token must not become a password oracle.
-    await this.deps.throttle.beginAttempt(user.emailNormalized, origin.ip);
+    // A stolen access token must not become a password oracle; this counter
+    // is the user's own, so these failures never hold up their logins.
+    const attempt = await this.deps.throttle.beginPasswordChange(user.id);
     if (!(await this.deps.hasher.verify(user.passwordHash, input.currentPassword))) {
       this.deps.audit.record(
         em,
@@ -214,9 +220,10 @@ export class AuthService {
         { principal, origin },
       );
       await em.flush();
+      await attempt.failed();
       throw new DomainError('PERMISSION_DENIED', 'current password is wrong');
     }
-    await this.deps.throttle.succeeded(user.emailNormalized, origin.ip);
+    await attempt.succeeded();
     if (input.currentPassword === input.newPassword) {
       throw DomainError.invalidArgument('new_password', 'must differ from the current password');
     }

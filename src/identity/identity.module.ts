@@ -63,7 +63,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     clock,
     hasher: new PasswordHasher(config.auth.argon2),
     tokens,
-    throttle: new LoginThrottle(store, config.auth.login),
+    throttle: new LoginThrottle(store, clock, config.auth.login),
     audit,
     refreshTokenTtlMs: config.auth.refreshTokenTtlMs,
     invalidate: publish,

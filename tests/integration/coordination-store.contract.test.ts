@@ -160,6 +160,59 @@ describe.each(adapters)('coordination store contract: %s', (_name, make) => {
     expect(await store.countSlots('slots:expiring', t0 + 2000)).toBe(1);
   });
 
+  // Attempt counters and gates run on the caller's clock: `t` below is a fake
+  // time far from the real one, and nothing here sleeps.
+  const t = Date.UTC(2030, 0, 1);
+
+  it('counts attempts up to the limit, then blocks for blockMs and starts a new window', async () => {
+    const spec = { windowMs: 60_000, limit: 2, blockMs: 10_000 };
+    expect(await store.countAttempt('a1', t, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    expect(await store.countAttempt('a1', t + 1, spec)).toEqual({ allowed: true, count: 2, retryAtMs: 0 });
+    expect(await store.countAttempt('a1', t + 2, spec)).toEqual({ allowed: false, count: 2, retryAtMs: t + 10_002 });
+    // Asking again during the block neither counts nor extends it.
+    expect(await store.countAttempt('a1', t + 5000, spec)).toEqual({ allowed: false, count: 2, retryAtMs: t + 10_002 });
+    expect(await store.countAttempt('a1', t + 10_002, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    expect(await store.countAttempt('other', t, spec)).toMatchObject({ allowed: true, count: 1 });
+  });
+
+  it('forgets attempts when their window ends, refuses until then without blockMs, and counts forever without a limit', async () => {
+    const spec = { windowMs: 1000, limit: 1 };
+    expect((await store.countAttempt('a2', t, spec)).allowed).toBe(true);
+    expect(await store.countAttempt('a2', t + 10, spec)).toEqual({ allowed: false, count: 1, retryAtMs: t + 1000 });
+    expect(await store.countAttempt('a2', t + 1000, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    for (let i = 1; i <= 5; i++)
+      expect(await store.countAttempt('a3', t, { windowMs: 1000 })).toMatchObject({ count: i });
+  });
+
+  it('takes back an attempt within its window but never lifts a block, and clears a key', async () => {
+    const spec = { windowMs: 60_000, limit: 2, blockMs: 10_000 };
+    await store.countAttempt('a4', t, spec);
+    await store.countAttempt('a4', t, spec);
+    await store.uncountAttempt('a4', t + 1);
+    expect(await store.countAttempt('a4', t + 2, spec)).toMatchObject({ allowed: true, count: 2 });
+    expect((await store.countAttempt('a4', t + 3, spec)).allowed).toBe(false);
+    await store.uncountAttempt('a4', t + 4);
+    expect((await store.countAttempt('a4', t + 5, spec)).allowed).toBe(false);
+    await store.clearAttempts('a4');
+    expect(await store.countAttempt('a4', t + 6, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    await store.uncountAttempt('never-counted', t);
+    expect(await store.countAttempt('never-counted', t, spec)).toMatchObject({ count: 1 });
+  });
+
+  it('keeps a gate shut until the latest time asked, and lets one caller through an open gate', async () => {
+    expect(await store.holdGate('g1', t, t + 1000)).toEqual({ held: true, openAtMs: t + 1000 });
+    expect(await store.holdGate('g1', t, t + 500)).toEqual({ held: true, openAtMs: t + 1000 });
+    expect(await store.holdGate('g1', t + 10, t + 2000, { ifOpen: true })).toEqual({ held: false, openAtMs: t + 1000 });
+    const racing = await Promise.all(
+      Array.from({ length: 5 }, () => store.holdGate('g1', t + 1000, t + 3000, { ifOpen: true })),
+    );
+    expect(racing.filter((hold) => hold.held)).toHaveLength(1);
+    expect(racing.every((hold) => hold.openAtMs === t + 3000)).toBe(true);
+    // A time already past leaves the gate open.
+    expect((await store.holdGate('g2', t, t - 1, { ifOpen: true })).held).toBe(true);
+    expect((await store.holdGate('g2', t, t + 1, { ifOpen: true })).held).toBe(true);
+  });
+
   it('answers ping while open', async () => {
     await expect(store.ping()).resolves.toBeUndefined();
   });

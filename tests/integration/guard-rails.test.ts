@@ -17,7 +17,6 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
         RATE_LIMIT_FREE_PER_MINUTE: '5',
         RATE_LIMIT_ANONYMOUS_PER_MINUTE: '1000',
         LOGIN_MAX_FAILURES: '3',
-        LOGIN_LOCKOUT_MS: '1000',
         BOOTSTRAP_JOIN_TOKEN: BOOTSTRAP_TOKEN,
       },
     });
@@ -45,30 +44,6 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
     const recovered = await postJson(cp.httpUrl, rpc('AuthService', 'GetMe'), {}, tenant.accessToken);
     expect(recovered.status).toBe(200);
     expect(recovered.headers.get('ratelimit-remaining')).toBe('4');
-  });
-
-  it('locks an account out after repeated failed logins, even for the right password, then lets it in', async () => {
-    const tenant = await signUp(cp.httpUrl, 'locked');
-    for (let i = 0; i < 3; i++) {
-      const { status } = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
-        email: tenant.email,
-        password: 'wrong-pass',
-      });
-      expect(status).toBe(401);
-    }
-    const locked = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
-      email: tenant.email,
-      password: tenant.password,
-    });
-    expect(locked.status).toBe(429);
-    expect(String(locked.json.message)).toMatch(/too many failed attempts; try again in \d+ s/);
-    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    await sleep(1300);
-    const ok = await postJson(cp.httpUrl, rpc('AuthService', 'Login'), {
-      email: tenant.email,
-      password: tenant.password,
-    });
-    expect(ok.status).toBe(200);
   });
 
   it('counts parallel guesses before checking them, so a burst cannot get past the lock-out', async () => {

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import type { Clock } from '../../src/platform/clock.js';
 import { createLogger } from '../../src/platform/logger.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
 
@@ -38,6 +39,8 @@ export async function startControlPlane(
     replicaOf?: Pick<TestControlPlane, 'databaseUrl' | 'redisPrefix'>;
     /** Clock, scheduler, logger and the like; a ManualScheduler as both clock and scheduler drives time. */
     overrides?: AppOverrides;
+    /** A fake clock for timing rules the test drives instead of sleeping. */
+    clock?: Clock;
   } = {},
 ): Promise<TestControlPlane> {
   // A replica shares the first control plane's database and Redis prefix (and leaves them to it to clean up).
@@ -55,7 +58,7 @@ export async function startControlPlane(
     ...options.env,
   });
   const logger = createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
-  const app = await createApp(config, { logger, ...options.overrides });
+  const app = await createApp(config, { logger, clock: options.clock, ...options.overrides });
   const urls = await app.start();
   const httpUrl = `http://127.0.0.1:${urls.httpPort}`;
   const admin = { email: `admin-${randomBytes(4).toString('hex')}@test.local`, password: 'correct-horse-battery' };

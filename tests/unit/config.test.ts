@@ -64,6 +64,21 @@ describe('control-plane configuration', () => {
     );
   });
 
+  it('compiles the login throttle, and refuses a progressive delay capped below its first step', () => {
+    expect(loadConfig({}).auth.login).toEqual({
+      maxFailures: 5,
+      maxFailuresPerIp: 50,
+      windowMs: 900_000,
+      lockoutMs: 900_000,
+      delayAfterFailures: 3,
+      delayBaseMs: 1000,
+      delayMaxMs: 60_000,
+    });
+    expect(() => loadConfig({ LOGIN_DELAY_BASE_MS: '5000', LOGIN_DELAY_MAX_MS: '4000' })).toThrow(
+      /LOGIN_DELAY_MAX_MS: must be at least LOGIN_DELAY_BASE_MS/,
+    );
+  });
+
   it('reports every bad variable at once', () => {
     expect(() => loadConfig({ HTTP_PORT: 'x', GRPC_PORT: 'y' })).toThrow(/HTTP_PORT.*; GRPC_PORT/);
   });

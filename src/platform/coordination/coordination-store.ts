@@ -1,6 +1,6 @@
 import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 
-/** A counter window shared by every replica (rate limits, login lock-outs). */
+/** A counter window shared by every replica (per-caller rate limits). */
 export interface RateLimiterSpec {
   keyPrefix: string;
   points: number;
@@ -13,6 +13,32 @@ export interface RateLimiterSpec {
 export interface SlotClaim {
   key: string;
   limit: number;
+}
+
+/** How an attempt counter counts: a fixed window from its first attempt, and what happens at the limit. */
+export interface AttemptCounterSpec {
+  windowMs: number;
+  /** Attempts allowed per window; unset counts without ever refusing. */
+  limit?: number;
+  /** An attempt that finds the limit reached blocks the key this long, then a new window starts; unset: until the window ends. */
+  blockMs?: number;
+}
+
+/** The answer to one counted attempt. */
+export interface AttemptCount {
+  allowed: boolean;
+  /** Attempts counted in the current window (this one included when allowed). */
+  count: number;
+  /** When a refused caller may try again, on the caller's clock; 0 when allowed. */
+  retryAtMs: number;
+}
+
+/** The answer to holding a gate. */
+export interface GateHold {
+  /** False only when `ifOpen` was asked and the gate was shut. */
+  held: boolean;
+  /** When the gate opens (again), on the caller's clock. */
+  openAtMs: number;
 }
 
 /**
@@ -74,6 +100,23 @@ export interface CoordinationStore {
 
   /** A rate limiter (rate-limiter-flexible) whose counters live in this store. */
   createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract;
+
+  // Attempt counters and gates take every time from the caller (the injected
+  // clock), not from the store: rate-limiter-flexible keeps Redis's time, so
+  // rules built on it cannot be tested with a fake clock. Every call is atomic.
+
+  /** Counts one attempt at `nowMs` unless the key is blocked or already at its limit (which starts the block). */
+  countAttempt(key: string, nowMs: number, spec: AttemptCounterSpec): Promise<AttemptCount>;
+  /** Takes back one attempt of the current window (one that turned out not to count); never lifts a block. */
+  uncountAttempt(key: string, nowMs: number): Promise<void>;
+  /** Forgets the key's attempts and any block. */
+  clearAttempts(key: string): Promise<void>;
+  /**
+   * Keeps a gate shut until at least `untilMs` (never opens it sooner). With
+   * `ifOpen`, does so only when the gate is open at `nowMs`, so exactly one of
+   * several racing callers passes an open gate.
+   */
+  holdGate(key: string, nowMs: number, untilMs: number, options?: { ifOpen?: boolean }): Promise<GateHold>;
 
   /** Throws when the store cannot be reached. */
   ping(): Promise<void>;

@@ -1,6 +1,13 @@
 import type { Clock } from '../clock.js';
 import { RateLimiterMemory, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { CoordinationStore, RateLimiterSpec, SlotClaim } from './coordination-store.js';
+import type {
+  AttemptCount,
+  AttemptCounterSpec,
+  CoordinationStore,
+  GateHold,
+  RateLimiterSpec,
+  SlotClaim,
+} from './coordination-store.js';
 
 interface Lease {
   holder: string;
@@ -8,6 +15,15 @@ interface Lease {
   /** Set on leadership leases: the term's fencing token. */
   token?: number;
 }
+
+interface Attempts {
+  count: number;
+  resetAtMs: number;
+  blockedUntilMs: number;
+}
+
+/** Expired counters and gates are dropped after this many writes, so random keys cannot grow the maps forever. */
+const PRUNE_EVERY_WRITES = 1000;
 
 /**
  * In-process coordination store for a single control-plane replica (the
@@ -21,6 +37,9 @@ export class MemoryCoordinationStore implements CoordinationStore {
   private readonly channels = new Map<string, Set<(message: string) => void>>();
   /** Slot sets: member -> expiry (wall-clock ms). */
   private readonly slots = new Map<string, Map<string, number>>();
+  private readonly attempts = new Map<string, Attempts>();
+  private readonly gates = new Map<string, number>();
+  private writes = 0;
   private closed = false;
 
   constructor(private readonly clock: Clock) {}
@@ -142,6 +161,46 @@ export class MemoryCoordinationStore implements CoordinationStore {
     });
   }
 
+  async countAttempt(key: string, nowMs: number, spec: AttemptCounterSpec): Promise<AttemptCount> {
+    this.assertOpen();
+    this.pruneExpired(nowMs);
+    const state = this.attempts.get(key) ?? { count: 0, resetAtMs: 0, blockedUntilMs: 0 };
+    if (nowMs < state.blockedUntilMs) return { allowed: false, count: state.count, retryAtMs: state.blockedUntilMs };
+    if (nowMs >= state.resetAtMs) {
+      state.count = 0;
+      state.resetAtMs = nowMs + spec.windowMs;
+    }
+    this.attempts.set(key, state);
+    if (spec.limit !== undefined && state.count >= spec.limit) {
+      if (spec.blockMs) state.resetAtMs = nowMs + spec.blockMs;
+      state.blockedUntilMs = state.resetAtMs;
+      return { allowed: false, count: state.count, retryAtMs: state.blockedUntilMs };
+    }
+    state.count += 1;
+    return { allowed: true, count: state.count, retryAtMs: 0 };
+  }
+
+  async uncountAttempt(key: string, nowMs: number): Promise<void> {
+    this.assertOpen();
+    const state = this.attempts.get(key);
+    if (state && state.count > 0 && nowMs < state.resetAtMs) state.count -= 1;
+  }
+
+  async clearAttempts(key: string): Promise<void> {
+    this.assertOpen();
+    this.attempts.delete(key);
+  }
+
+  async holdGate(key: string, nowMs: number, untilMs: number, options: { ifOpen?: boolean } = {}): Promise<GateHold> {
+    this.assertOpen();
+    this.pruneExpired(nowMs);
+    const openAtMs = this.gates.get(key) ?? 0;
+    if (options.ifOpen && openAtMs > nowMs) return { held: false, openAtMs };
+    if (untilMs <= openAtMs) return { held: true, openAtMs };
+    this.gates.set(key, untilMs);
+    return { held: true, openAtMs: untilMs };
+  }
+
   async ping(): Promise<void> {
     this.assertOpen();
   }
@@ -162,6 +221,15 @@ export class MemoryCoordinationStore implements CoordinationStore {
     }
     for (const [member, expiresAtMs] of set) if (expiresAtMs <= nowMs) set.delete(member);
     return set;
+    this.attempts.clear();
+    this.gates.clear();
+  }
+
+  private pruneExpired(nowMs: number): void {
+    if (++this.writes < PRUNE_EVERY_WRITES) return;
+    this.writes = 0;
+    for (const [key, state] of this.attempts) if (state.resetAtMs <= nowMs) this.attempts.delete(key);
+    for (const [key, openAtMs] of this.gates) if (openAtMs <= nowMs) this.gates.delete(key);
   }
 
   private live(key: string): Lease | undefined {

@@ -2,7 +2,14 @@ import { Redis } from 'ioredis';
 import { StartupError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type { CoordinationStore, RateLimiterSpec, SlotClaim } from './coordination-store.js';
+import type {
+  AttemptCount,
+  AttemptCounterSpec,
+  CoordinationStore,
+  GateHold,
+  RateLimiterSpec,
+  SlotClaim,
+} from './coordination-store.js';
 
 // Compare-and-set scripts: a lease is only touched by the holder it names,
 // atomically, so a replica that lost a lease can never extend or delete the
@@ -70,6 +77,50 @@ if redis.call('ZADD', KEYS[1], 'XX', 'CH', ARGV[2], ARGV[1]) == 1 and redis.call
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
 end
 return 0`;
+// Attempt counters: a hash of count, window end and block end, all on the
+// caller's clock (ARGV[1]); the Redis TTL only collects the key once it is
+// dead. ARGV: now, window, limit (-1: none), block (0: until the window ends).
+const COUNT_ATTEMPT = `
+local now = tonumber(ARGV[1])
+local state = redis.call('HMGET', KEYS[1], 'count', 'resetAt', 'blockedUntil')
+local count = tonumber(state[1]) or 0
+local resetAt = tonumber(state[2]) or 0
+local blockedUntil = tonumber(state[3]) or 0
+if now < blockedUntil then return {0, count, blockedUntil} end
+if now >= resetAt then
+  count = 0
+  resetAt = now + tonumber(ARGV[2])
+end
+local limit = tonumber(ARGV[3])
+local allowed = 1
+if limit >= 0 and count >= limit then
+  allowed = 0
+  if tonumber(ARGV[4]) > 0 then resetAt = now + tonumber(ARGV[4]) end
+  blockedUntil = resetAt
+else
+  count = count + 1
+end
+redis.call('HSET', KEYS[1], 'count', count, 'resetAt', resetAt, 'blockedUntil', blockedUntil)
+redis.call('PEXPIRE', KEYS[1], math.max(1, resetAt - now))
+if allowed == 1 then return {1, count, 0} end
+return {0, count, blockedUntil}`;
+const UNCOUNT_ATTEMPT = `
+local state = redis.call('HMGET', KEYS[1], 'count', 'resetAt')
+if (tonumber(state[1]) or 0) > 0 and tonumber(ARGV[1]) < (tonumber(state[2]) or 0) then
+  redis.call('HINCRBY', KEYS[1], 'count', -1)
+end
+return 0`;
+// A gate is the time it opens. ARGV: now, until, "1" to hold it only if open.
+const HOLD_GATE = `
+local now = tonumber(ARGV[1])
+local openAt = tonumber(redis.call('GET', KEYS[1]) or '0')
+if ARGV[3] == '1' and openAt > now then return {0, openAt} end
+local untilMs = tonumber(ARGV[2])
+if untilMs > openAt then
+  if untilMs > now then redis.call('SET', KEYS[1], ARGV[2], 'PX', untilMs - now) end
+  openAt = untilMs
+end
+return {1, openAt}`;
 
 /** The commands defineCommand adds to the client. */
 interface LeaseScripts {
@@ -80,6 +131,9 @@ interface LeaseScripts {
   releaseLeadership(key: string, holder: string): Promise<number>;
   /** numberOfKeys, then the keys, then ARGV (the slot script takes any number of keys). */
   acquireSlots(numberOfKeys: number, ...keysThenArgs: (string | number)[]): Promise<number>;
+  countAttempt(key: string, nowMs: number, windowMs: number, limit: number, blockMs: number): Promise<number[]>;
+  uncountAttempt(key: string, nowMs: number): Promise<number>;
+  holdGate(key: string, nowMs: number, untilMs: number, ifOpen: string): Promise<number[]>;
 }
 
 /** Options for connecting the Redis adapter. */
@@ -114,6 +168,9 @@ export class RedisCoordinationStore implements CoordinationStore {
     client.defineCommand('releaseLeadership', { numberOfKeys: 1, lua: RESIGN });
     client.defineCommand('acquireSlots', { lua: ACQUIRE_SLOTS });
     client.defineCommand('renewSlot', { numberOfKeys: 1, lua: RENEW_SLOT });
+    client.defineCommand('countAttempt', { numberOfKeys: 1, lua: COUNT_ATTEMPT });
+    client.defineCommand('uncountAttempt', { numberOfKeys: 1, lua: UNCOUNT_ATTEMPT });
+    client.defineCommand('holdGate', { numberOfKeys: 1, lua: HOLD_GATE });
     this.scripts = client as unknown as LeaseScripts;
   }
 
@@ -243,6 +300,35 @@ export class RedisCoordinationStore implements CoordinationStore {
       duration: spec.durationSeconds,
       blockDuration: spec.blockSeconds ?? 0,
     });
+  }
+
+  async countAttempt(key: string, nowMs: number, spec: AttemptCounterSpec): Promise<AttemptCount> {
+    const [allowed, count, retryAtMs] = await this.scripts.countAttempt(
+      this.key(`attempts:${key}`),
+      Math.round(nowMs),
+      Math.round(spec.windowMs),
+      spec.limit ?? -1,
+      Math.round(spec.blockMs ?? 0),
+    );
+    return { allowed: allowed === 1, count: count ?? 0, retryAtMs: retryAtMs ?? 0 };
+  }
+
+  async uncountAttempt(key: string, nowMs: number): Promise<void> {
+    await this.scripts.uncountAttempt(this.key(`attempts:${key}`), Math.round(nowMs));
+  }
+
+  async clearAttempts(key: string): Promise<void> {
+    await this.client.del(this.key(`attempts:${key}`));
+  }
+
+  async holdGate(key: string, nowMs: number, untilMs: number, options: { ifOpen?: boolean } = {}): Promise<GateHold> {
+    const [held, openAtMs] = await this.scripts.holdGate(
+      this.key(`gate:${key}`),
+      Math.round(nowMs),
+      Math.round(untilMs),
+      options.ifOpen ? '1' : '0',
+    );
+    return { held: held === 1, openAtMs: openAtMs ?? 0 };
   }
 
   async ping(): Promise<void> {
