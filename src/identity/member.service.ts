@@ -3,6 +3,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../platform/clock.js';
 import { DomainError } from '../platform/errors.js';
 import { LockMode } from '@mikro-orm/core';
+import { assertPerson } from './access-control.js';
 import { Membership, Tenant, User } from './account.entity.js';
 import { requireTenant } from './api-key.service.js';
 import type { TenantRole } from './identity.types.js';
@@ -17,7 +18,10 @@ export interface MemberView {
   joinedAt: Date;
 }
 
-/** Who belongs to the caller's tenant. Every query is scoped by the caller's tenant. */
+/**
+ * Who belongs to the caller's tenant. Every query is scoped by the caller's
+ * tenant; every change is made by a person, never an API key.
+ */
 export class MemberService {
   constructor(
     private readonly clock: Clock,
@@ -44,6 +48,7 @@ export class MemberService {
     origin: RequestOrigin,
   ): Promise<MemberView> {
     const tenantId = requireTenant(principal);
+    assertPerson(principal);
     this.assertCanGrant(principal, input.role);
     const user = await em.findOne(User, { emailNormalized: normaliseEmail(input.email) });
     if (!user) throw new DomainError('NOT_FOUND', 'no user with this email; they must sign up first');
@@ -72,6 +77,7 @@ export class MemberService {
     origin: RequestOrigin,
   ): Promise<MemberView> {
     const tenantId = requireTenant(principal);
+    assertPerson(principal);
     const membership = await em.transactional(async (tx) => {
       await this.lockTenant(tx, tenantId);
       const found = await this.findMember(tx, tenantId, input.userId);
@@ -100,6 +106,7 @@ export class MemberService {
 
   async remove(em: EntityManager, principal: Principal, userId: string, origin: RequestOrigin): Promise<void> {
     const tenantId = requireTenant(principal);
+    assertPerson(principal);
     await em.transactional(async (tx) => {
       await this.lockTenant(tx, tenantId);
       const membership = await this.findMember(tx, tenantId, userId);
