@@ -1,8 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
+import { AuditService } from '../../gen/switchboard/v1/audit_pb.js';
 import { Role } from '../../gen/switchboard/v1/identity_pb.js';
 import { MemberService } from '../../gen/switchboard/v1/member_pb.js';
+import { ApiKey } from '../../src/identity/api-key.entity.js';
+import { Membership } from '../../src/identity/account.entity.js';
 import { bearer } from '../support/clients.js';
 import { postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { addMember, signUp, type TestTenant } from '../support/tenants.js';
@@ -75,6 +78,61 @@ describe('members and the API keys of members (PostgreSQL + Redis)', () => {
       ]);
       // The key still reads, so it was refused for what it tried, not for being broken.
       expect((await call('MemberService/ListMembers', {}, key.secret)).status).toBe(200);
+    });
+  });
+
+  describe('an API key acts with no more than its creator’s current role', () => {
+    it('drops an ADMIN key to DEVELOPER the moment its creator is demoted, on every replica', async () => {
+      const admin = await addMember(cp.httpUrl, acme, 'ADMIN');
+      const key = await createKey(admin.token, 'ROLE_ADMIN');
+      const ownersKey = await createKey(acme.accessToken, 'ROLE_ADMIN');
+      // The replica caches the key with ADMIN power (the audit log is for admins).
+      expect((await call('AuthService/GetMe', {}, key.secret, replica)).json.role).toBe('ROLE_ADMIN');
+      expect((await call('AuditService/ListAuditEvents', {}, key.secret, replica)).status).toBe(200);
+
+      const demoted = await call(
+        'MemberService/UpdateMemberRole',
+        { userId: admin.userId, role: 'ROLE_DEVELOPER' },
+        acme.accessToken,
+      );
+      expect(demoted.status).toBe(200);
+
+      // At once on the other replica, despite its minute-long cache.
+      expect((await call('AuthService/GetMe', {}, key.secret, replica)).json.role).toBe('ROLE_DEVELOPER');
+      const audit = await call('AuditService/ListAuditEvents', {}, key.secret, replica);
+      expect({ status: audit.status, code: audit.json.code }).toEqual({ status: 403, code: 'permission_denied' });
+      const revoke = await call('ApiKeyService/RevokeApiKey', { apiKeyId: ownersKey.id }, key.secret, replica);
+      expect({ status: revoke.status, code: revoke.json.code }).toEqual({ status: 403, code: 'permission_denied' });
+      const grpc = createClient(
+        AuditService,
+        createGrpcTransport({ baseUrl: replica.grpcUrl, interceptors: [bearer(key.secret)] }),
+      );
+      await expect(grpc.listAuditEvents({})).rejects.toMatchObject({ code: Code.PermissionDenied });
+      // What a DEVELOPER may do, the key still does; the owner's key was not revoked.
+      expect((await call('ApiKeyService/ListApiKeys', {}, key.secret, replica)).status).toBe(200);
+      expect((await call('AuthService/GetMe', {}, ownersKey.secret, replica)).status).toBe(200);
+
+      // Promoted again, the key gets its own role back: the creator's role is a ceiling, not a revocation.
+      await call('MemberService/UpdateMemberRole', { userId: admin.userId, role: 'ROLE_ADMIN' }, acme.accessToken);
+      expect((await call('AuditService/ListAuditEvents', {}, key.secret, replica)).status).toBe(200);
+    });
+
+    it('refuses a key whose creator is no longer a member or is unknown, even if it was never revoked', async () => {
+      const developer = await addMember(cp.httpUrl, acme, 'DEVELOPER');
+      const left = await createKey(developer.token, 'ROLE_VIEWER');
+      const orphan = await createKey(acme.accessToken, 'ROLE_VIEWER');
+      expect((await call('AuthService/GetMe', {}, left.secret)).status).toBe(200);
+      expect((await call('AuthService/GetMe', {}, orphan.secret)).status).toBe(200);
+
+      // Rows as an older version (keys minted by keys) or a manual database change could leave them.
+      const em = cp.app.database.orm.em.fork();
+      await em.nativeDelete(Membership, { tenantId: acme.tenantId, userId: developer.userId });
+      await em.nativeUpdate(ApiKey, { id: orphan.id }, { createdByUserId: null });
+      for (const key of [left, orphan]) {
+        cp.app.identity.apiKeys.forget(key.id);
+        const { status, json } = await call('AuthService/GetMe', {}, key.secret);
+        expect({ status, code: json.code }).toEqual({ status: 401, code: 'unauthenticated' });
+      }
     });
   });
 });
