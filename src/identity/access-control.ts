@@ -46,7 +46,7 @@ export function authorize(access: RpcAccess | undefined, principal: Principal | 
 }
 
 /** Refuses API keys where a person must act (also checked by services, in case the table is ever loosened). */
-export function assertPerson(principal: Principal): void {
+export function assertPerson(principal: Principal): asserts principal is Extract<Principal, { kind: 'user' }> {
   if (principal.kind !== 'user') {
     throw new DomainError('PERMISSION_DENIED', 'only a signed-in person can do this, not an API key');
   }

@@ -6,6 +6,7 @@ import { ApiKeyService } from './api-key.service.js';
 import { AuthInvalidation } from './auth-invalidation.js';
 import { AuthService } from './auth.service.js';
 import { Authenticator } from './authenticator.js';
+import { InvitationService } from './invitation.service.js';
 import { LoginThrottle } from './login-throttle.js';
 import { MemberService } from './member.service.js';
 import { PasswordHasher } from './password-hasher.js';
@@ -18,6 +19,7 @@ export interface Identity {
   readonly auth: AuthService;
   readonly apiKeys: ApiKeyService;
   readonly members: MemberService;
+  readonly invitations: InvitationService;
   readonly joinTokens: JoinTokenService;
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
@@ -53,6 +55,12 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     log,
   );
   const publish = (event: { userId?: string; sessionId?: string }) => invalidation.publish(event);
+  const invitations = new InvitationService({
+    clock,
+    audit,
+    ttlMs: config.auth.invitationTtlMs,
+    invalidate: publish,
+  });
   const auth = new AuthService({
     clock,
     hasher: new PasswordHasher(config.auth.argon2),
@@ -62,6 +70,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     refreshTokenTtlMs: config.auth.refreshTokenTtlMs,
     invalidate: publish,
     revokeKeysOf: (em, userId) => apiKeys.revokeCreatedBy(em, userId, null),
+    invitations,
   });
   let keyTimer: NodeJS.Timeout | undefined;
   return {
@@ -71,6 +80,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     members: new MemberService(clock, audit, publish, (em, userId, tenantId) =>
       apiKeys.revokeCreatedBy(em, userId, tenantId),
     ),
+    invitations,
     joinTokens: new JoinTokenService(clock, audit),
     audit,
     authenticator: new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation),

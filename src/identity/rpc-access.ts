@@ -64,7 +64,11 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.SandboxService/InjectInbound': tenant('sessions.manage'),
 
   'switchboard.v1.MemberService/ListMembers': tenant('members.read'),
-  'switchboard.v1.MemberService/AddMember': tenantPerson('members.manage'),
+  'switchboard.v1.MemberService/InviteMember': tenantPerson('members.manage'),
+  'switchboard.v1.MemberService/ListInvitations': tenantPerson('members.manage'),
+  'switchboard.v1.MemberService/RevokeInvitation': tenantPerson('members.manage'),
+  // The invitee is not a member yet: any signed-in person, whatever tenant their token acts in.
+  'switchboard.v1.MemberService/AcceptInvitation': { kind: 'user' },
   'switchboard.v1.MemberService/UpdateMemberRole': tenantPerson('members.manage'),
   'switchboard.v1.MemberService/RemoveMember': tenantPerson('members.manage'),
 

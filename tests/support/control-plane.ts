@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
+import type { Clock } from '../../src/platform/clock.js';
 import { createLogger } from '../../src/platform/logger.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
 
@@ -36,6 +37,8 @@ export async function startControlPlane(
     env?: Record<string, string>;
     embedded?: boolean;
     replicaOf?: Pick<TestControlPlane, 'databaseUrl' | 'redisPrefix'>;
+    /** A ManualClock drives expiries (invitations, keys) without sleeping. */
+    clock?: Clock;
   } = {},
 ): Promise<TestControlPlane> {
   // A replica shares the first control plane's database and Redis prefix (and leaves them to it to clean up).
@@ -53,7 +56,7 @@ export async function startControlPlane(
     ...options.env,
   });
   const logger = createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
-  const app = await createApp(config, { logger });
+  const app = await createApp(config, { logger, clock: options.clock });
   const urls = await app.start();
   const httpUrl = `http://127.0.0.1:${urls.httpPort}`;
   const admin = { email: `admin-${randomBytes(4).toString('hex')}@test.local`, password: 'correct-horse-battery' };

@@ -56,7 +56,9 @@ describe('the permission table', () => {
     expect(personOnly.sort()).toEqual(
       [
         'switchboard.v1.ApiKeyService/CreateApiKey',
-        'switchboard.v1.MemberService/AddMember',
+        'switchboard.v1.MemberService/InviteMember',
+        'switchboard.v1.MemberService/ListInvitations',
+        'switchboard.v1.MemberService/RevokeInvitation',
         'switchboard.v1.MemberService/RemoveMember',
         'switchboard.v1.MemberService/UpdateMemberRole',
       ].sort(),
@@ -88,6 +90,8 @@ describe('the permission table', () => {
     ['switchboard.v1.AuditService/ListAuditEvents', viewerKey, 'PERMISSION_DENIED'],
     ['switchboard.v1.AuditService/ListAuditEvents', platformAdmin, 'allowed'],
     ['switchboard.v1.AuthService/ChangePassword', viewerKey, 'PERMISSION_DENIED'],
+    ['switchboard.v1.MemberService/AcceptInvitation', ownerKey, 'PERMISSION_DENIED'],
+    ['switchboard.v1.MemberService/AcceptInvitation', platformAdmin, 'allowed'],
     ['switchboard.v1.AuthService/GetMe', viewerKey, 'allowed'],
     ['switchboard.v1.AuthService/Login', undefined, 'allowed'],
     ['switchboard.v1.WorkerService/Connect', undefined, 'allowed'],
