@@ -140,7 +140,7 @@ export async function lockTenant(em: EntityManager, tenantId: string): Promise<T
   return em.findOne(Tenant, { id: tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
 }
 
-/** Refuses to give a member, an invitee or a key more than the caller has (only owners make owners). */
+/** Refuses to give a member or an invitee more than the caller has (only owners make owners). */
 export function assertCanGrant(principal: Principal, role: TenantRole): void {
   if (!principal.role || !canGrantRole(principal.role, role)) {
     throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot grant ${role}`);

@@ -374,6 +374,13 @@ describe('members and the API keys of members (PostgreSQL + Redis)', () => {
       expect(await tenantsOf(accessToken)).toEqual([acme.tenantId]);
       const again = await signUpWith({ email: `late-${hex()}@example.com`, invitationToken: token });
       expect(again.json.code).toBe('not_found');
+
+      // Someone who already has an account is told to log in, and accepts from there.
+      const existing = await signUp(cp.httpUrl, 'existing');
+      const forExisting = await invite(acme.accessToken, existing.email, 'ROLE_VIEWER');
+      const duplicate = await signUpWith({ email: existing.email, invitationToken: forExisting.token });
+      expect(duplicate.json.code).toBe('already_exists');
+      expect((await accept(forExisting.token, existing.accessToken)).status).toBe(200);
     });
 
     it('lets an invitation be accepted only while its inviter may still grant the role', async () => {
