@@ -179,7 +179,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     router.service(SandboxServiceDesc, createSandboxHandler(sessions));
     router.service(AuthService, createAuthHandler(identity.auth));
     router.service(ApiKeyService, createApiKeyHandler(identity.apiKeys));
-    router.service(MemberService, createMemberHandler(identity.members));
+    router.service(MemberService, createMemberHandler(identity.members, identity.invitations));
     router.service(AuditService, createAuditHandler(identity.audit));
     registerHealth(router, health);
     registerReflection(router, registry, () => serviceNames);

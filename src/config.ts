@@ -78,6 +78,8 @@ export interface AuthConfig {
   readonly signingKeyRotationMs: number;
   /** How long a replica trusts a cached user standing or API key before re-reading it. */
   readonly cacheTtlMs: number;
+  /** How long an invitation to join a tenant can be accepted. */
+  readonly invitationTtlMs: number;
   readonly argon2: { memoryCostKiB: number; timeCost: number; parallelism: number };
   /** Failed-password throttling; the policy is described in identity/login-throttle.ts. */
   readonly login: {
@@ -175,6 +177,7 @@ const envSchema = z
     WORKER_CREDENTIAL_TTL_MS: milliseconds(30 * DAY, 60_000),
     SIGNING_KEY_ROTATION_MS: milliseconds(30 * DAY, 60_000),
     AUTH_CACHE_TTL_MS: milliseconds(5000, 0),
+    INVITATION_TTL_MS: milliseconds(7 * DAY, MINUTE),
     ARGON2_MEMORY_KIB: count(19_456, 1024, 4 * 1024 * 1024),
     ARGON2_TIME_COST: count(2, 1, 100),
     ARGON2_PARALLELISM: count(1, 1, 64),
@@ -316,6 +319,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
       workerCredentialTtlMs: e.WORKER_CREDENTIAL_TTL_MS,
       signingKeyRotationMs: e.SIGNING_KEY_ROTATION_MS,
       cacheTtlMs: e.AUTH_CACHE_TTL_MS,
+      invitationTtlMs: e.INVITATION_TTL_MS,
       argon2: { memoryCostKiB: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
       login: {
         maxFailures: e.LOGIN_MAX_FAILURES,

@@ -13,6 +13,7 @@ export function authorize(access: RpcAccess | undefined, principal: Principal | 
     case 'signed-in':
     case 'user':
     case 'tenant':
+    case 'tenant-person':
     case 'tenant-or-platform':
     case 'platform':
       break;
@@ -23,8 +24,7 @@ export function authorize(access: RpcAccess | undefined, principal: Principal | 
     case 'signed-in':
       return;
     case 'user':
-      if (principal.kind !== 'user')
-        throw new DomainError('PERMISSION_DENIED', 'only a signed-in person can do this, not an API key');
+      assertPerson(principal);
       return;
     case 'platform':
       if (principal.kind !== 'user' || !principal.platformAdmin) {
@@ -38,6 +38,17 @@ export function authorize(access: RpcAccess | undefined, principal: Principal | 
     case 'tenant':
       assertTenantPermission(principal, access.permission);
       return;
+    case 'tenant-person':
+      assertPerson(principal);
+      assertTenantPermission(principal, access.permission);
+      return;
+  }
+}
+
+/** Refuses API keys where a person must act (also checked by services, in case the table is ever loosened). */
+export function assertPerson(principal: Principal): asserts principal is Extract<Principal, { kind: 'user' }> {
+  if (principal.kind !== 'user') {
+    throw new DomainError('PERMISSION_DENIED', 'only a signed-in person can do this, not an API key');
   }
 }
 

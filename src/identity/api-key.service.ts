@@ -6,11 +6,11 @@ import { DomainError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
 import type { AuthInvalidation } from './auth-invalidation.js';
 import { TtlCache } from '../platform/ttl-cache.js';
-import { Tenant } from './account.entity.js';
+import { Membership, Tenant, User } from './account.entity.js';
 import { ApiKey } from './api-key.entity.js';
 import type { TenantPlan, TenantRole } from './identity.types.js';
 import type { Principal, RequestOrigin } from './principal.js';
-import { canGrantRole } from './roles.js';
+import { canGrantRole, lesserRole } from './roles.js';
 import { digestsEqual, randomSecret, sha256Hex } from './secrets.js';
 
 /** Greppable by secret scanners: `sb_live_<id>_<secret>`. */
@@ -20,6 +20,10 @@ const KEY_PATTERN = /^sb_live_([a-z0-9]{16})_([A-Za-z0-9_-]{43})$/;
 interface CachedKey {
   tenantId: string;
   role: TenantRole;
+  /** Null for keys minted by other keys before only people could create them. */
+  createdByUserId: string | null;
+  /** The creator's current role in the key's tenant; null once they are no longer an active member. */
+  creatorRole: TenantRole | null;
   plan: TenantPlan;
   secretHash: string;
   expiresAt: Date | null;
@@ -46,6 +50,8 @@ export class ApiKeyService {
       if (event.apiKeyId) this.forget(event.apiKeyId);
       // A tenant's plan or standing changed: every key's cached plan may be stale.
       if (event.tenantId) this.cache.clear();
+      // A creator's role change, removal or suspension changes what their keys may do.
+      if (event.userId) this.cache.deleteWhere((key) => key?.createdByUserId === event.userId);
     });
   }
 
@@ -166,7 +172,12 @@ export class ApiKeyService {
     this.cache.delete(id);
   }
 
-  /** Resolves `sb_live_...` to a principal, or refuses with UNAUTHENTICATED. Cached; PostgreSQL is read once per TTL. */
+  /**
+   * Resolves `sb_live_...` to a principal, or refuses with UNAUTHENTICATED.
+   * The key acts with the lesser of its own role and its creator's current
+   * role: a key never does more than the person answerable for it could.
+   * Cached; PostgreSQL is read once per TTL or after an invalidation.
+   */
   async authenticate(credential: string): Promise<Principal> {
     const match = KEY_PATTERN.exec(credential);
     if (!match) throw new DomainError('UNAUTHENTICATED', 'malformed API key');
@@ -178,14 +189,22 @@ export class ApiKeyService {
     }
     if (key.revokedAt) throw new DomainError('UNAUTHENTICATED', 'API key revoked');
     if (key.expiresAt && key.expiresAt <= now) throw new DomainError('UNAUTHENTICATED', 'API key expired');
+    if (!key.createdByUserId) {
+      throw new DomainError('UNAUTHENTICATED', 'API key has no creator to answer for it; create a new key');
+    }
+    if (!key.creatorRole) {
+      throw new DomainError('UNAUTHENTICATED', 'the creator of this API key can no longer act in its tenant');
+    }
     this.lastUsed.set(id, now);
+    const role = lesserRole(key.role, key.creatorRole);
     return {
       kind: 'api-key',
       apiKeyId: id,
       tenantId: key.tenantId,
-      role: key.role,
+      role,
       plan: key.plan,
       expiresAt: key.expiresAt,
+      creatorUserId: key.createdByUserId,
     };
   }
 
@@ -193,11 +212,19 @@ export class ApiKeyService {
     return this.cache.getOrLoad(id, async () => {
       const em = this.orm.em.fork();
       const row = await em.findOne(ApiKey, { id });
-      const tenant = row ? await em.findOne(Tenant, { id: row.tenantId }) : null;
-      return row && tenant
+      if (!row) return null;
+      const creatorId = row.createdByUserId;
+      const [tenant, creator, creatorMembership] = await Promise.all([
+        em.findOne(Tenant, { id: row.tenantId }),
+        creatorId ? em.findOne(User, { id: creatorId }) : Promise.resolve(null),
+        creatorId ? em.findOne(Membership, { tenantId: row.tenantId, userId: creatorId }) : Promise.resolve(null),
+      ]);
+      return tenant
         ? {
             tenantId: row.tenantId,
             role: row.role,
+            createdByUserId: creatorId,
+            creatorRole: creator?.status === 'ACTIVE' ? (creatorMembership?.role ?? null) : null,
             plan: tenant.plan,
             secretHash: row.secretHash,
             expiresAt: row.expiresAt,

@@ -7,6 +7,7 @@ import { DomainError } from '../platform/errors.js';
 import { Membership, Tenant, User } from './account.entity.js';
 import { AuthSession, RefreshToken } from './auth-session.entity.js';
 import type { TenantRole, UserStatus } from './identity.types.js';
+import { InvitationRefused, type InvitationService } from './invitation.service.js';
 import type { LoginThrottle } from './login-throttle.js';
 import type { PasswordHasher } from './password-hasher.js';
 import type { Principal, RequestOrigin } from './principal.js';
@@ -42,6 +43,8 @@ export interface AuthDependencies {
   invalidate: (what: { userId?: string; sessionId?: string }) => Promise<void>;
   /** Revokes the API keys a user created (on suspension). */
   revokeKeysOf: (em: EntityManager, userId: string) => Promise<void>;
+  /** Lets a person without an account sign up straight into the tenant that invited them. */
+  invitations: Pick<InvitationService, 'redeem' | 'recordRefusal'>;
 }
 
 const REFRESH_PREFIX = 'sbr_';
@@ -50,25 +53,28 @@ const REFRESH_PREFIX = 'sbr_';
 export class AuthService {
   constructor(private readonly deps: AuthDependencies) {}
 
+  /**
+   * Creates a user and signs them in. Without an invitation they own a new
+   * tenant; with one they join the inviting tenant instead (nothing else is
+   * created, and a refused invitation leaves no account behind).
+   */
   async signUp(
     em: EntityManager,
-    input: { email: string; password: string; displayName: string; tenantName: string },
+    input: { email: string; password: string; displayName: string; tenantName: string; invitationToken: string },
     origin: RequestOrigin,
   ): Promise<{ user: User; tenant: Tenant; tokens: IssuedTokens }> {
     if (input.displayName.trim() === '') throw DomainError.invalidArgument('display_name', 'must not be blank');
-    if (input.tenantName.trim() === '') throw DomainError.invalidArgument('tenant_name', 'must not be blank');
+    if (!input.invitationToken && input.tenantName.trim() === '') {
+      throw DomainError.invalidArgument('tenant_name', 'must not be blank');
+    }
     const now = this.deps.clock.now();
     const passwordHash = await this.deps.hasher.hash(input.password);
     try {
       return await em.transactional(async (tx) => {
         const user = this.createUser(tx, { ...input, passwordHash, platformAdmin: false, now });
-        const tenant = tx.create(Tenant, {
-          id: randomUUID(),
-          name: input.tenantName.trim(),
-          plan: 'free',
-          createdAt: now,
-        });
-        tx.create(Membership, { tenantId: tenant.id, userId: user.id, role: 'OWNER', createdAt: now });
+        const tenant = input.invitationToken
+          ? (await this.deps.invitations.redeem(tx, input.invitationToken, user, { userId: user.id, origin })).tenant
+          : this.createTenant(tx, user, input.tenantName, now);
         const tokens = await this.startSession(tx, user, tenant.id, origin);
         this.deps.audit.record(
           tx,
@@ -78,6 +84,7 @@ export class AuthService {
         return { user, tenant, tokens };
       });
     } catch (error) {
+      if (error instanceof InvitationRefused) await this.deps.invitations.recordRefusal(em, error, { origin });
       if (error instanceof UniqueConstraintViolationException) {
         throw new DomainError('ALREADY_EXISTS', 'an account with this email already exists; log in instead');
       }
@@ -320,6 +327,12 @@ export class AuthService {
     await em.flush();
     await this.deps.invalidate({ userId: user.id });
     return user;
+  }
+
+  private createTenant(em: EntityManager, owner: User, name: string, now: Date): Tenant {
+    const tenant = em.create(Tenant, { id: randomUUID(), name: name.trim(), plan: 'free', createdAt: now });
+    em.create(Membership, { tenantId: tenant.id, userId: owner.id, role: 'OWNER', createdAt: now });
+    return tenant;
   }
 
   private createUser(

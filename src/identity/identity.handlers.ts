@@ -18,10 +18,13 @@ import {
 } from '../../gen/switchboard/v1/auth_pb.js';
 import { MembershipSchema } from '../../gen/switchboard/v1/identity_pb.js';
 import {
-  AddMemberResponseSchema,
+  AcceptInvitationResponseSchema,
+  InviteMemberResponseSchema,
+  ListInvitationsResponseSchema,
   ListMembersResponseSchema,
   type MemberService as MemberServiceDesc,
   RemoveMemberResponseSchema,
+  RevokeInvitationResponseSchema,
   UpdateMemberRoleResponseSchema,
 } from '../../gen/switchboard/v1/member_pb.js';
 import { decodePageToken, encodePageToken, normalisePageSize } from '../fleet/page-token.js';
@@ -32,6 +35,7 @@ import type { ApiKeyService } from './api-key.service.js';
 import type { AuthService } from './auth.service.js';
 import {
   apiKeyToProto,
+  invitationToProto,
   memberToProto,
   roleToProto,
   tenantRoleFromProto,
@@ -39,6 +43,7 @@ import {
   tokensToProto,
   userToProto,
 } from './identity.mapping.js';
+import type { InvitationService } from './invitation.service.js';
 import type { MemberService } from './member.service.js';
 
 const origin = (ctx: HandlerContext) => ctx.values.get(originKey);
@@ -122,21 +127,59 @@ export function createApiKeyHandler(apiKeys: ApiKeyService): Partial<ServiceImpl
   };
 }
 
-/** MemberService: protobuf <-> MemberService use cases. */
-export function createMemberHandler(members: MemberService): Partial<ServiceImpl<typeof MemberServiceDesc>> {
+/** MemberService: protobuf <-> MemberService and InvitationService use cases. */
+export function createMemberHandler(
+  members: MemberService,
+  invitations: InvitationService,
+): Partial<ServiceImpl<typeof MemberServiceDesc>> {
   return {
     async listMembers(_req, ctx) {
       const list = await members.list(requestEntityManager(ctx), requirePrincipal(ctx));
       return create(ListMembersResponseSchema, { members: list.map(memberToProto) });
     },
-    async addMember(req, ctx) {
-      const member = await members.add(
+    async inviteMember(req, ctx) {
+      const result = await invitations.invite(
         requestEntityManager(ctx),
         requirePrincipal(ctx),
         { email: req.email, role: tenantRoleFromProto(req.role) },
         origin(ctx),
       );
-      return create(AddMemberResponseSchema, { member: memberToProto(member) });
+      return create(InviteMemberResponseSchema, {
+        invitation: invitationToProto(result.invitation),
+        token: result.token,
+      });
+    },
+    async listInvitations(req, ctx) {
+      const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
+      const found = await invitations.list(requestEntityManager(ctx), requirePrincipal(ctx), {
+        pageSize: pageSize + 1,
+        afterId: decodePageToken(req.pageToken),
+      });
+      const page = found.slice(0, pageSize);
+      const last = page.at(-1);
+      return create(ListInvitationsResponseSchema, {
+        invitations: page.map(invitationToProto),
+        nextPageToken: found.length > pageSize && last ? encodePageToken(last.id) : '',
+      });
+    },
+    async revokeInvitation(req, ctx) {
+      const invitation = await invitations.revoke(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        req.invitationId,
+        origin(ctx),
+      );
+      return create(RevokeInvitationResponseSchema, { invitation: invitationToProto(invitation) });
+    },
+    async acceptInvitation(req, ctx) {
+      const joined = await invitations.accept(requestEntityManager(ctx), requirePrincipal(ctx), req.token, origin(ctx));
+      return create(AcceptInvitationResponseSchema, {
+        membership: create(MembershipSchema, {
+          tenantId: joined.tenant.id,
+          tenantName: joined.tenant.name,
+          role: roleToProto(joined.role),
+        }),
+      });
     },
     async updateMemberRole(req, ctx) {
       const member = await members.updateRole(

@@ -13,11 +13,17 @@ import {
   UserSchema as UserMessageSchema,
   UserStatus as UserStatusMessage,
 } from '../../gen/switchboard/v1/identity_pb.js';
-import { type Member, MemberSchema } from '../../gen/switchboard/v1/member_pb.js';
+import {
+  type Invitation as InvitationMessage,
+  InvitationSchema as InvitationMessageSchema,
+  type Member,
+  MemberSchema,
+} from '../../gen/switchboard/v1/member_pb.js';
 import { DomainError } from '../platform/errors.js';
 import type { Tenant, User } from './account.entity.js';
 import type { ApiKey } from './api-key.entity.js';
 import type { IssuedTokens } from './auth.service.js';
+import type { Invitation } from './invitation.entity.js';
 import type { TenantRole, UserStatus } from './identity.types.js';
 import type { MemberView } from './member.service.js';
 
@@ -120,5 +126,18 @@ export function memberToProto(member: MemberView): Member {
     displayName: member.user.displayName,
     role: roleToProto(member.role),
     joinedAt: ts(member.joinedAt),
+  });
+}
+
+/** Never carries the token: it exists only in InviteMember's answer. */
+export function invitationToProto(invitation: Invitation): InvitationMessage {
+  return create(InvitationMessageSchema, {
+    id: invitation.id,
+    email: invitation.email,
+    role: roleToProto(invitation.role),
+    invitedByUserId: invitation.invitedByUserId ?? '',
+    createdAt: ts(invitation.createdAt),
+    expiresAt: ts(invitation.expiresAt),
+    revokedAt: ts(invitation.revokedAt),
   });
 }

@@ -7,6 +7,7 @@ import { AuthInvalidation } from './auth-invalidation.js';
 import { AuthService } from './auth.service.js';
 import { Authenticator } from './authenticator.js';
 import { LiveAccess } from './live-access.js';
+import { InvitationService } from './invitation.service.js';
 import { LoginThrottle } from './login-throttle.js';
 import { MemberService } from './member.service.js';
 import { PasswordHasher } from './password-hasher.js';
@@ -20,6 +21,7 @@ export interface Identity {
   readonly auth: AuthService;
   readonly apiKeys: ApiKeyService;
   readonly members: MemberService;
+  readonly invitations: InvitationService;
   readonly joinTokens: JoinTokenService;
   readonly audit: AuditService;
   readonly authenticator: Authenticator;
@@ -59,6 +61,12 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     log,
   );
   const publish = (event: { userId?: string; sessionId?: string }) => invalidation.publish(event);
+  const invitations = new InvitationService({
+    clock,
+    audit,
+    ttlMs: config.auth.invitationTtlMs,
+    invalidate: publish,
+  });
   const auth = new AuthService({
     clock,
     hasher: new PasswordHasher(config.auth.argon2),
@@ -68,6 +76,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     refreshTokenTtlMs: config.auth.refreshTokenTtlMs,
     invalidate: publish,
     revokeKeysOf: (em, userId) => apiKeys.revokeCreatedBy(em, userId, null),
+    invitations,
   });
   const authenticator = new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation);
   const liveAccess = new LiveAccess(
@@ -90,6 +99,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     members: new MemberService(clock, audit, publish, (em, userId, tenantId) =>
       apiKeys.revokeCreatedBy(em, userId, tenantId),
     ),
+    invitations,
     joinTokens: new JoinTokenService(clock, audit),
     audit,
     authenticator,

@@ -130,6 +130,7 @@ function invalidationSubjects(event: InvalidationEvent): string[] {
 export function subjectsOf(principal: Principal): string[] {
   const subjects = [principalSubject(principal)];
   if (principal.kind === 'user') subjects.push(`session:${principal.sessionId}`);
+  if (principal.kind === 'api-key' && principal.creatorUserId) subjects.push(`user:${principal.creatorUserId}`);
   if (principal.tenantId) subjects.push(`tenant:${principal.tenantId}`);
   return subjects;
 }

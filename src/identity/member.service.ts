@@ -3,12 +3,13 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../platform/clock.js';
 import { DomainError } from '../platform/errors.js';
 import { LockMode } from '@mikro-orm/core';
+import { assertPerson } from './access-control.js';
 import { Membership, Tenant, User } from './account.entity.js';
 import { requireTenant } from './api-key.service.js';
 import type { TenantRole } from './identity.types.js';
+import { Invitation } from './invitation.entity.js';
 import type { Principal, RequestOrigin } from './principal.js';
 import { canGrantRole, canManageMember } from './roles.js';
-import { normaliseEmail } from './secrets.js';
 
 /** A member as listed: the membership joined with its user. */
 export interface MemberView {
@@ -17,7 +18,11 @@ export interface MemberView {
   joinedAt: Date;
 }
 
-/** Who belongs to the caller's tenant. Every query is scoped by the caller's tenant. */
+/**
+ * Who belongs to the caller's tenant (people join by invitation, see
+ * InvitationService). Every query is scoped by the caller's tenant; every
+ * change is made by a person, never an API key.
+ */
 export class MemberService {
   constructor(
     private readonly clock: Clock,
@@ -37,34 +42,6 @@ export class MemberService {
     });
   }
 
-  async add(
-    em: EntityManager,
-    principal: Principal,
-    input: { email: string; role: TenantRole },
-    origin: RequestOrigin,
-  ): Promise<MemberView> {
-    const tenantId = requireTenant(principal);
-    this.assertCanGrant(principal, input.role);
-    const user = await em.findOne(User, { emailNormalized: normaliseEmail(input.email) });
-    if (!user) throw new DomainError('NOT_FOUND', 'no user with this email; they must sign up first');
-    if (await em.findOne(Membership, { tenantId, userId: user.id })) {
-      throw new DomainError('ALREADY_EXISTS', 'this user is already a member');
-    }
-    const membership = em.create(Membership, {
-      tenantId,
-      userId: user.id,
-      role: input.role,
-      createdAt: this.clock.now(),
-    });
-    this.audit.record(
-      em,
-      { action: 'member.added', tenantId, targetType: 'user', targetId: user.id, details: { role: input.role } },
-      { principal, origin },
-    );
-    await em.flush();
-    return { user, role: membership.role, joinedAt: membership.createdAt };
-  }
-
   async updateRole(
     em: EntityManager,
     principal: Principal,
@@ -72,11 +49,12 @@ export class MemberService {
     origin: RequestOrigin,
   ): Promise<MemberView> {
     const tenantId = requireTenant(principal);
+    assertPerson(principal);
     const membership = await em.transactional(async (tx) => {
-      await this.lockTenant(tx, tenantId);
+      await lockTenant(tx, tenantId);
       const found = await this.findMember(tx, tenantId, input.userId);
       this.assertCanManage(principal, found.role);
-      this.assertCanGrant(principal, input.role);
+      assertCanGrant(principal, input.role);
       if (found.role === 'OWNER' && input.role !== 'OWNER') await this.assertAnotherOwner(tx, tenantId, input.userId);
       const previous = found.role;
       found.role = input.role;
@@ -100,15 +78,28 @@ export class MemberService {
 
   async remove(em: EntityManager, principal: Principal, userId: string, origin: RequestOrigin): Promise<void> {
     const tenantId = requireTenant(principal);
+    assertPerson(principal);
     await em.transactional(async (tx) => {
-      await this.lockTenant(tx, tenantId);
+      await lockTenant(tx, tenantId);
       const membership = await this.findMember(tx, tenantId, userId);
       this.assertCanManage(principal, membership.role);
       if (membership.role === 'OWNER') await this.assertAnotherOwner(tx, tenantId, userId);
       tx.remove(membership);
+      // Their pending invitations go too: nobody joins on the word of someone who left.
+      const invitationsRevoked = await tx.nativeUpdate(
+        Invitation,
+        { tenantId, invitedByUserId: userId, acceptedAt: null, revokedAt: null },
+        { revokedAt: this.clock.now() },
+      );
       this.audit.record(
         tx,
-        { action: 'member.removed', tenantId, targetType: 'user', targetId: userId },
+        {
+          action: 'member.removed',
+          tenantId,
+          targetType: 'user',
+          targetId: userId,
+          details: { invitationsRevoked: String(invitationsRevoked) },
+        },
         { principal, origin },
       );
       await tx.flush();
@@ -118,23 +109,11 @@ export class MemberService {
     await this.invalidate({ userId });
   }
 
-  // Serialises membership changes per tenant, so two owners demoting
-  // themselves at once cannot leave the tenant without one.
-  private async lockTenant(em: EntityManager, tenantId: string): Promise<void> {
-    await em.findOne(Tenant, { id: tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
-  }
-
   // Not a member of the caller's tenant (or no such user): the same NOT_FOUND.
   private async findMember(em: EntityManager, tenantId: string, userId: string): Promise<Membership> {
     const membership = await em.findOne(Membership, { tenantId, userId });
     if (!membership) throw DomainError.notFound('member', userId);
     return membership;
-  }
-
-  private assertCanGrant(principal: Principal, role: TenantRole): void {
-    if (!principal.role || !canGrantRole(principal.role, role)) {
-      throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot grant ${role}`);
-    }
   }
 
   private assertCanManage(principal: Principal, current: TenantRole): void {
@@ -149,5 +128,21 @@ export class MemberService {
   private async assertAnotherOwner(em: EntityManager, tenantId: string, leavingUserId: string): Promise<void> {
     const owners = await em.count(Membership, { tenantId, role: 'OWNER', userId: { $ne: leavingUserId } });
     if (owners === 0) throw new DomainError('FAILED_PRECONDITION', 'a tenant must keep at least one owner');
+  }
+}
+
+/**
+ * Serialises membership changes per tenant (role changes, removals,
+ * invitations and their acceptance), so two owners demoting themselves at
+ * once cannot leave the tenant without one. Returns the tenant.
+ */
+export async function lockTenant(em: EntityManager, tenantId: string): Promise<Tenant | null> {
+  return em.findOne(Tenant, { id: tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
+}
+
+/** Refuses to give a member or an invitee more than the caller has (only owners make owners). */
+export function assertCanGrant(principal: Principal, role: TenantRole): void {
+  if (!principal.role || !canGrantRole(principal.role, role)) {
+    throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot grant ${role}`);
   }
 }

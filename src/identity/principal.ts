@@ -24,6 +24,8 @@ export type Principal =
       plan: TenantPlan;
       /** When the key expires (null: never); a call that outlives it is ended. */
       expiresAt?: Date | null;
+      /** The person whose current role caps the key's; a change to them re-checks the key's calls. */
+      creatorUserId?: string;
     };
 
 /** Where a request came from, for the audit log and per-IP limits. */

@@ -40,6 +40,11 @@ export function canGrantRole(actor: TenantRole, target: TenantRole): boolean {
   return RANK[actor] >= RANK[target];
 }
 
+/** The less powerful of two roles: what an API key may do given its own role and its creator's. */
+export function lesserRole(a: TenantRole, b: TenantRole): TenantRole {
+  return RANK[a] <= RANK[b] ? a : b;
+}
+
 /** Whether `actor` may change or remove a member who has `current`: admins cannot touch owners. */
 export function canManageMember(actor: TenantRole, current: TenantRole): boolean {
   return current === 'OWNER' ? actor === 'OWNER' : RANK[actor] >= RANK['ADMIN'];

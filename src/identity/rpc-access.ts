@@ -7,6 +7,9 @@ import type { Permission } from './roles.js';
  * - `signed-in`: any authenticated user or API key, no tenant permission needed;
  * - `user`: a signed-in person (not an API key), e.g. to change their password;
  * - `tenant`: a credential of a tenant whose role has `permission`;
+ * - `tenant-person`: as `tenant`, but only a signed-in person: who belongs to a
+ *   tenant and with which role is decided by people, so a leaked key cannot
+ *   make itself accomplices that outlive its revocation;
  * - `tenant-or-platform`: as `tenant`, or a platform admin (sees all tenants);
  * - `platform`: platform admins only.
  */
@@ -16,12 +19,14 @@ export type RpcAccess =
   | { kind: 'signed-in' }
   | { kind: 'user' }
   | { kind: 'tenant'; permission: Permission }
+  | { kind: 'tenant-person'; permission: Permission }
   | { kind: 'tenant-or-platform'; permission: Permission }
   | { kind: 'platform' };
 
 const PUBLIC: RpcAccess = { kind: 'public' };
 const PLATFORM: RpcAccess = { kind: 'platform' };
 const tenant = (permission: Permission): RpcAccess => ({ kind: 'tenant', permission });
+const tenantPerson = (permission: Permission): RpcAccess => ({ kind: 'tenant-person', permission });
 
 /**
  * The one permission table, keyed by "package.Service/Method". An RPC that is
@@ -36,7 +41,8 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.AuthService/GetMe': { kind: 'signed-in' },
   'switchboard.v1.AuthService/ChangePassword': { kind: 'user' },
 
-  'switchboard.v1.ApiKeyService/CreateApiKey': tenant('api_keys.manage'),
+  // Creating a key grants it a role: people only (a key must not mint its own successor).
+  'switchboard.v1.ApiKeyService/CreateApiKey': tenantPerson('api_keys.manage'),
   'switchboard.v1.ApiKeyService/ListApiKeys': tenant('api_keys.read'),
   'switchboard.v1.ApiKeyService/RevokeApiKey': tenant('api_keys.manage'),
 
@@ -58,9 +64,13 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.SandboxService/InjectInbound': tenant('sessions.manage'),
 
   'switchboard.v1.MemberService/ListMembers': tenant('members.read'),
-  'switchboard.v1.MemberService/AddMember': tenant('members.manage'),
-  'switchboard.v1.MemberService/UpdateMemberRole': tenant('members.manage'),
-  'switchboard.v1.MemberService/RemoveMember': tenant('members.manage'),
+  'switchboard.v1.MemberService/InviteMember': tenantPerson('members.manage'),
+  'switchboard.v1.MemberService/ListInvitations': tenantPerson('members.manage'),
+  'switchboard.v1.MemberService/RevokeInvitation': tenantPerson('members.manage'),
+  // The invitee is not a member yet: any signed-in person, whatever tenant their token acts in.
+  'switchboard.v1.MemberService/AcceptInvitation': { kind: 'user' },
+  'switchboard.v1.MemberService/UpdateMemberRole': tenantPerson('members.manage'),
+  'switchboard.v1.MemberService/RemoveMember': tenantPerson('members.manage'),
 
   'switchboard.v1.AuditService/ListAuditEvents': { kind: 'tenant-or-platform', permission: 'audit.read' },
 

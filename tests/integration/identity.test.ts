@@ -130,7 +130,9 @@ describe('identity and access (PostgreSQL + Redis)', () => {
       expect((await call(rpc('ApiKeyService', 'ListApiKeys'), {}, viewer.token)).status).toBe(200);
       const mutations: [string, unknown][] = [
         [rpc('ApiKeyService', 'CreateApiKey'), { name: 'x', role: 'ROLE_VIEWER' }],
-        [rpc('MemberService', 'AddMember'), { email: globex.email, role: 'ROLE_VIEWER' }],
+        [rpc('MemberService', 'InviteMember'), { email: globex.email, role: 'ROLE_VIEWER' }],
+        [rpc('MemberService', 'ListInvitations'), {}],
+        [rpc('MemberService', 'RevokeInvitation'), { invitationId: globex.tenantId }],
         [rpc('MemberService', 'RemoveMember'), { userId: acme.ownerId }],
         [rpc('MemberService', 'UpdateMemberRole'), { userId: acme.ownerId, role: 'ROLE_VIEWER' }],
         [rpc('ApiKeyService', 'RevokeApiKey'), { apiKeyId: 'whatever' }],

@@ -135,6 +135,22 @@ describe('streams re-check their caller (two replicas, an agent, real PostgreSQL
     expect((await stream.ended).error?.code).toBe(Code.Unauthenticated);
   });
 
+  it("holds an API key's stream to its creator's current role: a demoted creator's key gets no more QR codes", async () => {
+    const creator = await addMember(a.httpUrl, tenant, 'DEVELOPER');
+    const key = await call(creator.token, 'ApiKeyService/CreateApiKey', { name: 'bot', role: 'ROLE_DEVELOPER' });
+    const stream = watch(grpcOnB(bearer(key.json.secret as string)));
+    await stream.frame((f) => Boolean(f.qrCode?.payload));
+
+    await call(tenant.accessToken, 'MemberService/UpdateMemberRole', { userId: creator.userId, role: 'ROLE_VIEWER' });
+    const demotedAt = stream.frames.length;
+    await freshQr();
+    const scanning = await stream.frame((f) => f.session?.status === SessionStatus.SCAN_QR, demotedAt);
+    expect(scanning.qrCode).toBeUndefined();
+    // The creator leaves: the key can no longer act, and its stream ends.
+    await call(tenant.accessToken, 'MemberService/RemoveMember', { userId: creator.userId });
+    expect((await stream.ended).error?.code).toBe(Code.Unauthenticated);
+  });
+
   it("ends a platform admin's WatchWorkers when they log out", async () => {
     const admin = createClient(
       AdminService,

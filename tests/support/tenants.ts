@@ -37,20 +37,30 @@ export async function signUp(httpUrl: string, name = 'acme'): Promise<TestTenant
   };
 }
 
-/** Signs up a user, adds them to `tenant` with `role`, and returns their access token in that tenant. */
+/**
+ * Signs up a user, invites them to `tenant` with `role`, has them accept, and
+ * returns their access token in that tenant.
+ */
 export async function addMember(
   httpUrl: string,
   tenant: TestTenant,
   role: 'ADMIN' | 'DEVELOPER' | 'VIEWER',
 ): Promise<{ userId: string; token: string; email: string; password: string }> {
   const user = await signUp(httpUrl, role.toLowerCase());
-  const added = await postJson(
+  const invited = await postJson(
     httpUrl,
-    'switchboard.v1.MemberService/AddMember',
+    'switchboard.v1.MemberService/InviteMember',
     { email: user.email, role: `ROLE_${role}` },
     tenant.accessToken,
   );
-  if (added.status !== 200) throw new Error(`add member failed: ${JSON.stringify(added.json)}`);
+  if (invited.status !== 200) throw new Error(`invitation failed: ${JSON.stringify(invited.json)}`);
+  const accepted = await postJson(
+    httpUrl,
+    'switchboard.v1.MemberService/AcceptInvitation',
+    { token: invited.json.token },
+    user.accessToken,
+  );
+  if (accepted.status !== 200) throw new Error(`accepting the invitation failed: ${JSON.stringify(accepted.json)}`);
   return {
     userId: user.ownerId,
     email: user.email,

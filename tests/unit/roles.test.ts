@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { TENANT_ROLES } from '../../src/identity/identity.types.js';
-import { canGrantRole, canManageMember, roleAllows, type Permission } from '../../src/identity/roles.js';
+import { canGrantRole, canManageMember, lesserRole, roleAllows, type Permission } from '../../src/identity/roles.js';
 
 const MUTATIONS: Permission[] = ['members.manage', 'api_keys.manage', 'sessions.manage', 'messages.send'];
 
@@ -34,5 +34,14 @@ describe('tenant roles', () => {
     expect(canManageMember('ADMIN', 'OWNER')).toBe(false);
     expect(canManageMember('OWNER', 'OWNER')).toBe(true);
     expect(canManageMember('DEVELOPER', 'VIEWER')).toBe(false);
+  });
+
+  it('gives an API key the lesser of its own role and its creator’s', () => {
+    expect(lesserRole('ADMIN', 'DEVELOPER')).toBe('DEVELOPER');
+    expect(lesserRole('DEVELOPER', 'OWNER')).toBe('DEVELOPER');
+    expect(lesserRole('VIEWER', 'VIEWER')).toBe('VIEWER');
+    // TENANT_ROLES lists the most powerful first.
+    const weaker = (a: number, b: number) => TENANT_ROLES[Math.max(a, b)];
+    TENANT_ROLES.forEach((a, i) => TENANT_ROLES.forEach((b, j) => expect(lesserRole(a, b)).toBe(weaker(i, j))));
   });
 });

@@ -25,6 +25,7 @@ const owner: Principal = {
   sessionId: 's',
 };
 const viewerKey: Principal = { kind: 'api-key', apiKeyId: 'k', tenantId: 't', role: 'VIEWER', plan: 'free' };
+const ownerKey: Principal = { ...viewerKey, role: 'OWNER' };
 const platformAdmin: Principal = { ...owner, tenantId: null, role: null, platformAdmin: true };
 
 const refusal = (fn: () => void) => {
@@ -48,6 +49,32 @@ describe('the permission table', () => {
     expect(Object.keys(RPC_ACCESS).filter((name) => !rpcs.has(name))).toEqual([]);
   });
 
+  it('keeps member management and role grants for people: no API key, whatever its role', () => {
+    const personOnly = Object.entries(RPC_ACCESS)
+      .filter(([, access]) => access.kind === 'tenant-person')
+      .map(([name]) => name);
+    expect(personOnly.sort()).toEqual(
+      [
+        'switchboard.v1.ApiKeyService/CreateApiKey',
+        'switchboard.v1.MemberService/InviteMember',
+        'switchboard.v1.MemberService/ListInvitations',
+        'switchboard.v1.MemberService/RevokeInvitation',
+        'switchboard.v1.MemberService/RemoveMember',
+        'switchboard.v1.MemberService/UpdateMemberRole',
+      ].sort(),
+    );
+    for (const name of personOnly) {
+      expect(
+        refusal(() => authorize(RPC_ACCESS[name], ownerKey)),
+        name,
+      ).toBe('PERMISSION_DENIED');
+      expect(
+        refusal(() => authorize(RPC_ACCESS[name], owner)),
+        name,
+      ).toBe('allowed');
+    }
+  });
+
   it('refuses an RPC missing from the table, even to a platform admin', () => {
     expect(refusal(() => authorize(undefined, platformAdmin))).toBe('PERMISSION_DENIED');
   });
@@ -63,6 +90,8 @@ describe('the permission table', () => {
     ['switchboard.v1.AuditService/ListAuditEvents', viewerKey, 'PERMISSION_DENIED'],
     ['switchboard.v1.AuditService/ListAuditEvents', platformAdmin, 'allowed'],
     ['switchboard.v1.AuthService/ChangePassword', viewerKey, 'PERMISSION_DENIED'],
+    ['switchboard.v1.MemberService/AcceptInvitation', ownerKey, 'PERMISSION_DENIED'],
+    ['switchboard.v1.MemberService/AcceptInvitation', platformAdmin, 'allowed'],
     ['switchboard.v1.AuthService/GetMe', viewerKey, 'allowed'],
     ['switchboard.v1.AuthService/Login', undefined, 'allowed'],
     ['switchboard.v1.WorkerService/Connect', undefined, 'allowed'],

@@ -32,7 +32,8 @@ export type ApiKey = Message<"switchboard.v1.ApiKey"> & {
   name: string;
 
   /**
-   * What the key may do; never more than its creator's role.
+   * The most the key may do: it acts with the lesser of this role and its
+   * creator's current role in the tenant, and not at all once they leave it.
    *
    * @generated from field: switchboard.v1.Role role = 3;
    */

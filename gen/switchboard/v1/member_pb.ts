@@ -7,7 +7,7 @@ import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2
 import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
-import type { Role } from "./identity_pb.js";
+import type { Membership, Role } from "./identity_pb.js";
 import { file_switchboard_v1_identity } from "./identity_pb.js";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/member.proto.
  */
 export const file_switchboard_v1_member: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS9tZW1iZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIpEBCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSIgoEcm9sZRgEIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSLQoJam9pbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIUChJMaXN0TWVtYmVyc1JlcXVlc3QiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyImEKEEFkZE1lbWJlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFEAEY/gESMgoEcm9sZRgCIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGVCDrpIC4IBCBgCGAMYBBgFIjsKEUFkZE1lbWJlclJlc3BvbnNlEiYKBm1lbWJlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLk1lbWJlciJoChdVcGRhdGVNZW1iZXJSb2xlUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABARIyCgRyb2xlGAIgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZUIOukgLggEIGAIYAxgEGAUiQgoYVXBkYXRlTWVtYmVyUm9sZVJlc3BvbnNlEiYKBm1lbWJlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLk1lbWJlciIwChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlMvsCCg1NZW1iZXJTZXJ2aWNlElYKC0xpc3RNZW1iZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJQCglBZGRNZW1iZXISIC5zd2l0Y2hib2FyZC52MS5BZGRNZW1iZXJSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuQWRkTWVtYmVyUmVzcG9uc2USZQoQVXBkYXRlTWVtYmVyUm9sZRInLnN3aXRjaGJvYXJkLnYxLlVwZGF0ZU1lbWJlclJvbGVSZXF1ZXN0Giguc3dpdGNoYm9hcmQudjEuVXBkYXRlTWVtYmVyUm9sZVJlc3BvbnNlElkKDFJlbW92ZU1lbWJlchIjLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_identity]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS9tZW1iZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIpEBCgZNZW1iZXISDwoHdXNlcl9pZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSIgoEcm9sZRgEIAEoDjIULnN3aXRjaGJvYXJkLnYxLlJvbGUSLQoJam9pbmVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIUChJMaXN0TWVtYmVyc1JlcXVlc3QiPgoTTGlzdE1lbWJlcnNSZXNwb25zZRInCgdtZW1iZXJzGAEgAygLMhYuc3dpdGNoYm9hcmQudjEuTWVtYmVyIvcBCgpJbnZpdGF0aW9uEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEiIKBHJvbGUYAyABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlEhoKEmludml0ZWRfYnlfdXNlcl9pZBgEIAEoCRIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpleHBpcmVzX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpyZXZva2VkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJkChNJbnZpdGVNZW1iZXJSZXF1ZXN0EhkKBWVtYWlsGAEgASgJQgq6SAdyBRj+AWABEjIKBHJvbGUYAiABKA4yFC5zd2l0Y2hib2FyZC52MS5Sb2xlQg66SAuCAQgYAhgDGAQYBSJVChRJbnZpdGVNZW1iZXJSZXNwb25zZRIuCgppbnZpdGF0aW9uGAEgASgLMhouc3dpdGNoYm9hcmQudjEuSW52aXRhdGlvbhINCgV0b2tlbhgCIAEoCSJVChZMaXN0SW52aXRhdGlvbnNSZXF1ZXN0Eh0KCXBhZ2Vfc2l6ZRgBIAEoBUIKukgHGgUY6AcoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJjChdMaXN0SW52aXRhdGlvbnNSZXNwb25zZRIvCgtpbnZpdGF0aW9ucxgBIAMoCzIaLnN3aXRjaGJvYXJkLnYxLkludml0YXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIjoKF1Jldm9rZUludml0YXRpb25SZXF1ZXN0Eh8KDWludml0YXRpb25faWQYASABKAlCCLpIBXIDsAEBIkoKGFJldm9rZUludml0YXRpb25SZXNwb25zZRIuCgppbnZpdGF0aW9uGAEgASgLMhouc3dpdGNoYm9hcmQudjEuSW52aXRhdGlvbiJIChdBY2NlcHRJbnZpdGF0aW9uUmVxdWVzdBItCgV0b2tlbhgBIAEoCUIeukgbchkyF15zYmlfW0EtWmEtejAtOV8tXXs0M30kIkoKGEFjY2VwdEludml0YXRpb25SZXNwb25zZRIuCgptZW1iZXJzaGlwGAEgASgLMhouc3dpdGNoYm9hcmQudjEuTWVtYmVyc2hpcCJoChdVcGRhdGVNZW1iZXJSb2xlUmVxdWVzdBIZCgd1c2VyX2lkGAEgASgJQgi6SAVyA7ABARIyCgRyb2xlGAIgASgOMhQuc3dpdGNoYm9hcmQudjEuUm9sZUIOukgLggEIGAIYAxgEGAUiQgoYVXBkYXRlTWVtYmVyUm9sZVJlc3BvbnNlEiYKBm1lbWJlchgBIAEoCzIWLnN3aXRjaGJvYXJkLnYxLk1lbWJlciIwChNSZW1vdmVNZW1iZXJSZXF1ZXN0EhkKB3VzZXJfaWQYASABKAlCCLpIBXIDsAEBIhYKFFJlbW92ZU1lbWJlclJlc3BvbnNlMrYFCg1NZW1iZXJTZXJ2aWNlElYKC0xpc3RNZW1iZXJzEiIuc3dpdGNoYm9hcmQudjEuTGlzdE1lbWJlcnNSZXF1ZXN0GiMuc3dpdGNoYm9hcmQudjEuTGlzdE1lbWJlcnNSZXNwb25zZRJZCgxJbnZpdGVNZW1iZXISIy5zd2l0Y2hib2FyZC52MS5JbnZpdGVNZW1iZXJSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuSW52aXRlTWVtYmVyUmVzcG9uc2USYgoPTGlzdEludml0YXRpb25zEiYuc3dpdGNoYm9hcmQudjEuTGlzdEludml0YXRpb25zUmVxdWVzdBonLnN3aXRjaGJvYXJkLnYxLkxpc3RJbnZpdGF0aW9uc1Jlc3BvbnNlEmUKEFJldm9rZUludml0YXRpb24SJy5zd2l0Y2hib2FyZC52MS5SZXZva2VJbnZpdGF0aW9uUmVxdWVzdBooLnN3aXRjaGJvYXJkLnYxLlJldm9rZUludml0YXRpb25SZXNwb25zZRJlChBBY2NlcHRJbnZpdGF0aW9uEicuc3dpdGNoYm9hcmQudjEuQWNjZXB0SW52aXRhdGlvblJlcXVlc3QaKC5zd2l0Y2hib2FyZC52MS5BY2NlcHRJbnZpdGF0aW9uUmVzcG9uc2USZQoQVXBkYXRlTWVtYmVyUm9sZRInLnN3aXRjaGJvYXJkLnYxLlVwZGF0ZU1lbWJlclJvbGVSZXF1ZXN0Giguc3dpdGNoYm9hcmQudjEuVXBkYXRlTWVtYmVyUm9sZVJlc3BvbnNlElkKDFJlbW92ZU1lbWJlchIjLnN3aXRjaGJvYXJkLnYxLlJlbW92ZU1lbWJlclJlcXVlc3QaJC5zd2l0Y2hib2FyZC52MS5SZW1vdmVNZW1iZXJSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_google_protobuf_timestamp, file_switchboard_v1_identity]);
 
 /**
  * @generated from message switchboard.v1.Member
@@ -85,9 +85,65 @@ export const ListMembersResponseSchema: GenMessage<ListMembersResponse> = /*@__P
   messageDesc(file_switchboard_v1_member, 2);
 
 /**
- * @generated from message switchboard.v1.AddMemberRequest
+ * Invitation is an offer to join the tenant, waiting for the invitee to accept.
+ *
+ * @generated from message switchboard.v1.Invitation
  */
-export type AddMemberRequest = Message<"switchboard.v1.AddMemberRequest"> & {
+export type Invitation = Message<"switchboard.v1.Invitation"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The address invited, as the inviter typed it; only a person signed in
+   * with this email (letter case aside) can accept.
+   *
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * The role the invitee gets on accepting.
+   *
+   * @generated from field: switchboard.v1.Role role = 3;
+   */
+  role: Role;
+
+  /**
+   * @generated from field: string invited_by_user_id = 4;
+   */
+  invitedByUserId: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 5;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Set once the invitation is revoked (in RevokeInvitation's answer).
+   *
+   * @generated from field: google.protobuf.Timestamp revoked_at = 7;
+   */
+  revokedAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.Invitation.
+ * Use `create(InvitationSchema)` to create a new message.
+ */
+export const InvitationSchema: GenMessage<Invitation> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 3);
+
+/**
+ * @generated from message switchboard.v1.InviteMemberRequest
+ */
+export type InviteMemberRequest = Message<"switchboard.v1.InviteMemberRequest"> & {
   /**
    * @generated from field: string email = 1;
    */
@@ -100,28 +156,151 @@ export type AddMemberRequest = Message<"switchboard.v1.AddMemberRequest"> & {
 };
 
 /**
- * Describes the message switchboard.v1.AddMemberRequest.
- * Use `create(AddMemberRequestSchema)` to create a new message.
+ * Describes the message switchboard.v1.InviteMemberRequest.
+ * Use `create(InviteMemberRequestSchema)` to create a new message.
  */
-export const AddMemberRequestSchema: GenMessage<AddMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_member, 3);
+export const InviteMemberRequestSchema: GenMessage<InviteMemberRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 4);
 
 /**
- * @generated from message switchboard.v1.AddMemberResponse
+ * @generated from message switchboard.v1.InviteMemberResponse
  */
-export type AddMemberResponse = Message<"switchboard.v1.AddMemberResponse"> & {
+export type InviteMemberResponse = Message<"switchboard.v1.InviteMemberResponse"> & {
   /**
-   * @generated from field: switchboard.v1.Member member = 1;
+   * @generated from field: switchboard.v1.Invitation invitation = 1;
    */
-  member?: Member | undefined;
+  invitation?: Invitation | undefined;
+
+  /**
+   * The invitation's secret ("sbi_..."). Shown once: deliver it to the invitee now.
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
 };
 
 /**
- * Describes the message switchboard.v1.AddMemberResponse.
- * Use `create(AddMemberResponseSchema)` to create a new message.
+ * Describes the message switchboard.v1.InviteMemberResponse.
+ * Use `create(InviteMemberResponseSchema)` to create a new message.
  */
-export const AddMemberResponseSchema: GenMessage<AddMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_member, 4);
+export const InviteMemberResponseSchema: GenMessage<InviteMemberResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 5);
+
+/**
+ * @generated from message switchboard.v1.ListInvitationsRequest
+ */
+export type ListInvitationsRequest = Message<"switchboard.v1.ListInvitationsRequest"> & {
+  /**
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListInvitationsRequest.
+ * Use `create(ListInvitationsRequestSchema)` to create a new message.
+ */
+export const ListInvitationsRequestSchema: GenMessage<ListInvitationsRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 6);
+
+/**
+ * @generated from message switchboard.v1.ListInvitationsResponse
+ */
+export type ListInvitationsResponse = Message<"switchboard.v1.ListInvitationsResponse"> & {
+  /**
+   * @generated from field: repeated switchboard.v1.Invitation invitations = 1;
+   */
+  invitations: Invitation[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListInvitationsResponse.
+ * Use `create(ListInvitationsResponseSchema)` to create a new message.
+ */
+export const ListInvitationsResponseSchema: GenMessage<ListInvitationsResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 7);
+
+/**
+ * @generated from message switchboard.v1.RevokeInvitationRequest
+ */
+export type RevokeInvitationRequest = Message<"switchboard.v1.RevokeInvitationRequest"> & {
+  /**
+   * @generated from field: string invitation_id = 1;
+   */
+  invitationId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.RevokeInvitationRequest.
+ * Use `create(RevokeInvitationRequestSchema)` to create a new message.
+ */
+export const RevokeInvitationRequestSchema: GenMessage<RevokeInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 8);
+
+/**
+ * @generated from message switchboard.v1.RevokeInvitationResponse
+ */
+export type RevokeInvitationResponse = Message<"switchboard.v1.RevokeInvitationResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.Invitation invitation = 1;
+   */
+  invitation?: Invitation | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.RevokeInvitationResponse.
+ * Use `create(RevokeInvitationResponseSchema)` to create a new message.
+ */
+export const RevokeInvitationResponseSchema: GenMessage<RevokeInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 9);
+
+/**
+ * @generated from message switchboard.v1.AcceptInvitationRequest
+ */
+export type AcceptInvitationRequest = Message<"switchboard.v1.AcceptInvitationRequest"> & {
+  /**
+   * The token InviteMember returned.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message switchboard.v1.AcceptInvitationRequest.
+ * Use `create(AcceptInvitationRequestSchema)` to create a new message.
+ */
+export const AcceptInvitationRequestSchema: GenMessage<AcceptInvitationRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 10);
+
+/**
+ * @generated from message switchboard.v1.AcceptInvitationResponse
+ */
+export type AcceptInvitationResponse = Message<"switchboard.v1.AcceptInvitationResponse"> & {
+  /**
+   * The tenant joined and the role in it.
+   *
+   * @generated from field: switchboard.v1.Membership membership = 1;
+   */
+  membership?: Membership | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.AcceptInvitationResponse.
+ * Use `create(AcceptInvitationResponseSchema)` to create a new message.
+ */
+export const AcceptInvitationResponseSchema: GenMessage<AcceptInvitationResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_member, 11);
 
 /**
  * @generated from message switchboard.v1.UpdateMemberRoleRequest
@@ -143,7 +322,7 @@ export type UpdateMemberRoleRequest = Message<"switchboard.v1.UpdateMemberRoleRe
  * Use `create(UpdateMemberRoleRequestSchema)` to create a new message.
  */
 export const UpdateMemberRoleRequestSchema: GenMessage<UpdateMemberRoleRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_member, 5);
+  messageDesc(file_switchboard_v1_member, 12);
 
 /**
  * @generated from message switchboard.v1.UpdateMemberRoleResponse
@@ -160,7 +339,7 @@ export type UpdateMemberRoleResponse = Message<"switchboard.v1.UpdateMemberRoleR
  * Use `create(UpdateMemberRoleResponseSchema)` to create a new message.
  */
 export const UpdateMemberRoleResponseSchema: GenMessage<UpdateMemberRoleResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_member, 6);
+  messageDesc(file_switchboard_v1_member, 13);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberRequest
@@ -177,7 +356,7 @@ export type RemoveMemberRequest = Message<"switchboard.v1.RemoveMemberRequest"> 
  * Use `create(RemoveMemberRequestSchema)` to create a new message.
  */
 export const RemoveMemberRequestSchema: GenMessage<RemoveMemberRequest> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_member, 7);
+  messageDesc(file_switchboard_v1_member, 14);
 
 /**
  * @generated from message switchboard.v1.RemoveMemberResponse
@@ -190,10 +369,12 @@ export type RemoveMemberResponse = Message<"switchboard.v1.RemoveMemberResponse"
  * Use `create(RemoveMemberResponseSchema)` to create a new message.
  */
 export const RemoveMemberResponseSchema: GenMessage<RemoveMemberResponse> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_member, 8);
+  messageDesc(file_switchboard_v1_member, 15);
 
 /**
  * MemberService manages who belongs to the caller's tenant and with which role.
+ * People join only by accepting an invitation; members are invited, changed
+ * and removed by people (access tokens), never by API keys.
  *
  * @generated from service switchboard.v1.MemberService
  */
@@ -207,14 +388,51 @@ export const MemberService: GenService<{
     output: typeof ListMembersResponseSchema;
   },
   /**
-   * AddMember adds an existing user (by email) to the tenant.
+   * InviteMember invites a person, by email, to join with a role. The answer
+   * is the same whether or not the email has an account. The invitation's
+   * token is returned once (only its hash is kept): pass it to the invitee,
+   * who accepts with AcceptInvitation, or with SignUp if they have no account
+   * yet. Inviting an email again replaces its pending invitation.
    *
-   * @generated from rpc switchboard.v1.MemberService.AddMember
+   * @generated from rpc switchboard.v1.MemberService.InviteMember
    */
-  addMember: {
+  inviteMember: {
     methodKind: "unary";
-    input: typeof AddMemberRequestSchema;
-    output: typeof AddMemberResponseSchema;
+    input: typeof InviteMemberRequestSchema;
+    output: typeof InviteMemberResponseSchema;
+  },
+  /**
+   * ListInvitations lists the tenant's pending invitations, never their tokens.
+   *
+   * @generated from rpc switchboard.v1.MemberService.ListInvitations
+   */
+  listInvitations: {
+    methodKind: "unary";
+    input: typeof ListInvitationsRequestSchema;
+    output: typeof ListInvitationsResponseSchema;
+  },
+  /**
+   * RevokeInvitation cancels a pending invitation; its token stops working at once.
+   *
+   * @generated from rpc switchboard.v1.MemberService.RevokeInvitation
+   */
+  revokeInvitation: {
+    methodKind: "unary";
+    input: typeof RevokeInvitationRequestSchema;
+    output: typeof RevokeInvitationResponseSchema;
+  },
+  /**
+   * AcceptInvitation makes the signed-in person a member of the inviting
+   * tenant with the invited role. Only the person whose email was invited can
+   * accept, once, before it expires, and only while the inviter may still
+   * grant that role. To act in the tenant, Login with its tenant_id.
+   *
+   * @generated from rpc switchboard.v1.MemberService.AcceptInvitation
+   */
+  acceptInvitation: {
+    methodKind: "unary";
+    input: typeof AcceptInvitationRequestSchema;
+    output: typeof AcceptInvitationResponseSchema;
   },
   /**
    * UpdateMemberRole changes a member's role; takes effect within seconds.

@@ -9,6 +9,7 @@ import { MessageSchema } from '../../messaging/message.entity.js';
 import { MembershipSchema, TenantSchema, UserSchema } from '../../identity/account.entity.js';
 import { ApiKeySchema } from '../../identity/api-key.entity.js';
 import { AuthSessionSchema, RefreshTokenSchema } from '../../identity/auth-session.entity.js';
+import { InvitationSchema } from '../../identity/invitation.entity.js';
 import { SigningKeySchema } from '../../identity/signing-key.entity.js';
 
 /** Every entity the ORM knows; one list so the app, the CLI and tests agree. */
@@ -24,6 +25,7 @@ export const entities = [
   TenantSchema,
   UserSchema,
   MembershipSchema,
+  InvitationSchema,
   AuthSessionSchema,
   RefreshTokenSchema,
   ApiKeySchema,

@@ -7,6 +7,8 @@ import { Migration20261126010000WorkerMetricsRollup } from './Migration202611260
 import { Migration20261126020000Sessions } from './Migration20261126020000Sessions.js';
 import { Migration20261126030000SessionAffinities } from './Migration20261126030000SessionAffinities.js';
 import { Migration20261126040000SessionRetryBackoff } from './Migration20261126040000SessionRetryBackoff.js';
+import { Migration20261127010000ApiKeysWithoutCreator } from './Migration20261127010000ApiKeysWithoutCreator.js';
+import { Migration20261127020000Invitations } from './Migration20261127020000Invitations.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -21,4 +23,6 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126020000Sessions', class: Migration20261126020000Sessions },
   { name: 'Migration20261126030000SessionAffinities', class: Migration20261126030000SessionAffinities },
   { name: 'Migration20261126040000SessionRetryBackoff', class: Migration20261126040000SessionRetryBackoff },
+  { name: 'Migration20261127010000ApiKeysWithoutCreator', class: Migration20261127010000ApiKeysWithoutCreator },
+  { name: 'Migration20261127020000Invitations', class: Migration20261127020000Invitations },
 ];
