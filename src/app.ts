@@ -110,7 +110,14 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   }
 
   const resources: Resources = { orm: database.orm, store, clock, logger: log };
-  const identity = await createIdentity(config, resources);
+  let identity: Identity;
+  try {
+    identity = await createIdentity(config, resources);
+  } catch (error) {
+    // A signing key this replica cannot open stops the start; release what is open.
+    await Promise.allSettled([store.close(), database.close()]);
+    throw error;
+  }
   const fleet = new FleetService(
     resources,
     {

@@ -7,6 +7,7 @@ import { Migration20261126010000WorkerMetricsRollup } from './Migration202611260
 import { Migration20261126020000Sessions } from './Migration20261126020000Sessions.js';
 import { Migration20261126030000SessionAffinities } from './Migration20261126030000SessionAffinities.js';
 import { Migration20261126040000SessionRetryBackoff } from './Migration20261126040000SessionRetryBackoff.js';
+import { Migration20261127030000SigningKeyEncryption } from './Migration20261127030000SigningKeyEncryption.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -21,4 +22,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126020000Sessions', class: Migration20261126020000Sessions },
   { name: 'Migration20261126030000SessionAffinities', class: Migration20261126030000SessionAffinities },
   { name: 'Migration20261126040000SessionRetryBackoff', class: Migration20261126040000SessionRetryBackoff },
+  { name: 'Migration20261127030000SigningKeyEncryption', class: Migration20261127030000SigningKeyEncryption },
 ];
