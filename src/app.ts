@@ -42,7 +42,7 @@ import { ServiceHealth } from './transport/service-health.js';
 import { SessionService as SessionServiceDesc } from '../gen/switchboard/v1/session_pb.js';
 import { MessageService as MessageServiceDesc } from '../gen/switchboard/v1/message_pb.js';
 import { SandboxService as SandboxServiceDesc } from '../gen/switchboard/v1/sandbox_pb.js';
-import { AuthStateCipher, loadStateKeys } from './sessions/auth-state-cipher.js';
+import { createAuthStateCipher, loadStateKeys } from './sessions/auth-state-cipher.js';
 import { SessionService } from './sessions/session.service.js';
 import { createMessageHandler, createSandboxHandler, createSessionHandler } from './sessions/session.handlers.js';
 import { MessageService } from './messaging/message.service.js';
@@ -119,7 +119,14 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   }
 
   const resources: Resources = { orm: database.orm, store, clock, scheduler, random, logger: log };
-  const identity = await createIdentity(config, resources);
+  let identity: Identity;
+  try {
+    identity = await createIdentity(config, resources);
+  } catch (error) {
+    // A signing key this replica cannot open stops the start; release what is open.
+    await Promise.allSettled([store.close(), database.close()]);
+    throw error;
+  }
   const fleet = new FleetService(
     resources,
     {
@@ -144,7 +151,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     { quota: config.sessionQuota, requestTimeoutMs: config.requestTimeoutMs, placementIntervalMs: 2000 },
     {
       fleet,
-      cipher: new AuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, log)),
+      cipher: createAuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, log)),
       maintenance,
       messages,
       audit: identity.audit,

@@ -45,7 +45,7 @@ export interface Config {
    * Keys that encrypt session auth states at rest, newest (used to encrypt)
    * first; undefined outside production means a key kept in `dataDir`.
    */
-  readonly sessionStateKeys: { id: string; key: Buffer }[] | undefined;
+  readonly sessionStateKeys: EncryptionKeyList | undefined;
   /** Sessions a tenant may have, by plan. */
   readonly sessionQuota: { free: number; pro: number; enterprise: number };
   /** How long a tenant request (send a message) waits for the worker. */
@@ -76,6 +76,11 @@ export interface AuthConfig {
   readonly refreshTokenTtlMs: number;
   readonly workerCredentialTtlMs: number;
   readonly signingKeyRotationMs: number;
+  /**
+   * Keys that encrypt the signing keys' private halves at rest, newest (used
+   * to encrypt) first; undefined outside production means a key kept in `dataDir`.
+   */
+  readonly signingKeyEncryptionKeys: EncryptionKeyList | undefined;
   /** How long a replica trusts a cached user standing or API key before re-reading it. */
   readonly cacheTtlMs: number;
   /** How long an invitation to join a tenant can be accepted. */
@@ -103,6 +108,17 @@ export interface AuthConfig {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+/** Encryption keys as configured: `<id>:<32 bytes in base64>`, comma-separated, newest first. */
+export type EncryptionKeyList = { id: string; key: Buffer }[];
+
+// Never echoed back in a configuration error: the message may end up in a log.
+const SECRET_VARIABLES = new Set([
+  'SESSION_STATE_KEYS',
+  'SIGNING_KEY_ENCRYPTION_KEYS',
+  'BOOTSTRAP_ADMIN_PASSWORD',
+  'BOOTSTRAP_JOIN_TOKEN',
+]);
 
 const port = (fallback: number) =>
   z.coerce
@@ -147,6 +163,25 @@ const url = (protocols: readonly string[]) =>
       { message: `expected a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}` },
     )
     .optional();
+
+const encryptionKeys = z
+  .string()
+  .regex(
+    /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=(,[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=)*$/,
+    'expected <key id>:<32 bytes in base64>, comma-separated, newest first (openssl rand -base64 32)',
+  )
+  .transform((value, ctx): EncryptionKeyList => {
+    const keys = value.split(',').map((entry) => {
+      const [id, key] = entry.split(':') as [string, string];
+      return { id, key: Buffer.from(key, 'base64') };
+    });
+    // The id is stored with every blob; two keys under one id could not be told apart.
+    const ids = keys.map((k) => k.id);
+    const repeated = ids.find((id, i) => ids.indexOf(id) !== i);
+    if (repeated !== undefined) ctx.addIssue({ code: 'custom', message: `key id ${repeated} appears twice` });
+    return keys;
+  })
+  .optional();
 
 const envSchema = z
   .object({
@@ -196,13 +231,8 @@ const envSchema = z
     BOOTSTRAP_ADMIN_EMAIL: z.email('expected an email address').optional(),
     BOOTSTRAP_ADMIN_PASSWORD: z.string().min(12, 'expected at least 12 characters').optional(),
     NODE_ENV: z.string().optional(),
-    SESSION_STATE_KEYS: z
-      .string()
-      .regex(
-        /^[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=(,[A-Za-z0-9_-]{1,32}:[A-Za-z0-9+/]{43}=)*$/,
-        'expected <key id>:<32 bytes in base64>, comma-separated, newest first (openssl rand -base64 32)',
-      )
-      .optional(),
+    SESSION_STATE_KEYS: encryptionKeys,
+    SIGNING_KEY_ENCRYPTION_KEYS: encryptionKeys,
     SESSION_QUOTA_FREE: count(3, 0, 1_000_000),
     SESSION_QUOTA_PRO: count(50, 0, 1_000_000),
     SESSION_QUOTA_ENTERPRISE: count(1000, 0, 1_000_000),
@@ -257,6 +287,28 @@ const envSchema = z
         message: `must be at least LOGIN_DELAY_BASE_MS (${env.LOGIN_DELAY_BASE_MS} ms)`,
       });
     }
+    // Anyone who reads the database must not be able to mint tokens, and
+    // every replica must open the keys another one created.
+    if (env.NODE_ENV === 'production' && env.SIGNING_KEY_ENCRYPTION_KEYS === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SIGNING_KEY_ENCRYPTION_KEYS'],
+        message:
+          'required when NODE_ENV=production (generate a key: echo "s1:$(openssl rand -base64 32)"; see docs/keys.md)',
+      });
+    }
+    // One key, one kind of data: a session-state key handed to whoever
+    // handles session credentials must not also unlock token signing.
+    // (Refinements also run when a field failed its own checks: then it is still a string.)
+    const keysOf = (list: unknown) => (Array.isArray(list) ? (list as EncryptionKeyList) : []);
+    const sessionKeys = new Set(keysOf(env.SESSION_STATE_KEYS).map((k) => k.key.toString('base64')));
+    if (keysOf(env.SIGNING_KEY_ENCRYPTION_KEYS).some((k) => sessionKeys.has(k.key.toString('base64')))) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['SIGNING_KEY_ENCRYPTION_KEYS'],
+        message: 'must not reuse a key of SESSION_STATE_KEYS: generate a separate one (docs/keys.md)',
+      });
+    }
     // The sweeper renews its role every sweep; one slow sweep must not lose it.
     if (env.SWEEPER_LEADERSHIP_TTL_MS < 2 * env.SWEEP_INTERVAL_MS) {
       ctx.addIssue({
@@ -277,7 +329,8 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     const problems = parsed.error.issues.map((issue) => {
       const variable = String(issue.path[0] ?? 'configuration');
       const given = env[variable];
-      return `${variable}: ${issue.message}${given === undefined ? '' : ` (got ${JSON.stringify(given)})`}`;
+      const echo = given !== undefined && !SECRET_VARIABLES.has(variable);
+      return `${variable}: ${issue.message}${echo ? ` (got ${JSON.stringify(given)})` : ''}`;
     });
     throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
   }
@@ -307,10 +360,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
-    sessionStateKeys: e.SESSION_STATE_KEYS?.split(',').map((entry) => {
-      const [id, key] = entry.split(':') as [string, string];
-      return { id, key: Buffer.from(key, 'base64') };
-    }),
+    sessionStateKeys: e.SESSION_STATE_KEYS,
     sessionQuota: { free: e.SESSION_QUOTA_FREE, pro: e.SESSION_QUOTA_PRO, enterprise: e.SESSION_QUOTA_ENTERPRISE },
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     auth: {
@@ -318,6 +368,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
       refreshTokenTtlMs: e.REFRESH_TOKEN_TTL_MS,
       workerCredentialTtlMs: e.WORKER_CREDENTIAL_TTL_MS,
       signingKeyRotationMs: e.SIGNING_KEY_ROTATION_MS,
+      signingKeyEncryptionKeys: e.SIGNING_KEY_ENCRYPTION_KEYS,
       cacheTtlMs: e.AUTH_CACHE_TTL_MS,
       invitationTtlMs: e.INVITATION_TTL_MS,
       argon2: { memoryCostKiB: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },

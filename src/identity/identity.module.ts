@@ -13,6 +13,7 @@ import { MemberService } from './member.service.js';
 import { PasswordHasher } from './password-hasher.js';
 import { RateLimits } from './rate-limits.js';
 import { StreamLimits } from './stream-limits.js';
+import { loadSigningKeyEncryptionKeys, SigningKeyVault } from './signing-key-vault.js';
 import { TokenService } from './token.service.js';
 
 /** The identity and access capability, built once by the composition root. */
@@ -50,8 +51,9 @@ export async function createIdentity(config: Config, resources: Resources): Prom
       keyRotationMs: config.auth.signingKeyRotationMs,
     },
     log,
+    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, log)),
   );
-  await tokens.refreshKeys();
+  await tokens.start();
   const apiKeys = new ApiKeyService(
     orm,
     clock,

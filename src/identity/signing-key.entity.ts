@@ -3,13 +3,26 @@ import type { JWK } from 'jose';
 
 /**
  * A key that signs access tokens and worker credentials. Kept in PostgreSQL
- * so every replica signs and verifies with the same set; rotated by age.
+ * so every replica signs and verifies with the same set; rotated by age. The
+ * private half is stored sealed (SigningKeyVault), so a database reader
+ * cannot mint tokens.
  */
 export class SigningKey {
   kid!: string;
   algorithm!: string;
   publicJwk!: JWK;
-  privateJwk!: JWK;
+  /** Id of the SIGNING_KEY_ENCRYPTION_KEYS key that sealed the private JWK. */
+  privateKeyKekId!: string | null;
+  privateKeyIv!: Buffer | null;
+  /** The private JWK, AES-256-GCM-encrypted with the row's kid as additional data. */
+  privateKeyCiphertext!: Buffer | null;
+  privateKeyTag!: Buffer | null;
+  /**
+   * The private JWK in plaintext, as versions before encryption wrote it (and
+   * still write it during a rolling upgrade). Sealed and cleared at start; a
+   * later release drops the column once no such version runs.
+   */
+  legacyPrivateJwk!: JWK | null;
   createdAt!: Date;
   /** No new tokens are signed with it after this. */
   signUntil!: Date;
@@ -26,7 +39,11 @@ export const SigningKeySchema = new EntitySchema<SigningKey>({
     kid: { type: 'text', primary: true },
     algorithm: { type: 'text' },
     publicJwk: { type: 'json' },
-    privateJwk: { type: 'json', lazy: true },
+    privateKeyKekId: { type: 'text', nullable: true },
+    privateKeyIv: { type: 'blob', nullable: true },
+    privateKeyCiphertext: { type: 'blob', nullable: true, lazy: true },
+    privateKeyTag: { type: 'blob', nullable: true },
+    legacyPrivateJwk: { type: 'json', nullable: true, lazy: true, fieldName: 'private_jwk' },
     createdAt: { ...timestamptz },
     signUntil: { ...timestamptz },
     verifyUntil: { ...timestamptz },

@@ -12,9 +12,11 @@ import {
 } from 'jose';
 import type { MikroORM } from '@mikro-orm/postgresql';
 import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
+import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
+import { DomainError, StartupError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
 import { SigningKey } from './signing-key.entity.js';
+import type { SigningKeyVault } from './signing-key-vault.js';
 
 const ALGORITHM = 'ES256';
 const ISSUER = 'switchboard';
@@ -59,8 +61,9 @@ interface LoadedKey {
 
 /**
  * Signs and verifies JWTs with ES256 keys kept in PostgreSQL, shared by every
- * replica. Keys rotate by age; a retired key keeps verifying until every
- * token it signed has expired, so rotation logs nobody out.
+ * replica, their private halves sealed by the vault. Keys rotate by age; a
+ * retired key keeps verifying until every token it signed has expired, so
+ * rotation logs nobody out.
  */
 export class TokenService {
   private keys = new Map<string, LoadedKey>();
@@ -72,17 +75,38 @@ export class TokenService {
     private readonly clock: Clock,
     private readonly options: TokenOptions,
     private readonly log: Logger,
+    private readonly vault: SigningKeyVault,
   ) {}
+
+  /**
+   * At start: seals private keys an earlier version left in plaintext,
+   * re-encrypts those under an older key-encryption key, then loads keys.
+   * A key this replica cannot open stops the start, naming the key ids.
+   */
+  async start(): Promise<void> {
+    try {
+      const report = await this.vault.sealAll(this.orm.em.fork());
+      if (report.plaintextSealed.length > 0) {
+        this.log.info(
+          { kids: report.plaintextSealed },
+          'sealed signing keys stored in plaintext by an earlier version',
+        );
+      }
+      for (const [from, kids] of report.reencrypted) {
+        this.log.info({ kids, from, to: this.vault.currentKekId }, 're-encrypted signing keys');
+      }
+      await this.refreshKeys();
+    } catch (error) {
+      if (error instanceof KeyUnavailableError) throw new StartupError(error.message, { cause: error });
+      throw error;
+    }
+  }
 
   /** Loads keys, creating or rotating the signing key when needed. Call at start and periodically. */
   async refreshKeys(): Promise<void> {
     const em = this.orm.em.fork();
     const now = this.clock.now();
-    let current = await em.findOne(
-      SigningKey,
-      { signUntil: { $gt: now } },
-      { orderBy: { createdAt: 'desc' }, populate: ['privateJwk'] },
-    );
+    let current = await em.findOne(SigningKey, { signUntil: { $gt: now } }, { orderBy: { createdAt: 'desc' } });
     if (!current) current = await this.createKey(now);
     const valid = await em.find(SigningKey, { verifyUntil: { $gt: now } });
     const next = new Map<string, LoadedKey>();
@@ -99,7 +123,7 @@ export class TokenService {
     if (this.signing?.kid !== current.kid) {
       this.signing = {
         kid: current.kid,
-        key: await importJWK(current.privateJwk, ALGORITHM),
+        key: await importJWK(await this.vault.open(em, current.kid), ALGORITHM),
         signUntil: current.signUntil,
       };
     }
@@ -200,11 +224,13 @@ export class TokenService {
     const em = this.orm.em.fork();
     const signUntil = new Date(now.getTime() + this.options.keyRotationMs);
     const longestToken = Math.max(this.options.accessTokenTtlMs, this.options.workerCredentialTtlMs);
+    const kid = `${now.toISOString().slice(0, 10)}-${randomBytes(6).toString('hex')}`;
     const key = em.create(SigningKey, {
-      kid: `${now.toISOString().slice(0, 10)}-${randomBytes(6).toString('hex')}`,
+      kid,
       algorithm: ALGORITHM,
       publicJwk: await exportJWK(publicKey),
-      privateJwk: await exportJWK(privateKey),
+      ...this.vault.seal(kid, await exportJWK(privateKey)),
+      legacyPrivateJwk: null,
       createdAt: now,
       signUntil,
       verifyUntil: new Date(signUntil.getTime() + longestToken),

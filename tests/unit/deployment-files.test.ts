@@ -111,6 +111,18 @@ const stages = parseDockerfile(read('Dockerfile'));
 const runtime = stages.at(-1);
 const runtimeInstructions = (keyword: string) => (runtime?.instructions ?? []).filter((i) => i.keyword === keyword);
 
+/** Variables the image sets (ENV NAME=value ...), which every container starts with. */
+function imageEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const { args } of runtimeInstructions('ENV')) {
+    for (const pair of args.split(/\s+/)) {
+      const at = pair.indexOf('=');
+      if (at > 0) env[pair.slice(0, at)] = pair.slice(at + 1).replace(/^"(.*)"$/, '$1');
+    }
+  }
+  return env;
+}
+
 /** Exec-form arguments, e.g. CMD ["node", "x.ts"]; shell form returns undefined. */
 function execForm(args: string): string[] | undefined {
   if (!args.startsWith('[')) return undefined;
@@ -336,6 +348,11 @@ describe('docker-compose.yml', () => {
     const command = commandOf('agent');
     const flags = command.slice(command.indexOf(entryFile(command) ?? '') + 1);
     expect(() => loadAgentConfig(flags, environmentOf('agent'))).not.toThrow();
+  });
+
+  it('gives the control plane every variable that NODE_ENV=production (set by the image) requires', () => {
+    expect(imageEnv().NODE_ENV).toBe('production');
+    expect(() => loadConfig({ ...imageEnv(), ...environmentOf('control-plane') })).not.toThrow();
   });
 
   it('points the control plane at postgres and redis, and the agent at the control plane gRPC port', () => {

@@ -9,6 +9,7 @@ import { Migration20261126030000SessionAffinities } from './Migration20261126030
 import { Migration20261126040000SessionRetryBackoff } from './Migration20261126040000SessionRetryBackoff.js';
 import { Migration20261127010000ApiKeysWithoutCreator } from './Migration20261127010000ApiKeysWithoutCreator.js';
 import { Migration20261127020000Invitations } from './Migration20261127020000Invitations.js';
+import { Migration20261127030000SigningKeyEncryption } from './Migration20261127030000SigningKeyEncryption.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -25,4 +26,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261126040000SessionRetryBackoff', class: Migration20261126040000SessionRetryBackoff },
   { name: 'Migration20261127010000ApiKeysWithoutCreator', class: Migration20261127010000ApiKeysWithoutCreator },
   { name: 'Migration20261127020000Invitations', class: Migration20261127020000Invitations },
+  { name: 'Migration20261127030000SigningKeyEncryption', class: Migration20261127030000SigningKeyEncryption },
 ];

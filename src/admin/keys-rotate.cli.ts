@@ -1,0 +1,53 @@
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config.js';
+import { loadSigningKeyEncryptionKeys, SigningKeyVault } from '../identity/signing-key-vault.js';
+import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
+import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
+import { StartupError } from '../platform/errors.js';
+import { createLogger } from '../platform/logger.js';
+import { createAuthStateCipher, loadStateKeys } from '../sessions/auth-state-cipher.js';
+import { describeRotation, rotateKeys } from './key-rotation.js';
+
+/**
+ * `npm run keys:rotate [-- --check]`: re-encrypts every signing key and
+ * session auth state not sealed with the newest key of
+ * SIGNING_KEY_ENCRYPTION_KEYS / SESSION_STATE_KEYS, then names the older keys
+ * nothing uses any more. `--check` only reports. Exits 1 while anything is
+ * not under its newest key, so a script can wait before removing old keys.
+ * Procedure: docs/keys.md.
+ */
+async function main(): Promise<number> {
+  let check: boolean;
+  try {
+    check = parseArgs({ args: process.argv.slice(2), options: { check: { type: 'boolean' } } }).values.check ?? false;
+  } catch {
+    throw new StartupError('usage: npm run keys:rotate [-- --check]');
+  }
+  const config = loadConfig(process.env);
+  const logger = createLogger({ level: 'warn', pretty: false, name: 'keys-rotate' });
+  const keys = {
+    signing: new SigningKeyVault(
+      loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, logger),
+    ),
+    authStates: createAuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, logger)),
+  };
+  const database = await openDatabase(databaseTarget(config), logger);
+  try {
+    await migrate(database, logger);
+    const report = await rotateKeys(database.orm, keys, { check });
+    process.stdout.write(`${describeRotation(report).join('\n')}\n`);
+    return report.done ? 0 : 1;
+  } finally {
+    await database.close();
+  }
+}
+
+try {
+  process.exitCode = await main();
+} catch (error) {
+  if (error instanceof StartupError || error instanceof KeyUnavailableError) {
+    process.stderr.write(`switchboard keys:rotate: ${error.message}\n`);
+    process.exit(1);
+  }
+  throw error;
+}
