@@ -12,7 +12,6 @@ import type {
   WorkerCommand,
   WorkerQuery,
 } from './fleet.types.js';
-import { validateHello } from './hello.validation.js';
 import { WorkerConnection } from './worker-connection.js';
 import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
 import { isLeaseExpired, leaseHolder, leaseKey, ownerReplica, replicaKey } from './lease.js';
@@ -129,7 +128,7 @@ export class FleetService {
     if (connection.state !== 'open') {
       throw new DomainError('FAILED_PRECONDITION', 'hello was already received on this stream');
     }
-    validateHello(hello);
+    // Its shape (name, capacity, labels, ids) was checked against worker.proto's rules as it arrived.
     const { store, clock } = this.resources;
     const credential = hello.credential;
     if (!credential) {
