@@ -13,10 +13,10 @@ import type {
   WorkerQuery,
 } from './fleet.types.js';
 import { WorkerConnection } from './worker-connection.js';
-import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
+import { WorkerRepository } from './worker.repository.js';
 import { isLeaseExpired, leaseHolder, leaseKey, ownerReplica, replicaKey } from './lease.js';
 import { FleetSweeper } from './fleet-sweeper.js';
-import { foldSample, type MetricsRollup } from './metrics-rollup.js';
+import { HeartbeatBuffer } from './heartbeat-buffer.js';
 import type { ReassignmentHoldService } from './reassignment-hold.service.js';
 import type { WorkerMetricsRollup } from './worker-metrics-rollup.entity.js';
 import { summariseFleet, type FleetSummary } from './fleet-summary.js';
@@ -46,11 +46,9 @@ import type { JoinTokenService } from './join-token.service.js';
  */
 export class FleetService {
   private readonly connections = new Map<string, WorkerConnection>(); // by worker id
-  private readonly pendingHeartbeats = new Map<string, HeartbeatRecord>(); // by worker id
   private readonly log: Logger;
   private sweepTimer: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly watchers = new Set<(change: WorkerChange) => void>();
   private unsubscribeReplica: (() => Promise<void>) | undefined;
@@ -59,11 +57,8 @@ export class FleetService {
   /** Commands relayed to another replica, waiting for its reply (by request id). */
   private readonly awaitingReplica = new Map<string, (result: CommandResult) => void>();
   private unsubscribe: (() => Promise<void>) | undefined;
-  /** This minute's metrics per worker, folded from heartbeats; written with the heartbeats. */
-  private readonly rollups = new Map<string, MetricsRollup>();
-  private readonly dirtyRollups = new Set<string>();
-  /** Rollups of a minute that ended before the flush wrote them. */
-  private completedRollups: MetricsRollup[] = [];
+  /** Heartbeats and their per-minute rollups, written every metricsFlushIntervalMs. */
+  private readonly heartbeats: HeartbeatBuffer;
   /** Timers that declare a lost worker FAILED when its grace ends (by worker id). */
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly sweeper: FleetSweeper;
@@ -78,6 +73,7 @@ export class FleetService {
     readonly holds: ReassignmentHoldService,
   ) {
     this.log = resources.logger.child({ component: 'fleet' });
+    this.heartbeats = new HeartbeatBuffer(() => this.repository(), this.log);
     this.sweeper = new FleetSweeper(
       resources,
       {
@@ -267,19 +263,12 @@ export class FleetService {
     }
     connection.lastRenewalMs = clock.monotonicMs();
     const now = clock.now();
-    this.pendingHeartbeats.set(connection.workerId, {
+    this.heartbeats.add({
       workerId: connection.workerId,
       streamId: connection.streamId,
       at: now,
       metrics: heartbeat.metrics,
     });
-    const previous = this.rollups.get(connection.workerId);
-    const rollup = foldSample(previous, connection.workerId, now, heartbeat.metrics);
-    if (previous && previous !== rollup && previous.minute.getTime() !== rollup.minute.getTime()) {
-      this.completedRollups.push(previous);
-    }
-    this.rollups.set(connection.workerId, rollup);
-    this.dirtyRollups.add(connection.workerId);
     if (heartbeat.draining && !connection.drainRecorded) {
       connection.drainRecorded = true;
       await this.recordAgentDraining(connection);
@@ -311,8 +300,7 @@ export class FleetService {
     }
     if (!wasLive) return;
     if (this.connections.get(connection.workerId) === connection) this.connections.delete(connection.workerId);
-    const pending = this.pendingHeartbeats.get(connection.workerId);
-    if (pending?.streamId === connection.streamId) this.pendingHeartbeats.delete(connection.workerId);
+    const lastHeartbeat = this.heartbeats.takeLatest(connection.workerId, connection.streamId);
     const { store, clock } = this.resources;
     try {
       await store.releaseLease(leaseKey(connection.workerId), this.holder(connection));
@@ -328,7 +316,7 @@ export class FleetService {
         streamId: connection.streamId,
         reason: finalReason,
         now,
-        lastHeartbeat: pending?.streamId === connection.streamId ? pending : undefined,
+        lastHeartbeat,
         status: finalOutcome === 'expired' ? 'FAILED' : 'OFFLINE',
         failAfter: finalOutcome === 'lost' ? new Date(now.getTime() + this.options.failureGraceMs) : null,
       });
@@ -440,27 +428,7 @@ export class FleetService {
 
   /** Writes buffered heartbeats; one statement per interval whatever the fleet size. */
   async flushHeartbeats(): Promise<void> {
-    if (this.pendingHeartbeats.size === 0 && this.dirtyRollups.size === 0 && this.completedRollups.length === 0)
-      return this.flushing;
-    const batch = [...this.pendingHeartbeats.values()];
-    this.pendingHeartbeats.clear();
-    // Each flush writes what was folded since the last one; the database adds it to the minute.
-    const rollups: MetricsRollup[] = this.completedRollups;
-    this.completedRollups = [];
-    for (const workerId of this.dirtyRollups) {
-      const rollup = this.rollups.get(workerId);
-      if (rollup) rollups.push(rollup);
-      this.rollups.delete(workerId);
-    }
-    this.dirtyRollups.clear();
-    this.flushing = this.flushing
-      .then(async () => {
-        const repository = this.repository();
-        await repository.recordHeartbeats(batch);
-        await repository.recordRollups(rollups);
-      })
-      .catch((error: unknown) => this.log.error({ err: error, workers: batch.length }, 'could not record heartbeats'));
-    return this.flushing;
+    return this.heartbeats.flush();
   }
 
   /** The worker's per-minute metrics for the last `minutes` minutes. */
