@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Registry } from 'prom-client';
 import type { Resources } from '../platform/resources.js';
 import { DomainError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
@@ -17,6 +18,7 @@ import { WorkerRepository } from './worker.repository.js';
 import { isLeaseExpired, leaseHolder, leaseKey, ownerReplica, replicaKey } from './lease.js';
 import { FleetSweeper } from './fleet-sweeper.js';
 import { HeartbeatBuffer } from './heartbeat-buffer.js';
+import { WorkerRefusals } from './worker-refusals.js';
 import type { ReassignmentHoldService } from './reassignment-hold.service.js';
 import type { WorkerMetricsRollup } from './worker-metrics-rollup.entity.js';
 import { summariseFleet, type FleetSummary } from './fleet-summary.js';
@@ -59,6 +61,8 @@ export class FleetService {
   private unsubscribe: (() => Promise<void>) | undefined;
   /** Heartbeats and their per-minute rollups, written every metricsFlushIntervalMs. */
   private readonly heartbeats: HeartbeatBuffer;
+  /** What workers send that is refused, here and in the sessions capability: counted, warned about sparingly. */
+  readonly refusals: WorkerRefusals;
   /** Timers that declare a lost worker FAILED when its grace ends (by worker id). */
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly sweeper: FleetSweeper;
@@ -71,9 +75,16 @@ export class FleetService {
     private readonly options: FleetOptions,
     private readonly auth: { tokens: TokenService; joinTokens: JoinTokenService },
     readonly holds: ReassignmentHoldService,
+    /** The process's Prometheus registry (app.ts), served at GET /metrics. */
+    metrics: Registry,
   ) {
     this.log = resources.logger.child({ component: 'fleet' });
     this.heartbeats = new HeartbeatBuffer(() => this.repository(), this.log);
+    this.refusals = new WorkerRefusals(metrics, {
+      clock: resources.clock,
+      logger: this.log,
+      logIntervalMs: options.workerWarningIntervalMs,
+    });
     this.sweeper = new FleetSweeper(
       resources,
       {
@@ -504,23 +515,41 @@ export class FleetService {
     return reply;
   }
 
-  /** The agent answered a command sent on this replica. */
-  commandAcknowledged(correlationId: string, accepted: boolean, detail: string): void {
-    this.awaitingAck.get(correlationId)?.({ delivered: accepted, detail });
+  /**
+   * The agent answered a command sent down its stream. An answer to nothing
+   * this stream waits for (too late, or another stream's command) is dropped.
+   */
+  commandAcknowledged(connection: WorkerConnection, correlationId: string, accepted: boolean, detail: string): void {
+    const waiting = connection.awaiting.has(correlationId) ? this.awaitingAck.get(correlationId) : undefined;
+    if (waiting) {
+      waiting({ delivered: accepted, detail });
+      return;
+    }
+    this.refusals.record(connection.workerId, 'unknown_ack', (suppressed) =>
+      this.log.info(
+        { workerId: connection.workerId, correlationId, suppressed },
+        'command acknowledgement for no waiting command dropped (late or unknown)',
+      ),
+    );
   }
 
   /** Responses that came after their request's deadline (dropped), since start. */
   lateResponses = 0;
 
-  /** The agent answered a request sent on this replica; after the deadline nobody waits and it is dropped. */
-  responseReceived(correlationId: string, result: RequestResult): void {
-    const waiting = this.awaitingAck.get(correlationId);
+  /** The agent answered a request sent down its stream; after the deadline nobody waits and it is dropped. */
+  responseReceived(connection: WorkerConnection, correlationId: string, result: RequestResult): void {
+    const waiting = connection.awaiting.has(correlationId) ? this.awaitingAck.get(correlationId) : undefined;
     if (waiting) {
       waiting({ delivered: true, detail: '', result });
       return;
     }
     this.lateResponses += 1;
-    this.log.info({ correlationId, lateResponses: this.lateResponses }, 'late response dropped');
+    this.refusals.record(connection.workerId, 'late_response', (suppressed) =>
+      this.log.info(
+        { workerId: connection.workerId, correlationId, lateResponses: this.lateResponses, suppressed },
+        'late response dropped',
+      ),
+    );
   }
 
   /**

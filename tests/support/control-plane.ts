@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { createLogger, type Logger } from '../../src/platform/logger.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
 
 /** A control plane started in-process on free ports, with what the test needs to reach and stop it. */
@@ -36,6 +36,8 @@ export async function startControlPlane(
     env?: Record<string, string>;
     embedded?: boolean;
     replicaOf?: Pick<TestControlPlane, 'databaseUrl' | 'redisPrefix'>;
+    /** Logs here instead (a test reading what was logged); default per LOG_LEVEL. */
+    logger?: Logger;
   } = {},
 ): Promise<TestControlPlane> {
   // A replica shares the first control plane's database and Redis prefix (and leaves them to it to clean up).
@@ -52,7 +54,7 @@ export async function startControlPlane(
     ...(dataDir ? { DATA_DIR: dataDir } : {}),
     ...options.env,
   });
-  const logger = createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
+  const logger = options.logger ?? createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
   const app = await createApp(config, { logger });
   const urls = await app.start();
   const httpUrl = `http://127.0.0.1:${urls.httpPort}`;
