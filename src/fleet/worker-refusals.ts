@@ -18,9 +18,16 @@ import type { WorkerConnection } from './worker-connection.js';
  *   epoch ahead of the session's.
  * - `late_response`: a response after its request's deadline, or to no request.
  * - `unknown_ack`: a command acknowledgement no command waits for.
+ * - `unowned_session`: a Hello lists a session the worker has no right to run.
  */
 export type RefusalCause =
-  'invalid_message' | 'stale_event' | 'session_gone' | 'unexpected_event' | 'late_response' | 'unknown_ack';
+  | 'invalid_message'
+  | 'stale_event'
+  | 'session_gone'
+  | 'unexpected_event'
+  | 'late_response'
+  | 'unknown_ack'
+  | 'unowned_session';
 
 const CAUSES: readonly RefusalCause[] = [
   'invalid_message',
@@ -29,6 +36,7 @@ const CAUSES: readonly RefusalCause[] = [
   'unexpected_event',
   'late_response',
   'unknown_ack',
+  'unowned_session',
 ];
 
 /** Keys remembered by the log throttle; a fleet of this many misbehaving workers is already an incident. */

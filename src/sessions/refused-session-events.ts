@@ -48,6 +48,13 @@ export class RefusedSessionEvents {
       .finally(() => this.stopsUnderWay.delete(stop));
   }
 
+  /** A Hello listed a session the worker runs without the right to (the caller tells it to stop). */
+  unowned(workerId: string, sessionId: string, epoch: number): void {
+    this.fleet.refusals.record(workerId, 'unowned_session', (suppressed) =>
+      this.log.warn({ sessionId, workerId, epoch, suppressed }, 'worker runs a session it does not own; stopping it'),
+    );
+  }
+
   /** An event the session's state does not expect, or an epoch ahead of it: a broken worker. */
   unexpected(workerId: string, report: WorkerSessionEvent, error: DomainError): void {
     this.fleet.refusals.record(workerId, 'unexpected_event', (suppressed) =>

@@ -537,10 +537,7 @@ export class SessionService {
       const rightful = new Map(assigned.map((s) => [s.id, s.epoch]));
       for (const { sessionId, epoch } of held) {
         if (rightful.get(sessionId) === Number(epoch)) continue;
-        this.log.warn(
-          { sessionId, workerId, epoch: Number(epoch) },
-          'worker runs a session it does not own; stopping it',
-        );
+        this.refused.unowned(workerId, sessionId, Number(epoch));
         await this.deps.fleet.sendCommand(workerId, {
           kind: 'stopSession',
           sessionId,

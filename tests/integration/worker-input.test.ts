@@ -286,9 +286,15 @@ describe('input from workers (PostgreSQL + Redis)', () => {
     expect(text).toContain('# TYPE switchboard_worker_events_refused_total counter');
     const series = text.split('\n').filter((line) => line.startsWith('switchboard_worker_events_refused_total{'));
     expect(series.map((line) => line.replace(/ \d+$/, '')).sort()).toEqual(
-      ['invalid_message', 'late_response', 'session_gone', 'stale_event', 'unexpected_event', 'unknown_ack'].map(
-        (cause) => `switchboard_worker_events_refused_total{cause="${cause}"}`,
-      ),
+      [
+        'invalid_message',
+        'late_response',
+        'session_gone',
+        'stale_event',
+        'unexpected_event',
+        'unknown_ack',
+        'unowned_session',
+      ].map((cause) => `switchboard_worker_events_refused_total{cause="${cause}"}`),
     );
     // The protocol errors of the tests above were counted.
     expect(await refusedTotal('invalid_message')).toBeGreaterThanOrEqual(5);

@@ -124,6 +124,16 @@ describe('worker.proto rules', () => {
         ],
       }),
     ],
+    [
+      'hello',
+      hello({
+        capacity: 1,
+        heldSessions: [
+          { sessionId: SESSION, epoch: 1n },
+          { sessionId: '00000000-0000-4000-8000-000000000000', epoch: 1n },
+        ],
+      }),
+    ],
     ['heartbeat.sequence', { case: 'heartbeat', value: { sequence: 0n, metrics } }],
     ['heartbeat.metrics', { case: 'heartbeat', value: { sequence: 1n } }],
     ['heartbeat.metrics.cpu_percent', heartbeat({ cpuPercent: Number.NaN })],
