@@ -5,11 +5,17 @@ import { timestampNow } from '@bufbuild/protobuf/wkt';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { Engine } from '../gen/switchboard/v1/fleet_pb.js';
-import { AgentMessageSchema, type ControlMessage, type HelloSchema } from '../gen/switchboard/v1/worker_pb.js';
+import {
+  type AgentMessage,
+  AgentMessageSchema,
+  type ControlMessage,
+  type HelloSchema,
+} from '../gen/switchboard/v1/worker_pb.js';
 import type { Logger } from '../src/platform/logger.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
-import { MetricsCollector } from './metrics.js';
+import { MetricsCollector, toResourceMetrics } from './metrics.js';
+import { OutboundCheck } from './outbound-check.js';
 import { CredentialStore } from './credential-store.js';
 import { createEngines, defaultEngineFactory, type EngineFactory } from './sessions/engines.js';
 import { SessionHost, type CommandAckInit, type SessionEventInit } from './sessions/session-host.js';
@@ -108,6 +114,7 @@ export class Agent extends EventEmitter<{
   private leaving = false;
   private lastAckMs = 0;
   private readonly credentials: CredentialStore;
+  private readonly outboundCheck = new OutboundCheck();
 
   constructor(
     readonly options: AgentOptions,
@@ -421,7 +428,7 @@ export class Agent extends EventEmitter<{
     correlationId: string,
     payload: MessageInitShape<typeof AgentMessageSchema>['payload'],
   ): void {
-    if (stream.writable) stream.write(create(AgentMessageSchema, { correlationId, payload }));
+    this.write(stream, create(AgentMessageSchema, { correlationId, payload }));
   }
 
   /** Sends a session event on the welcomed stream, or keeps it for the next one. */
@@ -475,9 +482,22 @@ export class Agent extends EventEmitter<{
   }
 
   private send(stream: AgentStream, payload: MessageInitShape<typeof AgentMessageSchema>['payload']): void {
-    if (stream.writable) {
-      stream.write(create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
+    this.write(stream, create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
+  }
+
+  /** Every envelope goes up through here, checked against the rules the control plane enforces. */
+  private write(stream: AgentStream, message: AgentMessage): void {
+    if (!stream.writable) return;
+    const problem = this.outboundCheck.prepare(message);
+    if (problem !== undefined) {
+      // Sent, it would end the stream with INVALID_ARGUMENT and cut every session off: drop this one instead.
+      this.log.error(
+        { kind: message.payload.case, correlationId: message.correlationId, problem },
+        'envelope breaks the protocol rules; not sent',
+      );
+      return;
     }
+    stream.write(message);
   }
 
   private credentialForHello(): MessageInitShape<typeof HelloSchema>['credential'] {
@@ -499,23 +519,6 @@ export class Agent extends EventEmitter<{
     this._state = state;
     this.emit('state', state);
   }
-}
-
-function toResourceMetrics(sample: ReturnType<MetricsCollector['sample']>) {
-  return {
-    cpuPercent: sample.cpuPercent,
-    rssBytes: BigInt(sample.rssBytes),
-    heapUsedBytes: BigInt(sample.heapUsedBytes),
-    heapTotalBytes: BigInt(sample.heapTotalBytes),
-    loadAverage1m: sample.loadAverage[0],
-    loadAverage5m: sample.loadAverage[1],
-    loadAverage15m: sample.loadAverage[2],
-    freeMemoryBytes: BigInt(sample.freeMemoryBytes),
-    totalMemoryBytes: BigInt(sample.totalMemoryBytes),
-    eventLoopLagMs: sample.eventLoopLagMs,
-    sessionCount: sample.sessionCount,
-    cpuCount: sample.cpuCount,
-  };
 }
 
 // grpc-js undoes the server's percent-encoding of status messages with

@@ -41,14 +41,18 @@ export class MetricsCollector {
     const lagNs = this.loopDelay.percentile(99);
     this.loopDelay.reset();
     return {
-      cpuPercent: round(((cpu.user + cpu.system) / elapsedMicros) * 100),
+      cpuPercent: reading(((cpu.user + cpu.system) / elapsedMicros) * 100, MAX_PERCENT_OR_LOAD),
       rssBytes: memory.rss,
       heapUsedBytes: memory.heapUsed,
       heapTotalBytes: memory.heapTotal,
-      loadAverage: [round(one), round(five), round(fifteen)],
+      loadAverage: [
+        reading(one, MAX_PERCENT_OR_LOAD),
+        reading(five, MAX_PERCENT_OR_LOAD),
+        reading(fifteen, MAX_PERCENT_OR_LOAD),
+      ],
       freeMemoryBytes: os.freemem(),
       totalMemoryBytes: os.totalmem(),
-      eventLoopLagMs: Number.isFinite(lagNs) ? round(lagNs / 1e6) : 0,
+      eventLoopLagMs: reading(lagNs / 1e6, MAX_LAG_MS),
       sessionCount: this.sessionCount(),
       cpuCount: os.availableParallelism(),
     };
@@ -59,6 +63,35 @@ export class MetricsCollector {
   }
 }
 
-function round(value: number): number {
-  return Math.round(value * 100) / 100;
+// Upper bounds of ResourceMetrics in fleet.proto: the control plane ends the
+// stream of an agent whose heartbeat breaks them.
+const MAX_PERCENT_OR_LOAD = 1_000_000;
+const MAX_LAG_MS = 86_400_000;
+
+/**
+ * A reading as the control plane accepts it: finite, from 0 to `max`,
+ * rounded to hundredths. What the OS or a histogram could not measure
+ * (NaN before the first measurement, say) reads as 0, never as NaN.
+ */
+export function reading(value: number, max: number): number {
+  if (!Number.isFinite(value) || value <= 0) return 0;
+  return Math.min(max, Math.round(value * 100) / 100);
+}
+
+/** A sample as the Heartbeat's ResourceMetrics. */
+export function toResourceMetrics(sample: MetricsSample) {
+  return {
+    cpuPercent: sample.cpuPercent,
+    rssBytes: BigInt(sample.rssBytes),
+    heapUsedBytes: BigInt(sample.heapUsedBytes),
+    heapTotalBytes: BigInt(sample.heapTotalBytes),
+    loadAverage1m: sample.loadAverage[0],
+    loadAverage5m: sample.loadAverage[1],
+    loadAverage15m: sample.loadAverage[2],
+    freeMemoryBytes: BigInt(sample.freeMemoryBytes),
+    totalMemoryBytes: BigInt(sample.totalMemoryBytes),
+    eventLoopLagMs: sample.eventLoopLagMs,
+    sessionCount: sample.sessionCount,
+    cpuCount: sample.cpuCount,
+  };
 }

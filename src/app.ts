@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { JsonReadOptions, JsonWriteOptions } from '@bufbuild/protobuf';
 import { createContextValues, type ConnectRouter } from '@connectrpc/connect';
 import { connectNodeAdapter } from '@connectrpc/connect-node';
+import { Registry } from 'prom-client';
 import { AdminService } from '../gen/switchboard/v1/admin_pb.js';
 import { WorkerService } from '../gen/switchboard/v1/worker_pb.js';
 import { Health } from '../gen/grpc/health/v1/health_pb.js';
@@ -56,6 +57,8 @@ export interface App {
   readonly fleet: FleetService;
   readonly sessions: SessionService;
   readonly identity: Identity;
+  /** This process's Prometheus metrics, served at GET /metrics. */
+  readonly metrics: Registry;
   /** Binds the ports and starts background work. */
   start(): Promise<{ httpUrl: string; grpcUrl: string; httpPort: number; grpcPort: number }>;
   /** Graceful stop: refuse new work, end agent streams, close connections, database and store. */
@@ -119,6 +122,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   }
 
   const resources: Resources = { orm: database.orm, store, clock, scheduler, random, logger: log };
+  // One registry per app (never prom-client's global one): tests run several apps in one process.
+  const metrics = new Registry();
   let identity: Identity;
   try {
     identity = await createIdentity(config, resources);
@@ -139,9 +144,11 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       replicaId: config.replicaId,
       sweeperLeadershipTtlMs: config.sweeperLeadershipTtlMs,
       guard: { ...config.massFailure, windowMs: config.leaseTtlMs },
+      workerWarningIntervalMs: config.workerWarningIntervalMs,
     },
     { tokens: identity.tokens, joinTokens: identity.joinTokens },
     new ReassignmentHoldService(clock, identity.audit),
+    metrics,
   );
 
   const maintenance = new MaintenanceService(clock, identity.audit);
@@ -226,7 +233,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
       createContextValues()
         .set(peerKey, remoteAddress(req))
         .set(originKey, { ip: req.socket.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '') }),
-    fallback: (req, res) => void serveHttpEndpoints(req, res, ready, () => identity.tokens.jwks()),
+    fallback: (req, res) => void serveHttpEndpoints(req, res, ready, () => identity.tokens.jwks(), metrics),
   });
 
   let listeners: Listeners | undefined;
@@ -240,6 +247,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     fleet,
     sessions,
     identity,
+    metrics,
     async start() {
       if (config.auth.bootstrapAdmin) {
         const { user, created } = await identity.auth.ensurePlatformAdmin(
@@ -311,14 +319,16 @@ function remoteAddress(req: AnyRequest): string {
 
 /**
  * Plain HTTP endpoints beside the RPCs: /healthz (the process answers),
- * /readyz (the database and coordination store answer too) and
- * /.well-known/jwks.json (public keys that verify access tokens).
+ * /readyz (the database and coordination store answer too),
+ * /.well-known/jwks.json (public keys that verify access tokens) and
+ * /metrics (Prometheus text format; counts only, no tenant or worker ids).
  */
 async function serveHttpEndpoints(
   req: AnyRequest,
   res: AnyResponse,
   ready: () => Promise<Record<string, string>>,
   jwks: () => unknown,
+  metrics: Registry,
 ) {
   const path = (req.url ?? '').split('?')[0];
   const reply = (status: number, body: unknown) => {
@@ -327,6 +337,13 @@ async function serveHttpEndpoints(
   };
   if (path === '/healthz') return reply(200, { status: 'ok' });
   if (path === '/.well-known/jwks.json') return reply(200, jwks());
+  if (path === '/metrics') {
+    const text = await metrics.metrics().catch(() => undefined);
+    if (text === undefined) return reply(500, { code: 'internal', message: 'could not collect the metrics' });
+    res.writeHead(200, { 'content-type': metrics.contentType, 'cache-control': 'no-store' });
+    res.end(text);
+    return;
+  }
   if (path === '/readyz') {
     const checks = await ready();
     const ok = Object.values(checks).every((value) => value === 'ok');

@@ -36,6 +36,8 @@ export interface Config {
   readonly massFailure: { maxFailedShare: number; minFailures: number };
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
+  /** At most one warning per worker and cause of refusal within this long; the rest are only counted. */
+  readonly workerWarningIntervalMs: number;
   readonly shutdownTimeoutMs: number;
   /** Largest request message accepted; bigger ones are refused before they are read whole. */
   readonly maxRequestBytes: number;
@@ -204,6 +206,7 @@ const envSchema = z
     MASS_FAILURE_SHARE: z.coerce.number().gt(0).lte(1).default(0.3),
     MASS_FAILURE_MIN_WORKERS: z.coerce.number().int().min(1).default(3),
     METRICS_FLUSH_INTERVAL_MS: milliseconds(1000, 50),
+    WORKER_WARNING_INTERVAL_MS: milliseconds(MINUTE, 100),
     SHUTDOWN_TIMEOUT_MS: milliseconds(10000, 0),
     MAX_REQUEST_BYTES: count(1024 * 1024, 1024, 64 * 1024 * 1024),
     REPLICA_ID: z.string().min(1).optional(),
@@ -357,6 +360,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     sweeperLeadershipTtlMs: e.SWEEPER_LEADERSHIP_TTL_MS,
     massFailure: { maxFailedShare: e.MASS_FAILURE_SHARE, minFailures: e.MASS_FAILURE_MIN_WORKERS },
     metricsFlushIntervalMs: e.METRICS_FLUSH_INTERVAL_MS,
+    workerWarningIntervalMs: e.WORKER_WARNING_INTERVAL_MS,
     shutdownTimeoutMs: e.SHUTDOWN_TIMEOUT_MS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,

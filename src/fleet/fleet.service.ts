@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Registry } from 'prom-client';
 import type { Resources } from '../platform/resources.js';
 import { DomainError } from '../platform/errors.js';
 import type { Logger } from '../platform/logger.js';
@@ -12,12 +13,12 @@ import type {
   WorkerCommand,
   WorkerQuery,
 } from './fleet.types.js';
-import { validateHello } from './hello.validation.js';
 import { WorkerConnection } from './worker-connection.js';
-import { WorkerRepository, type HeartbeatRecord } from './worker.repository.js';
+import { WorkerRepository } from './worker.repository.js';
 import { isLeaseExpired, leaseHolder, leaseKey, ownerReplica, replicaKey } from './lease.js';
 import { FleetSweeper } from './fleet-sweeper.js';
-import { foldSample, type MetricsRollup } from './metrics-rollup.js';
+import { HeartbeatBuffer } from './heartbeat-buffer.js';
+import { WorkerRefusals } from './worker-refusals.js';
 import type { ReassignmentHoldService } from './reassignment-hold.service.js';
 import type { WorkerMetricsRollup } from './worker-metrics-rollup.entity.js';
 import { summariseFleet, type FleetSummary } from './fleet-summary.js';
@@ -47,11 +48,9 @@ import type { JoinTokenService } from './join-token.service.js';
  */
 export class FleetService {
   private readonly connections = new Map<string, WorkerConnection>(); // by worker id
-  private readonly pendingHeartbeats = new Map<string, HeartbeatRecord>(); // by worker id
   private readonly log: Logger;
   private sweepTimer: NodeJS.Timeout | undefined;
   private flushTimer: NodeJS.Timeout | undefined;
-  private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
   private readonly watchers = new Set<(change: WorkerChange) => void>();
   private unsubscribeReplica: (() => Promise<void>) | undefined;
@@ -60,11 +59,10 @@ export class FleetService {
   /** Commands relayed to another replica, waiting for its reply (by request id). */
   private readonly awaitingReplica = new Map<string, (result: CommandResult) => void>();
   private unsubscribe: (() => Promise<void>) | undefined;
-  /** This minute's metrics per worker, folded from heartbeats; written with the heartbeats. */
-  private readonly rollups = new Map<string, MetricsRollup>();
-  private readonly dirtyRollups = new Set<string>();
-  /** Rollups of a minute that ended before the flush wrote them. */
-  private completedRollups: MetricsRollup[] = [];
+  /** Heartbeats and their per-minute rollups, written every metricsFlushIntervalMs. */
+  private readonly heartbeats: HeartbeatBuffer;
+  /** What workers send that is refused, here and in the sessions capability: counted, warned about sparingly. */
+  readonly refusals: WorkerRefusals;
   /** Timers that declare a lost worker FAILED when its grace ends (by worker id). */
   private readonly graceTimers = new Map<string, NodeJS.Timeout>();
   private readonly sweeper: FleetSweeper;
@@ -77,8 +75,16 @@ export class FleetService {
     private readonly options: FleetOptions,
     private readonly auth: { tokens: TokenService; joinTokens: JoinTokenService },
     readonly holds: ReassignmentHoldService,
+    /** The process's Prometheus registry (app.ts), served at GET /metrics. */
+    metrics: Registry,
   ) {
     this.log = resources.logger.child({ component: 'fleet' });
+    this.heartbeats = new HeartbeatBuffer(() => this.repository(), this.log);
+    this.refusals = new WorkerRefusals(metrics, {
+      clock: resources.clock,
+      logger: this.log,
+      logIntervalMs: options.workerWarningIntervalMs,
+    });
     this.sweeper = new FleetSweeper(
       resources,
       {
@@ -129,7 +135,7 @@ export class FleetService {
     if (connection.state !== 'open') {
       throw new DomainError('FAILED_PRECONDITION', 'hello was already received on this stream');
     }
-    validateHello(hello);
+    // Its shape (name, capacity, labels, ids) was checked against worker.proto's rules as it arrived.
     const { store, clock } = this.resources;
     const credential = hello.credential;
     if (!credential) {
@@ -268,19 +274,12 @@ export class FleetService {
     }
     connection.lastRenewalMs = clock.monotonicMs();
     const now = clock.now();
-    this.pendingHeartbeats.set(connection.workerId, {
+    this.heartbeats.add({
       workerId: connection.workerId,
       streamId: connection.streamId,
       at: now,
       metrics: heartbeat.metrics,
     });
-    const previous = this.rollups.get(connection.workerId);
-    const rollup = foldSample(previous, connection.workerId, now, heartbeat.metrics);
-    if (previous && previous !== rollup && previous.minute.getTime() !== rollup.minute.getTime()) {
-      this.completedRollups.push(previous);
-    }
-    this.rollups.set(connection.workerId, rollup);
-    this.dirtyRollups.add(connection.workerId);
     if (heartbeat.draining && !connection.drainRecorded) {
       connection.drainRecorded = true;
       await this.recordAgentDraining(connection);
@@ -312,8 +311,7 @@ export class FleetService {
     }
     if (!wasLive) return;
     if (this.connections.get(connection.workerId) === connection) this.connections.delete(connection.workerId);
-    const pending = this.pendingHeartbeats.get(connection.workerId);
-    if (pending?.streamId === connection.streamId) this.pendingHeartbeats.delete(connection.workerId);
+    const lastHeartbeat = this.heartbeats.takeLatest(connection.workerId, connection.streamId);
     const { store, clock } = this.resources;
     try {
       await store.releaseLease(leaseKey(connection.workerId), this.holder(connection));
@@ -329,7 +327,7 @@ export class FleetService {
         streamId: connection.streamId,
         reason: finalReason,
         now,
-        lastHeartbeat: pending?.streamId === connection.streamId ? pending : undefined,
+        lastHeartbeat,
         status: finalOutcome === 'expired' ? 'FAILED' : 'OFFLINE',
         failAfter: finalOutcome === 'lost' ? new Date(now.getTime() + this.options.failureGraceMs) : null,
       });
@@ -441,27 +439,7 @@ export class FleetService {
 
   /** Writes buffered heartbeats; one statement per interval whatever the fleet size. */
   async flushHeartbeats(): Promise<void> {
-    if (this.pendingHeartbeats.size === 0 && this.dirtyRollups.size === 0 && this.completedRollups.length === 0)
-      return this.flushing;
-    const batch = [...this.pendingHeartbeats.values()];
-    this.pendingHeartbeats.clear();
-    // Each flush writes what was folded since the last one; the database adds it to the minute.
-    const rollups: MetricsRollup[] = this.completedRollups;
-    this.completedRollups = [];
-    for (const workerId of this.dirtyRollups) {
-      const rollup = this.rollups.get(workerId);
-      if (rollup) rollups.push(rollup);
-      this.rollups.delete(workerId);
-    }
-    this.dirtyRollups.clear();
-    this.flushing = this.flushing
-      .then(async () => {
-        const repository = this.repository();
-        await repository.recordHeartbeats(batch);
-        await repository.recordRollups(rollups);
-      })
-      .catch((error: unknown) => this.log.error({ err: error, workers: batch.length }, 'could not record heartbeats'));
-    return this.flushing;
+    return this.heartbeats.flush();
   }
 
   /** The worker's per-minute metrics for the last `minutes` minutes. */
@@ -537,23 +515,41 @@ export class FleetService {
     return reply;
   }
 
-  /** The agent answered a command sent on this replica. */
-  commandAcknowledged(correlationId: string, accepted: boolean, detail: string): void {
-    this.awaitingAck.get(correlationId)?.({ delivered: accepted, detail });
+  /**
+   * The agent answered a command sent down its stream. An answer to nothing
+   * this stream waits for (too late, or another stream's command) is dropped.
+   */
+  commandAcknowledged(connection: WorkerConnection, correlationId: string, accepted: boolean, detail: string): void {
+    const waiting = connection.awaiting.has(correlationId) ? this.awaitingAck.get(correlationId) : undefined;
+    if (waiting) {
+      waiting({ delivered: accepted, detail });
+      return;
+    }
+    this.refusals.record(connection.workerId, 'unknown_ack', (suppressed) =>
+      this.log.info(
+        { workerId: connection.workerId, correlationId, suppressed },
+        'command acknowledgement for no waiting command dropped (late or unknown)',
+      ),
+    );
   }
 
   /** Responses that came after their request's deadline (dropped), since start. */
   lateResponses = 0;
 
-  /** The agent answered a request sent on this replica; after the deadline nobody waits and it is dropped. */
-  responseReceived(correlationId: string, result: RequestResult): void {
-    const waiting = this.awaitingAck.get(correlationId);
+  /** The agent answered a request sent down its stream; after the deadline nobody waits and it is dropped. */
+  responseReceived(connection: WorkerConnection, correlationId: string, result: RequestResult): void {
+    const waiting = connection.awaiting.has(correlationId) ? this.awaitingAck.get(correlationId) : undefined;
     if (waiting) {
       waiting({ delivered: true, detail: '', result });
       return;
     }
     this.lateResponses += 1;
-    this.log.info({ correlationId, lateResponses: this.lateResponses }, 'late response dropped');
+    this.refusals.record(connection.workerId, 'late_response', (suppressed) =>
+      this.log.info(
+        { workerId: connection.workerId, correlationId, lateResponses: this.lateResponses, suppressed },
+        'late response dropped',
+      ),
+    );
   }
 
   /**

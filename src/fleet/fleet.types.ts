@@ -115,4 +115,6 @@ export interface FleetOptions {
   /** How long the fleet-wide sweeper role lasts without renewal. */
   sweeperLeadershipTtlMs: number;
   guard: FailureGuardPolicy;
+  /** Repeated warnings about one worker's refused messages (same cause) are logged at most once per this long. */
+  workerWarningIntervalMs: number;
 }

@@ -1,4 +1,4 @@
-import type { HandlerContext, ServiceImpl } from '@connectrpc/connect';
+import { ConnectError, type HandlerContext, type ServiceImpl } from '@connectrpc/connect';
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs, timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
@@ -14,11 +14,13 @@ import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent 
 import type { Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { engineToProto } from './fleet.mapping.js';
-import { CLEAN_CLOSE_REASON, type DisconnectOutcome } from './worker-connection.js';
+import { CLEAN_CLOSE_REASON, type DisconnectOutcome, type WorkerConnection } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
 
 /** Session events queued on one stream beyond which its read loop reads on only as they are applied. */
 export const MAX_QUEUED_SESSION_EVENTS = 10_000;
+/** Longest reason recorded for a stream's end (a worker event); violations can be many. */
+const MAX_END_REASON = 500;
 
 /**
  * WorkerService.Connect: decodes agent envelopes, hands them to the fleet
@@ -35,16 +37,37 @@ export function createWorkerServiceHandler(
       const connection = fleet.openConnection(ctx.values.get(peerKey));
       let endReason = CLEAN_CLOSE_REASON;
       let outcome: DisconnectOutcome = 'clean';
+      let ended = false;
+      // The first reason to end the stream is the one recorded; `error` is what the agent sees
+      // (none: a clean end). The worker is lost either way: its stream broke without a goodbye.
+      const end = (reason: string, error?: unknown) => {
+        if (ended) return;
+        ended = true;
+        endReason = reason.length > MAX_END_REASON ? `${reason.slice(0, MAX_END_REASON - 1)}…` : reason;
+        outcome = 'lost';
+        connection.outbound.close(error);
+      };
       const endWith = (error: unknown) => {
         if (error instanceof DomainError) {
-          endReason = `refused: ${error.message}`;
-          outcome = 'lost';
-          connection.outbound.close(error);
-        } else {
+          if (error.code === 'INVALID_ARGUMENT') {
+            // An envelope broke worker.proto's rules (validation interceptor) or the protocol.
+            fleet.refusals.protocolError(connection, error);
+            end(`protocol error: ${error.message}`, error);
+          } else {
+            end(`refused: ${error.message}`, error);
+          }
+        } else if (ctx.signal.aborted || isConnectionGone(error)) {
           // The agent is gone (reset, killed): nobody is left to tell.
-          endReason = 'agent connection lost';
-          outcome = 'lost';
-          connection.outbound.close();
+          end('agent connection lost');
+        } else if (error instanceof ConnectError) {
+          // Raised by the transport while reading the stream (a frame it could not decode or accept).
+          end(`protocol error: ${error.rawMessage}`, error);
+        } else {
+          // Our own failure, not the agent's (the database failed, say): logged with its cause, INTERNAL for the agent.
+          end(
+            'internal error on the control plane while handling the stream',
+            fleet.refusals.internalError(connection, 'handling the stream', error),
+          );
         }
       };
       // Session events are applied one at a time in the order they came, but
@@ -63,8 +86,17 @@ export function createWorkerServiceHandler(
           try {
             if (!sessionEventFailed) await onSessionEvent(workerId, event);
           } catch (error) {
+            // Later events may build on this one (a QR code, then "connected"): none is applied
+            // after a failure; the agent reconnects and reports what it runs.
             sessionEventFailed = true;
-            endWith(error);
+            if (error instanceof DomainError) endWith(error);
+            else {
+              const what = `applying a ${event.event.kind} session event`;
+              end(
+                `internal error on the control plane ${what}`,
+                fleet.refusals.internalError(connection, what, error, event),
+              );
+            }
           } finally {
             queuedSessionEvents -= 1;
             if (queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) belowLimit?.();
@@ -112,17 +144,18 @@ export function createWorkerServiceHandler(
               );
               break;
             case 'commandAck':
-              fleet.commandAcknowledged(correlationId, payload.value.accepted, payload.value.detail);
+              requireHello(connection.state);
+              fleet.commandAcknowledged(connection, correlationId, payload.value.accepted, payload.value.detail);
               break;
             case 'response':
-              fleet.responseReceived(correlationId, resultFromProto(payload.value));
+              requireHello(connection.state);
+              fleet.responseReceived(connection, correlationId, resultFromProto(payload.value));
               break;
             case 'sessionEvent': {
-              if (connection.state !== 'live') {
-                throw new DomainError('FAILED_PRECONDITION', 'the first message on a stream must be a hello');
-              }
-              const event = sessionEventFromProto(payload.value);
-              if (event) applyInOrder(connection.workerId, event);
+              requireHello(connection.state);
+              // A stream the fleet is ending (lease lost, superseded) must not change sessions any more.
+              if (connection.state !== 'live') break;
+              applyInOrder(connection.workerId, sessionEventFromProto(payload.value));
               // An agent reporting faster than its events can be applied is held
               // back by the stream's flow control rather than buffered without
               // bound: at the limit, the next message is read once one is applied.
@@ -142,10 +175,7 @@ export function createWorkerServiceHandler(
       })().then(
         () => {
           // A cancelled call ends the request stream too, but the agent did not say goodbye.
-          if (ctx.signal.aborted) {
-            endReason = 'agent connection lost';
-            outcome = 'lost';
-          }
+          if (ctx.signal.aborted) end('agent connection lost');
           connection.outbound.close();
         },
         (error: unknown) => endWith(error),
@@ -160,6 +190,22 @@ export function createWorkerServiceHandler(
       }
     },
   };
+}
+
+function requireHello(state: WorkerConnection['state']): void {
+  if (state === 'open') throw new DomainError('FAILED_PRECONDITION', 'the first message on a stream must be a hello');
+}
+
+/** Errors of a connection that broke under the stream (the agent was killed, the network dropped). */
+function isConnectionGone(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return (
+    code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    code === 'ECONNRESET' ||
+    code === 'EPIPE' ||
+    code === 'ERR_HTTP2_STREAM_ERROR' ||
+    code === 'ERR_HTTP2_INVALID_STREAM'
+  );
 }
 
 function toProto(envelope: ControlEnvelope): ControlMessage {
@@ -275,12 +321,12 @@ function resultFromProto(response: Response): RequestResult {
     case 'done':
       return { kind: 'done' };
     case undefined:
-      return { kind: 'error', code: 'INTERNAL', message: 'the worker sent an empty response' };
+      // Refused by worker.proto's rules before it gets here; never taken for an answer.
+      throw DomainError.invalidArgument('response.result', 'the response carries no result');
   }
 }
 
-/** Undefined for an event without a body (nothing to apply). */
-function sessionEventFromProto(message: SessionEvent): WorkerSessionEvent | undefined {
+function sessionEventFromProto(message: SessionEvent): WorkerSessionEvent {
   const at = (t: Timestamp | undefined) => (t ? timestampDate(t) : new Date());
   const base = { sessionId: message.sessionId, epoch: Number(message.epoch), occurredAt: at(message.occurredAt) };
   const { event } = message;
@@ -331,6 +377,7 @@ function sessionEventFromProto(message: SessionEvent): WorkerSessionEvent | unde
         },
       };
     case undefined:
-      return undefined;
+      // Refused by worker.proto's rules before it gets here; never silently skipped.
+      throw DomainError.invalidArgument('session_event.event', 'the session event carries no event');
   }
 }

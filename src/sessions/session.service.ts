@@ -21,6 +21,7 @@ import type { AuthStateCipher } from './auth-state-cipher.js';
 import { planBatch, type FleetView, type PlacementRequest, type TenantSpread, zoneOf } from './scheduler.js';
 import { Session, type SessionStatus } from './session.entity.js';
 import { SessionRepository } from './session.repository.js';
+import { RefusedSessionEvents, SESSION_GONE } from './refused-session-events.js';
 import {
   applySessionEvent,
   fenceAttempt,
@@ -72,8 +73,8 @@ export class SessionService {
   private placementTimer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => Promise<void>) | undefined;
   private readonly watchers = new Map<string, Set<(change: SessionChange) => void>>();
-  /** Session events refused because they carried a stale epoch or came from the wrong worker. */
-  staleEvents = 0;
+  /** Session events refused: counted, warned about sparingly, stale ones answered with a StopSession. */
+  private readonly refused: RefusedSessionEvents;
 
   constructor(
     private readonly resources: Resources,
@@ -87,6 +88,12 @@ export class SessionService {
     },
   ) {
     this.log = resources.logger.child({ component: 'sessions' });
+    this.refused = new RefusedSessionEvents(deps.fleet, this.log);
+  }
+
+  /** Session events refused because they carried a stale epoch or came from the wrong worker. */
+  get staleEvents(): number {
+    return this.refused.staleEvents;
   }
 
   async start(): Promise<void> {
@@ -421,7 +428,7 @@ export class SessionService {
         const repository = new SessionRepository(tx);
         const session = await repository.lock(report.sessionId);
         if (!session) {
-          refused = 'the session does not exist (deleted)';
+          refused = SESSION_GONE;
           return;
         }
         const standing = standingOf(session, false);
@@ -488,16 +495,13 @@ export class SessionService {
     } catch (error) {
       if (error instanceof DomainError) {
         // ABORTED (epoch ahead) or FAILED_PRECONDITION (an event the state does not expect): a broken worker.
-        this.log.warn(
-          { err: error, workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind },
-          'session event refused',
-        );
+        this.refused.unexpected(workerId, report, error);
         return;
       }
       throw error;
     }
     if (refused !== undefined) {
-      this.refuse(workerId, report, refused);
+      this.refused.stale(workerId, report, refused);
       return;
     }
     if (changed) {
@@ -533,10 +537,7 @@ export class SessionService {
       const rightful = new Map(assigned.map((s) => [s.id, s.epoch]));
       for (const { sessionId, epoch } of held) {
         if (rightful.get(sessionId) === Number(epoch)) continue;
-        this.log.warn(
-          { sessionId, workerId, epoch: Number(epoch) },
-          'worker runs a session it does not own; stopping it',
-        );
+        this.refused.unowned(workerId, sessionId, Number(epoch));
         await this.deps.fleet.sendCommand(workerId, {
           kind: 'stopSession',
           sessionId,
@@ -564,36 +565,19 @@ export class SessionService {
   ): Promise<void> {
     const em = this.resources.orm.em.fork();
     const session = await em.findOne(Session, { id: report.sessionId }, { disableIdentityMap: true });
-    if (!session) return this.refuse(workerId, report, 'the session does not exist (deleted)');
+    if (!session) return this.refused.stale(workerId, report, SESSION_GONE);
     let fence: ReturnType<typeof fenceAttempt>;
     try {
       fence = fenceAttempt(standingOf(session, false), { epoch: report.epoch, workerId });
     } catch (error) {
-      this.log.warn({ err: error, workerId, sessionId: session.id }, 'session event refused');
+      if (!(error instanceof DomainError)) throw error;
+      this.refused.unexpected(workerId, report, error);
       return;
     }
-    if (!fence.current) return this.refuse(workerId, report, fence.reason);
+    if (!fence.current) return this.refused.stale(workerId, report, fence.reason);
     const now = this.resources.clock.now();
     if (event.kind === 'inbound') await this.deps.messages.recordInbound(em, session, event, now);
     else await this.deps.messages.recordStatus(em, session, event.messageId, event.status, now);
-  }
-
-  /** A stale event: logged, counted, and the worker told to stop what it runs without the right to. */
-  private refuse(workerId: string, report: WorkerSessionEvent, reason: string): void {
-    this.staleEvents += 1;
-    this.log.warn(
-      { workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, reason },
-      'stale session event refused',
-    );
-    if (report.event.kind === 'ended') return;
-    void this.deps.fleet
-      .sendCommand(workerId, {
-        kind: 'stopSession',
-        sessionId: report.sessionId,
-        epoch: report.epoch,
-        reason: `no longer yours: ${reason}`,
-      })
-      .catch(() => undefined);
   }
 
   /** The fleet changed (on this replica): place waiting sessions, or move those of a lost worker. */

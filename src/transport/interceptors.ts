@@ -3,6 +3,7 @@ import { Code, type ConnectError, type HandlerContext, type Interceptor } from '
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../platform/logger.js';
 import { entityManagerKey, peerKey, requestIdKey } from './context.js';
+import { loggableError } from '../platform/loggable-error.js';
 import { toConnectError } from './error-mapping.js';
 import { interceptedKey } from './request-refusals.js';
 
@@ -29,7 +30,7 @@ export function createObservabilityInterceptor(logger: Logger): Interceptor {
     const failed = (thrown: unknown): ConnectError => {
       const { error, unexpected } = toConnectError(thrown, requestId);
       const fields = { ...base, code: Code[error.code], durationMs: elapsed() };
-      if (unexpected) logger.error({ ...fields, err: loggable(thrown) }, 'rpc failed unexpectedly');
+      if (unexpected) logger.error({ ...fields, err: loggableError(thrown) }, 'rpc failed unexpectedly');
       else logger.info({ ...fields, error: error.rawMessage }, 'rpc');
       error.metadata.set('x-request-id', requestId);
       return error;
@@ -81,23 +82,4 @@ function protocolOf(header: Headers): string {
   if (contentType.startsWith('application/grpc-web')) return 'grpc-web';
   if (contentType.startsWith('application/grpc')) return 'grpc';
   return 'connect';
-}
-
-/**
- * What of an unexpected error goes to the logs. Database driver errors quote
- * the failed SQL with its parameters (password hashes, tokens): keep only the
- * database's own message, code and the stack.
- */
-export function loggable(error: unknown): unknown {
-  if (!(error instanceof Error)) return error;
-  const sqlState = (error as { sqlState?: unknown; code?: unknown }).sqlState ?? (error as { code?: unknown }).code;
-  if (error.constructor.name.endsWith('Exception') && error.message.includes(' - ')) {
-    return {
-      type: error.constructor.name,
-      code: sqlState,
-      message: error.message.slice(error.message.lastIndexOf(' - ') + 3),
-      stack: error.stack?.split('\n').slice(1).join('\n'),
-    };
-  }
-  return error;
 }

@@ -523,12 +523,25 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
         labelSelector: 'zone=raw',
       });
       const id = (json.session as JsonSession).id;
-      let assign;
-      do assign = await raw.next();
-      while (assign.payload.case !== 'assignSession');
-      expect(assign.payload.value.sessionId).toBe(id);
-      raw.acknowledge(assign);
-      const epoch = assign.payload.value.epoch;
+      // The next assignment, acknowledging the commands before it (a restart stops the session first).
+      const nextAssignment = async () => {
+        for (;;) {
+          const command = await raw.next();
+          if (command.payload.case === 'assignSession') {
+            expect(command.payload.value.sessionId).toBe(id);
+            raw.acknowledge(command);
+            return command.payload.value.epoch;
+          }
+          if (command.payload.case !== 'heartbeatAck') raw.acknowledge(command);
+        }
+      };
+      const first = await nextAssignment();
+      // A second attempt, so the first one's epoch is stale (epochs start at 1; 0 is malformed, not stale).
+      // (read while the restart runs: it waits for the worker to acknowledge the StopSession)
+      const second = nextAssignment();
+      expect((await call(tenant.accessToken, 'SessionService/RestartSession', { sessionId: id })).status).toBe(200);
+      const epoch = await second;
+      expect(epoch).toBe(first + 1n);
 
       const staleBefore = cp.app.sessions.staleEvents;
       // (the events below carry the epoch the AssignSession gave)
@@ -540,7 +553,7 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
           event: { case: 'qr' as const, value: { payload: 'ref,a,b,c', sequence: 1 } },
         },
       });
-      raw.send(qrEvent(epoch - 1n));
+      raw.send(qrEvent(first));
       await eventually(async () => (cp.app.sessions.staleEvents > staleBefore ? true : undefined), 5000);
       expect((await session(tenant.accessToken, id)).status).toBe('SESSION_STATUS_STARTING');
 

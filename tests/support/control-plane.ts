@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { Clock } from '../../src/platform/clock.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { createLogger, type Logger } from '../../src/platform/logger.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
 
 /** A control plane started in-process on free ports, with what the test needs to reach and stop it. */
@@ -41,6 +41,8 @@ export async function startControlPlane(
     overrides?: AppOverrides;
     /** A fake clock for timing rules the test drives instead of sleeping. */
     clock?: Clock;
+    /** Logs here instead (a test reading what was logged); default per LOG_LEVEL. */
+    logger?: Logger;
   } = {},
 ): Promise<TestControlPlane> {
   // A replica shares the first control plane's database and Redis prefix (and leaves them to it to clean up).
@@ -57,7 +59,7 @@ export async function startControlPlane(
     ...(dataDir ? { DATA_DIR: dataDir } : {}),
     ...options.env,
   });
-  const logger = createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
+  const logger = options.logger ?? createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });
   const app = await createApp(config, { logger, clock: options.clock, ...options.overrides });
   const urls = await app.start();
   const httpUrl = `http://127.0.0.1:${urls.httpPort}`;

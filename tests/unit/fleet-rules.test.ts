@@ -1,6 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import type { AgentHello } from '../../src/fleet/fleet.types.js';
-import { validateHello } from '../../src/fleet/hello.validation.js';
 import { isLeaseExpired, leaseKey } from '../../src/fleet/lease.js';
 import {
   decodePageToken,
@@ -9,50 +7,6 @@ import {
   encodeTimeCursor,
   normalisePageSize,
 } from '../../src/fleet/page-token.js';
-import { DomainError } from '../../src/platform/errors.js';
-
-const hello: AgentHello = {
-  workerName: 'worker-1',
-  agentVersion: '1.0.0',
-  capacity: 10,
-  supportedEngines: ['SANDBOX'],
-  labels: { region: 'eu', 'topology.kubernetes.io/zone': 'eu-1a' },
-  instanceId: '0123456789abcdef',
-  workerId: '',
-  heldSessions: [],
-  credential: { kind: 'join-token', token: 'sbj_x' },
-};
-
-describe('Hello validation', () => {
-  it('accepts a well-formed Hello', () => {
-    expect(() => validateHello(hello)).not.toThrow();
-  });
-
-  it.each<[string, Partial<AgentHello>]>([
-    ['hello.worker_name', { workerName: 'Upper' }],
-    ['hello.worker_name', { workerName: '' }],
-    ['hello.worker_name', { workerName: '-leading' }],
-    ['hello.agent_version', { agentVersion: '' }],
-    ['hello.capacity', { capacity: 0 }],
-    ['hello.capacity', { capacity: 100_001 }],
-    ['hello.supported_engines', { supportedEngines: [] }],
-    ['hello.instance_id', { instanceId: 'short' }],
-    ['hello.labels[Bad Key]', { labels: { 'Bad Key': 'x' } }],
-    ['hello.labels[zone]', { labels: { zone: 'x'.repeat(64) } }],
-  ])('refuses a bad %s', (field, change) => {
-    const error = (() => {
-      try {
-        validateHello({ ...hello, ...change });
-      } catch (e) {
-        return e;
-      }
-      return undefined;
-    })();
-    expect(error).toBeInstanceOf(DomainError);
-    expect((error as DomainError).code).toBe('INVALID_ARGUMENT');
-    expect((error as DomainError).details.field).toBe(field);
-  });
-});
 
 describe('leases', () => {
   it('expire exactly at the TTL, by monotonic time', () => {

@@ -1,5 +1,5 @@
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { createContextValues, createHandlerContext } from '@connectrpc/connect';
+import { Code, ConnectError, createContextValues, createHandlerContext } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import {
   AgentMessageSchema,
@@ -10,16 +10,33 @@ import {
 import type { FleetService } from '../../src/fleet/fleet.service.js';
 import type { AgentHeartbeat, WorkerSessionEvent } from '../../src/fleet/fleet.types.js';
 import { WorkerConnection } from '../../src/fleet/worker-connection.js';
+import type { WorkerRefusals } from '../../src/fleet/worker-refusals.js';
 import { createWorkerServiceHandler, MAX_QUEUED_SESSION_EVENTS } from '../../src/fleet/worker-stream.handler.js';
 import { AsyncQueue } from '../../src/platform/async-queue.js';
+import { DomainError } from '../../src/platform/errors.js';
 import { peerKey } from '../../src/transport/context.js';
 
-/** The fleet as the handler uses it: welcomes, acknowledges heartbeats, records command acks. */
-function fakeFleet(connection: WorkerConnection, acked: string[]): FleetService {
+/** How the handler ended a stream, as the fleet was told. */
+interface Ending {
+  disconnected?: { reason: string; outcome: string | undefined };
+  protocolErrors: DomainError[];
+  internalErrors: unknown[];
+}
+
+/** The fleet as the handler uses it: welcomes, acknowledges heartbeats, records command acks and how streams end. */
+function fakeFleet(connection: WorkerConnection, acked: string[], ending: Ending): FleetService {
+  const refusals: Pick<WorkerRefusals, 'protocolError' | 'internalError'> = {
+    protocolError: (_connection, error) => void ending.protocolErrors.push(error),
+    internalError: (_connection, what, error) => {
+      ending.internalErrors.push(error);
+      return new DomainError('INTERNAL', `failed ${what}`);
+    },
+  };
   const fleet: Pick<
     FleetService,
     'openConnection' | 'accept' | 'heartbeat' | 'commandAcknowledged' | 'responseReceived' | 'disconnect'
-  > = {
+  > & { refusals: typeof refusals } = {
+    refusals,
     openConnection: () => connection,
     accept: async (conn, _hello, correlationId) => {
       conn.state = 'live';
@@ -37,11 +54,13 @@ function fakeFleet(connection: WorkerConnection, acked: string[]): FleetService 
     heartbeat: async (conn, heartbeat: AgentHeartbeat, correlationId) => {
       conn.send({ kind: 'heartbeatAck', correlationId, sequence: heartbeat.sequence, leaseExpiresAt: new Date() });
     },
-    commandAcknowledged: (correlationId) => void acked.push(correlationId),
+    commandAcknowledged: (_connection, correlationId) => void acked.push(correlationId),
     responseReceived: () => undefined,
-    disconnect: async () => undefined,
+    disconnect: async (_connection, reason, outcome) => {
+      ending.disconnected = { reason, outcome };
+    },
   };
-  return fleet as FleetService;
+  return fleet as unknown as FleetService;
 }
 
 const envelope = (correlationId: string, payload: MessageInitShape<typeof AgentMessageSchema>['payload']) =>
@@ -53,17 +72,22 @@ const qrEvent = (n: number) =>
     value: { sessionId: `session-${n}`, epoch: 1n, event: { case: 'qr', value: { payload: `qr-${n}`, sequence: 1 } } },
   });
 
-/** The handler on one stream, fed by `requests`; the first session event applied hangs until `release()`. */
-function openStream() {
+/**
+ * The handler on one stream, fed by `requests`; the first session event applied hangs until
+ * `release()`, and applying one fails with `failWith` when it is set.
+ */
+function openStream(failWith?: Error) {
   const connection = new WorkerConnection('stream-1', '127.0.0.1:1');
   const acked: string[] = [];
   const applied: string[] = [];
+  const ending: Ending = { protocolErrors: [], internalErrors: [] };
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
   // Applying a session event is a database transaction; here the first one hangs until released.
   const handler = createWorkerServiceHandler(
-    fakeFleet(connection, acked),
+    fakeFleet(connection, acked, ending),
     async (_workerId, event: WorkerSessionEvent) => {
+      if (failWith !== undefined) throw failWith;
       if (applied.length === 0) await gate;
       applied.push(event.sessionId);
     },
@@ -80,7 +104,7 @@ function openStream() {
   const connect = handler.connect;
   if (!connect) throw new Error('the handler has no connect method');
   const replies = connect(requests, context)[Symbol.asyncIterator]() as AsyncIterator<ControlMessage>;
-  return { requests, replies, acked, applied, release: () => release() };
+  return { requests, replies, acked, applied, ending, release: () => release() };
 }
 
 const heartbeat = (n: number) =>
@@ -127,5 +151,70 @@ describe('WorkerService.Connect handler', () => {
     expect((await next).value?.correlationId).toBe('heartbeat-1');
     await expect.poll(() => applied.length).toBe(MAX_QUEUED_SESSION_EVENTS);
     requests.close();
+  });
+
+  /** The error the reply stream ended with (undefined: it ended cleanly, which a fault never may). */
+  const endError = async (replies: AsyncIterator<ControlMessage>) => {
+    for (;;) {
+      try {
+        if ((await replies.next()).done) return undefined;
+      } catch (error) {
+        return error;
+      }
+    }
+  };
+  const hello = envelope('hello-1', { case: 'hello', value: { workerName: 'w', capacity: 10 } });
+
+  it('ends the stream with INVALID_ARGUMENT when an envelope breaks the rules, reports it, and records the violation as the reason', async () => {
+    const { requests, replies, ending } = openStream();
+    requests.push(hello);
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    // What the validation interceptor throws from the request stream.
+    const violation = DomainError.invalidArgument('heartbeat.metrics.cpu_percent', 'must be finite [double.finite]');
+    requests.close(violation);
+    expect(await endError(replies)).toBe(violation);
+    expect(ending.protocolErrors).toEqual([violation]);
+    expect(ending.disconnected).toEqual({
+      reason: 'protocol error: heartbeat.metrics.cpu_percent: must be finite [double.finite]',
+      outcome: 'lost',
+    });
+  });
+
+  it('ends the stream with INTERNAL, never OK, when applying a session event fails (a database error)', async () => {
+    const databaseError = Object.assign(new Error('insert into "session" ... - connection terminated'), {
+      code: '57P01',
+    });
+    const { requests, replies, ending } = openStream(databaseError);
+    requests.push(hello);
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    requests.push(qrEvent(1));
+    const error = await endError(replies);
+    expect(error).toBeInstanceOf(DomainError);
+    expect((error as DomainError).code).toBe('INTERNAL');
+    expect(ending.internalErrors).toEqual([databaseError]);
+    expect(ending.disconnected).toEqual({
+      reason: 'internal error on the control plane applying a qr session event',
+      outcome: 'lost',
+    });
+  });
+
+  it('ends the stream with the transport’s own error when it cannot read a frame', async () => {
+    const { requests, replies, ending } = openStream();
+    requests.push(hello);
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    const undecodable = new ConnectError('cannot decode message', Code.InvalidArgument);
+    requests.close(undecodable);
+    expect(await endError(replies)).toBe(undecodable);
+    expect(ending.disconnected?.reason).toBe('protocol error: cannot decode message');
+  });
+
+  it('treats a connection that broke under the stream as a lost agent, with nobody left to tell', async () => {
+    const { requests, replies, ending } = openStream();
+    requests.push(hello);
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    requests.close(Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    expect(await endError(replies)).toBeUndefined();
+    expect(ending.disconnected).toEqual({ reason: 'agent connection lost', outcome: 'lost' });
+    expect(ending.protocolErrors).toEqual([]);
   });
 });

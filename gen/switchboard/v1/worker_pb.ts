@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Engine, ResourceMetrics } from "./fleet_pb.js";
@@ -14,12 +15,18 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/worker.proto.
  */
 export const file_switchboard_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIqECCgxBZ2VudE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAEjUKDXNlc3Npb25fZXZlbnQYBSABKAsyHC5zd2l0Y2hib2FyZC52MS5TZXNzaW9uRXZlbnRIABIsCghyZXNwb25zZRgGIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlJlc3BvbnNlSABCCQoHcGF5bG9hZCK/AwoOQ29udHJvbE1lc3NhZ2USFgoOY29ycmVsYXRpb25faWQYASABKAkSKgoHd2VsY29tZRgCIAEoCzIXLnN3aXRjaGJvYXJkLnYxLldlbGNvbWVIABI1Cg1oZWFydGJlYXRfYWNrGAMgASgLMhwuc3dpdGNoYm9hcmQudjEuSGVhcnRiZWF0QWNrSAASJgoFZHJhaW4YBCABKAsyFS5zd2l0Y2hib2FyZC52MS5EcmFpbkgAEiwKCHNodXRkb3duGAUgASgLMhguc3dpdGNoYm9hcmQudjEuU2h1dGRvd25IABI3Cg5hc3NpZ25fc2Vzc2lvbhgGIAEoCzIdLnN3aXRjaGJvYXJkLnYxLkFzc2lnblNlc3Npb25IABIzCgxzdG9wX3Nlc3Npb24YByABKAsyGy5zd2l0Y2hib2FyZC52MS5TdG9wU2Vzc2lvbkgAEjcKDmxvZ291dF9zZXNzaW9uGAggASgLMh0uc3dpdGNoYm9hcmQudjEuTG9nb3V0U2Vzc2lvbkgAEioKB3JlcXVlc3QYCSABKAsyFy5zd2l0Y2hib2FyZC52MS5SZXF1ZXN0SABCCQoHcGF5bG9hZCJuCg1Bc3NpZ25TZXNzaW9uEhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQSJgoGZW5naW5lGAMgASgOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lEhIKCmF1dGhfc3RhdGUYBCABKAwiQAoLU3RvcFNlc3Npb24SEgoKc2Vzc2lvbl9pZBgBIAEoCRINCgVlcG9jaBgCIAEoBBIOCgZyZWFzb24YAyABKAkiMgoNTG9nb3V0U2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEg0KBWVwb2NoGAIgASgEItgCCgdSZXF1ZXN0EhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQSLAoIZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjMKCXNlbmRfdGV4dBgEIAEoCzIeLnN3aXRjaGJvYXJkLnYxLlNlbmRUZXh0QWN0aW9uSAASQQoUcmVxdWVzdF9wYWlyaW5nX2NvZGUYBSABKAsyIS5zd2l0Y2hib2FyZC52MS5QYWlyaW5nQ29kZUFjdGlvbkgAEjkKDHNhbmRib3hfc2NhbhgGIAEoCzIhLnN3aXRjaGJvYXJkLnYxLlNhbmRib3hTY2FuQWN0aW9uSAASPwoPc2FuZGJveF9pbmJvdW5kGAcgASgLMiQuc3dpdGNoYm9hcmQudjEuU2FuZGJveEluYm91bmRBY3Rpb25IAEIICgZhY3Rpb24iKgoOU2VuZFRleHRBY3Rpb24SCgoCdG8YASABKAkSDAoEdGV4dBgCIAEoCSIpChFQYWlyaW5nQ29kZUFjdGlvbhIUCgxwaG9uZV9udW1iZXIYASABKAkiZgoRU2FuZGJveFNjYW5BY3Rpb24SFAoMcGhvbmVfbnVtYmVyGAEgASgJEhEKCXB1c2hfbmFtZRgCIAEoCRISCgpxcl9wYXlsb2FkGAMgASgJEhQKDHBhaXJpbmdfY29kZRgEIAEoCSIyChRTYW5kYm94SW5ib3VuZEFjdGlvbhIMCgRmcm9tGAEgASgJEgwKBHRleHQYAiABKAkipQEKCFJlc3BvbnNlEi4KBWVycm9yGAEgASgLMh0uc3dpdGNoYm9hcmQudjEuUmVzcG9uc2VFcnJvckgAEhQKCm1lc3NhZ2VfaWQYAiABKAlIABI5CgxwYWlyaW5nX2NvZGUYAyABKAsyIS5zd2l0Y2hib2FyZC52MS5QYWlyaW5nQ29kZVJlc3VsdEgAEg4KBGRvbmUYBCABKAhIAEIICgZyZXN1bHQiLgoNUmVzcG9uc2VFcnJvchIMCgRjb2RlGAEgASgJEg8KB21lc3NhZ2UYAiABKAkiUQoRUGFpcmluZ0NvZGVSZXN1bHQSDAoEY29kZRgBIAEoCRIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKtAwoMU2Vzc2lvbkV2ZW50EhIKCnNlc3Npb25faWQYASABKAkSDQoFZXBvY2gYAiABKAQSLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKAnFyGAQgASgLMhcuc3dpdGNoYm9hcmQudjEuUXJFdmVudEgAEjMKCWNvbm5lY3RlZBgFIAEoCzIeLnN3aXRjaGJvYXJkLnYxLkNvbm5lY3RlZEV2ZW50SAASOQoPYXV0aF9jaGVja3BvaW50GAYgASgLMh4uc3dpdGNoYm9hcmQudjEuQXV0aENoZWNrcG9pbnRIABIrCgVlbmRlZBgHIAEoCzIaLnN3aXRjaGJvYXJkLnYxLkVuZGVkRXZlbnRIABI+Cg9pbmJvdW5kX21lc3NhZ2UYCCABKAsyIy5zd2l0Y2hib2FyZC52MS5JbmJvdW5kTWVzc2FnZUV2ZW50SAASPAoObWVzc2FnZV9zdGF0dXMYCSABKAsyIi5zd2l0Y2hib2FyZC52MS5NZXNzYWdlU3RhdHVzRXZlbnRIAEIHCgVldmVudCJcCgdRckV2ZW50Eg8KB3BheWxvYWQYASABKAkSLgoKZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc2VxdWVuY2UYAyABKA0iRgoOQ29ubmVjdGVkRXZlbnQSCwoDamlkGAEgASgJEhQKDHBob25lX251bWJlchgCIAEoCRIRCglwdXNoX25hbWUYAyABKAkiHwoOQXV0aENoZWNrcG9pbnQSDQoFc3RhdGUYASABKAwiLAoKRW5kZWRFdmVudBIOCgZyZWFzb24YASABKAkSDgoGZGV0YWlsGAIgASgJIm0KE0luYm91bmRNZXNzYWdlRXZlbnQSEgoKbWVzc2FnZV9pZBgBIAEoCRIMCgRmcm9tGAIgASgJEgwKBHRleHQYAyABKAkSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImAKEk1lc3NhZ2VTdGF0dXNFdmVudBISCgptZXNzYWdlX2lkGAEgASgJEg4KBnN0YXR1cxgCIAEoCRImCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiFwoFRHJhaW4SDgoGcmVhc29uGAEgASgJIhoKCFNodXRkb3duEg4KBnJlYXNvbhgBIAEoCSIuCgpDb21tYW5kQWNrEhAKCGFjY2VwdGVkGAEgASgIEg4KBmRldGFpbBgCIAEoCSL3AgoFSGVsbG8SEwoLd29ya2VyX25hbWUYASABKAkSFQoNYWdlbnRfdmVyc2lvbhgCIAEoCRIQCghjYXBhY2l0eRgDIAEoDRIxChFzdXBwb3J0ZWRfZW5naW5lcxgEIAMoDjIWLnN3aXRjaGJvYXJkLnYxLkVuZ2luZRIxCgZsYWJlbHMYBSADKAsyIS5zd2l0Y2hib2FyZC52MS5IZWxsby5MYWJlbHNFbnRyeRITCgtpbnN0YW5jZV9pZBgGIAEoCRIRCgl3b3JrZXJfaWQYByABKAkSFAoKam9pbl90b2tlbhgIIAEoCUgAEhsKEXdvcmtlcl9jcmVkZW50aWFsGAkgASgJSAASMgoNaGVsZF9zZXNzaW9ucxgKIAMoCzIbLnN3aXRjaGJvYXJkLnYxLkhlbGRTZXNzaW9uGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCDAoKY3JlZGVudGlhbCIwCgtIZWxkU2Vzc2lvbhISCgpzZXNzaW9uX2lkGAEgASgJEg0KBWVwb2NoGAIgASgEIo4BCglIZWFydGJlYXQSEAoIc2VxdWVuY2UYASABKAQSMAoHbWV0cmljcxgCIAEoCzIfLnN3aXRjaGJvYXJkLnYxLlJlc291cmNlTWV0cmljcxIrCgdzZW50X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkcmFpbmluZxgEIAEoCCKwAQoHV2VsY29tZRIRCgl3b3JrZXJfaWQYASABKAkSNQoSaGVhcnRiZWF0X2ludGVydmFsGAIgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEiwKCWxlYXNlX3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhISCgpyZXBsaWNhX2lkGAQgASgJEhkKEXdvcmtlcl9jcmVkZW50aWFsGAUgASgJIlYKDEhlYXJ0YmVhdEFjaxIQCghzZXF1ZW5jZRgBIAEoBBI0ChBsZWFzZV9leHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDJcCg1Xb3JrZXJTZXJ2aWNlEksKB0Nvbm5lY3QSHC5zd2l0Y2hib2FyZC52MS5BZ2VudE1lc3NhZ2UaHi5zd2l0Y2hib2FyZC52MS5Db250cm9sTWVzc2FnZSgBMAFiBnByb3RvMw", [file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIrQCCgxBZ2VudE1lc3NhZ2USIgoOY29ycmVsYXRpb25faWQYASABKAlCCrpIB3IFEAEYgAESJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAEjUKDXNlc3Npb25fZXZlbnQYBSABKAsyHC5zd2l0Y2hib2FyZC52MS5TZXNzaW9uRXZlbnRIABIsCghyZXNwb25zZRgGIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlJlc3BvbnNlSABCEAoHcGF5bG9hZBIFukgCCAEi0gMKDkNvbnRyb2xNZXNzYWdlEiIKDmNvcnJlbGF0aW9uX2lkGAEgASgJQgq6SAdyBRABGIABEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAEiYKBWRyYWluGAQgASgLMhUuc3dpdGNoYm9hcmQudjEuRHJhaW5IABIsCghzaHV0ZG93bhgFIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlNodXRkb3duSAASNwoOYXNzaWduX3Nlc3Npb24YBiABKAsyHS5zd2l0Y2hib2FyZC52MS5Bc3NpZ25TZXNzaW9uSAASMwoMc3RvcF9zZXNzaW9uGAcgASgLMhsuc3dpdGNoYm9hcmQudjEuU3RvcFNlc3Npb25IABI3Cg5sb2dvdXRfc2Vzc2lvbhgIIAEoCzIdLnN3aXRjaGJvYXJkLnYxLkxvZ291dFNlc3Npb25IABIqCgdyZXF1ZXN0GAkgASgLMhcuc3dpdGNoYm9hcmQudjEuUmVxdWVzdEgAQhAKB3BheWxvYWQSBbpIAggBIp8BCg1Bc3NpZ25TZXNzaW9uEhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhwKBWVwb2NoGAIgASgEQg26SAoyCBj/////BygBEjIKBmVuZ2luZRgDIAEoDjIWLnN3aXRjaGJvYXJkLnYxLkVuZ2luZUIKukgHggEEEAEgABIeCgphdXRoX3N0YXRlGAQgASgMQgq6SAd6BRiAgMABImMKC1N0b3BTZXNzaW9uEhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhwKBWVwb2NoGAIgASgEQg26SAoyCBj/////BygBEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMY9AMiSwoNTG9nb3V0U2Vzc2lvbhIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoBEINukgKMggY/////wcoASKAAwoHUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoBEINukgKMggY/////wcoARI0CghkZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIzCglzZW5kX3RleHQYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5TZW5kVGV4dEFjdGlvbkgAEkEKFHJlcXVlc3RfcGFpcmluZ19jb2RlGAUgASgLMiEuc3dpdGNoYm9hcmQudjEuUGFpcmluZ0NvZGVBY3Rpb25IABI5CgxzYW5kYm94X3NjYW4YBiABKAsyIS5zd2l0Y2hib2FyZC52MS5TYW5kYm94U2NhbkFjdGlvbkgAEj8KD3NhbmRib3hfaW5ib3VuZBgHIAEoCzIkLnN3aXRjaGJvYXJkLnYxLlNhbmRib3hJbmJvdW5kQWN0aW9uSABCDwoGYWN0aW9uEgW6SAIIASJCCg5TZW5kVGV4dEFjdGlvbhIVCgJ0bxgBIAEoCUIJukgGcgQQARhkEhkKBHRleHQYAiABKAlCC7pICHIGEAEYgIAEIkcKEVBhaXJpbmdDb2RlQWN0aW9uEjIKDHBob25lX251bWJlchgBIAEoCUIcukgZchcyFV5cKz9bMS05XVswLTldezYsMTR9JCKjAQoRU2FuZGJveFNjYW5BY3Rpb24SNQoMcGhvbmVfbnVtYmVyGAEgASgJQh+6SBzYAQFyFzIVXlwrP1sxLTldWzAtOV17NiwxNH0kEhoKCXB1c2hfbmFtZRgCIAEoCUIHukgEcgIYZBIcCgpxcl9wYXlsb2FkGAMgASgJQgi6SAVyAxjQDxIdCgxwYWlyaW5nX2NvZGUYBCABKAlCB7pIBHICGBQiXQoUU2FuZGJveEluYm91bmRBY3Rpb24SKgoEZnJvbRgBIAEoCUIcukgZchcyFV5cKz9bMS05XVswLTldezYsMTR9JBIZCgR0ZXh0GAIgASgJQgu6SAhyBhABGICABCK4AQoIUmVzcG9uc2USLgoFZXJyb3IYASABKAsyHS5zd2l0Y2hib2FyZC52MS5SZXNwb25zZUVycm9ySAASIAoKbWVzc2FnZV9pZBgCIAEoCUIKukgHcgUQARiAAkgAEjkKDHBhaXJpbmdfY29kZRgDIAEoCzIhLnN3aXRjaGJvYXJkLnYxLlBhaXJpbmdDb2RlUmVzdWx0SAASDgoEZG9uZRgEIAEoCEgAQg8KBnJlc3VsdBIFukgCCAEirAIKDVJlc3BvbnNlRXJyb3IS/wEKBGNvZGUYASABKAlC8AG6SOwBcukBUglDQU5DRUxMRURSB1VOS05PV05SEElOVkFMSURfQVJHVU1FTlRSEURFQURMSU5FX0VYQ0VFREVEUglOT1RfRk9VTkRSDkFMUkVBRFlfRVhJU1RTUhFQRVJNSVNTSU9OX0RFTklFRFISUkVTT1VSQ0VfRVhIQVVTVEVEUhNGQUlMRURfUFJFQ09ORElUSU9OUgdBQk9SVEVEUgxPVVRfT0ZfUkFOR0VSDVVOSU1QTEVNRU5URURSCElOVEVSTkFMUgtVTkFWQUlMQUJMRVIJREFUQV9MT1NTUg9VTkFVVEhFTlRJQ0FURUQSGQoHbWVzc2FnZRgCIAEoCUIIukgFcgMY6AciXAoRUGFpcmluZ0NvZGVSZXN1bHQSFwoEY29kZRgBIAEoCUIJukgGcgQQARgUEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0DCgxTZXNzaW9uRXZlbnQSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoFZXBvY2gYAiABKARCDbpICjIIGP////8HKAESLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKAnFyGAQgASgLMhcuc3dpdGNoYm9hcmQudjEuUXJFdmVudEgAEjMKCWNvbm5lY3RlZBgFIAEoCzIeLnN3aXRjaGJvYXJkLnYxLkNvbm5lY3RlZEV2ZW50SAASOQoPYXV0aF9jaGVja3BvaW50GAYgASgLMh4uc3dpdGNoYm9hcmQudjEuQXV0aENoZWNrcG9pbnRIABIrCgVlbmRlZBgHIAEoCzIaLnN3aXRjaGJvYXJkLnYxLkVuZGVkRXZlbnRIABI+Cg9pbmJvdW5kX21lc3NhZ2UYCCABKAsyIy5zd2l0Y2hib2FyZC52MS5JbmJvdW5kTWVzc2FnZUV2ZW50SAASPAoObWVzc2FnZV9zdGF0dXMYCSABKAsyIi5zd2l0Y2hib2FyZC52MS5NZXNzYWdlU3RhdHVzRXZlbnRIAEIOCgVldmVudBIFukgCCAEidwoHUXJFdmVudBIbCgdwYXlsb2FkGAEgASgJQgq6SAdyBRABGNAPEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KCHNlcXVlbmNlGAMgASgNQg26SAoqCBj/////BygBImMKDkNvbm5lY3RlZEV2ZW50EhUKA2ppZBgBIAEoCUIIukgFcgMYgAESHQoMcGhvbmVfbnVtYmVyGAIgASgJQge6SARyAhggEhsKCXB1c2hfbmFtZRgDIAEoCUIIukgFcgMYgAIiLQoOQXV0aENoZWNrcG9pbnQSGwoFc3RhdGUYASABKAxCDLpICXoHEAEYgIDAASKEAQoKRW5kZWRFdmVudBJcCgZyZWFzb24YASABKAlCTLpISXJHUgdTVE9QUEVEUgpRUl9USU1FT1VUUgpMT0dHRURfT1VUUhNDT05ORUNUSU9OX1JFUExBQ0VEUg9DT05ORUNUSU9OX0xPU1QSGAoGZGV0YWlsGAIgASgJQgi6SAVyAxjoByKSAQoTSW5ib3VuZE1lc3NhZ2VFdmVudBIeCgptZXNzYWdlX2lkGAEgASgJQgq6SAdyBRABGIACEhgKBGZyb20YAiABKAlCCrpIB3IFEAEYgAESGQoEdGV4dBgDIAEoCUILukgIcgYQARiAgAQSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpIBChJNZXNzYWdlU3RhdHVzRXZlbnQSHgoKbWVzc2FnZV9pZBgBIAEoCUIKukgHcgUQARiAAhI0CgZzdGF0dXMYAiABKAlCJLpIIXIfUgRTRU5UUglERUxJVkVSRURSBFJFQURSBkZBSUxFRBImCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoFRHJhaW4SGAoGcmVhc29uGAEgASgJQgi6SAVyAxj0AyIkCghTaHV0ZG93bhIYCgZyZWFzb24YASABKAlCCLpIBXIDGPQDIjgKCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSGAoGZGV0YWlsGAIgASgJQgi6SAVyAxjoByK9BgoFSGVsbG8SQgoLd29ya2VyX25hbWUYASABKAlCLbpIKnIoMiZeW2EtejAtOV0oW2EtejAtOS5fLV17MCw2MX1bYS16MC05XSk/JBIgCg1hZ2VudF92ZXJzaW9uGAIgASgJQgm6SAZyBBABGEASHQoIY2FwYWNpdHkYAyABKA1CC7pICCoGGKCNBigBEkYKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lQhO6SBCSAQ0IARgBIgeCAQQQASAAEm4KBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5Qju6SDiaATUQICIrcikyJ15bYS16MC05XShbYS16MC05Ll8vLV17MCw2MX1bYS16MC05XSk/JCoEcgIYPxIeCgtpbnN0YW5jZV9pZBgGIAEoCUIJukgGcgQQCBhAEh4KCXdvcmtlcl9pZBgHIAEoCUILukgI2AEBcgOwAQESIAoKam9pbl90b2tlbhgIIAEoCUIKukgHcgUQARiAAkgAEicKEXdvcmtlcl9jcmVkZW50aWFsGAkgASgJQgq6SAdyBRABGIAgSAASowEKDWhlbGRfc2Vzc2lvbnMYCiADKAsyGy5zd2l0Y2hib2FyZC52MS5IZWxkU2Vzc2lvbkJvukhsugFiChRoZWxkX3Nlc3Npb25zLnVuaXF1ZRIgZWFjaCBzZXNzaW9uIG11c3QgYmUgbGlzdGVkIG9uY2UaKHRoaXMubWFwKGhlbGQsIGhlbGQuc2Vzc2lvbl9pZCkudW5pcXVlKCmSAQQQoI0GGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6iAG6SIQBGoEBCiNoZWxsby5oZWxkX3Nlc3Npb25zX3dpdGhpbl9jYXBhY2l0eRIpaGVsZF9zZXNzaW9ucyBtdXN0IG5vdCBvdXRudW1iZXIgY2FwYWNpdHkaL3VpbnQoc2l6ZSh0aGlzLmhlbGRfc2Vzc2lvbnMpKSA8PSB0aGlzLmNhcGFjaXR5QgwKCmNyZWRlbnRpYWwiSQoLSGVsZFNlc3Npb24SHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoFZXBvY2gYAiABKARCDbpICjIIGP////8HKAEinwEKCUhlYXJ0YmVhdBIZCghzZXF1ZW5jZRgBIAEoBEIHukgEMgIoARI4CgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzQga6SAPIAQESKwoHc2VudF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZHJhaW5pbmcYBCABKAgi3gEKB1dlbGNvbWUSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARI9ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBrpIA8gBARI0CglsZWFzZV90dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBrpIA8gBARIcCgpyZXBsaWNhX2lkGAQgASgJQgi6SAVyAxiAAhIjChF3b3JrZXJfY3JlZGVudGlhbBgFIAEoCUIIukgFcgMYgCAiZwoMSGVhcnRiZWF0QWNrEhkKCHNlcXVlbmNlGAEgASgEQge6SAQyAigBEjwKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQEyXAoNV29ya2VyU2VydmljZRJLCgdDb25uZWN0Ehwuc3dpdGNoYm9hcmQudjEuQWdlbnRNZXNzYWdlGh4uc3dpdGNoYm9hcmQudjEuQ29udHJvbE1lc3NhZ2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * AgentMessage is every envelope an agent sends. New kinds (session events,
  * responses to requests) are added as new oneof members, never by changing
  * existing ones.
+ *
+ * Every rule below is checked by the control plane as each envelope arrives
+ * (src/transport/validation.interceptor.ts); one envelope that breaks a rule
+ * ends the stream with INVALID_ARGUMENT naming the field, and nothing of it is
+ * applied. The agent checks its own envelopes against the same rules before
+ * sending (agent/outbound-check.ts), so a healthy agent never trips them.
  *
  * @generated from message switchboard.v1.AgentMessage
  */
@@ -84,6 +91,8 @@ export const AgentMessageSchema: GenMessage<AgentMessage> = /*@__PURE__*/
 /**
  * ControlMessage is every envelope the control plane sends to an agent.
  * Assignments, releases and tenant requests join the oneof later.
+ * The control plane does not validate what it sends; the rules document the
+ * contract for agents (which may check what they receive).
  *
  * @generated from message switchboard.v1.ControlMessage
  */
@@ -181,7 +190,8 @@ export type AssignSession = Message<"switchboard.v1.AssignSession"> & {
   sessionId: string;
 
   /**
-   * Must be presented with every event of this assignment.
+   * Must be presented with every event of this assignment. Epochs start at 1
+   * and are stored as a PostgreSQL int, hence the upper bound.
    *
    * @generated from field: uint64 epoch = 2;
    */
@@ -194,6 +204,7 @@ export type AssignSession = Message<"switchboard.v1.AssignSession"> & {
 
   /**
    * The last checkpointed auth state; empty for a session never linked.
+   * Bounded like AuthCheckpoint.state, where it comes from.
    *
    * @generated from field: bytes auth_state = 4;
    */
@@ -321,6 +332,9 @@ export const RequestSchema: GenMessage<Request> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_worker, 5);
 
 /**
+ * The tenant-facing limits (message.proto, session.proto, sandbox.proto) apply
+ * here too: these actions carry what a tenant asked for.
+ *
  * @generated from message switchboard.v1.SendTextAction
  */
 export type SendTextAction = Message<"switchboard.v1.SendTextAction"> & {
@@ -471,11 +485,15 @@ export const ResponseSchema: GenMessage<Response> = /*@__PURE__*/
  */
 export type ResponseError = Message<"switchboard.v1.ResponseError"> & {
   /**
+   * A google.rpc.Code name other than OK.
+   *
    * @generated from field: string code = 1;
    */
   code: string;
 
   /**
+   * For people; the tenant sees it.
+   *
    * @generated from field: string message = 2;
    */
   message: string;
@@ -528,6 +546,8 @@ export type SessionEvent = Message<"switchboard.v1.SessionEvent"> & {
   epoch: bigint;
 
   /**
+   * When the agent saw it; unset means when the control plane received it.
+   *
    * @generated from field: google.protobuf.Timestamp occurred_at = 3;
    */
   occurredAt?: Timestamp | undefined;
@@ -582,10 +602,16 @@ export const SessionEventSchema: GenMessage<SessionEvent> = /*@__PURE__*/
   messageDesc(file_switchboard_v1_worker, 13);
 
 /**
+ * What a session reports comes from the WhatsApp network: strings are
+ * bounded, not pattern-checked, so a quirk of the network (an unusual
+ * number, an empty name) never costs the worker its stream.
+ *
  * @generated from message switchboard.v1.QrEvent
  */
 export type QrEvent = Message<"switchboard.v1.QrEvent"> & {
   /**
+   * WhatsApp's QR payloads are a few hundred characters.
+   *
    * @generated from field: string payload = 1;
    */
   payload: string;
@@ -596,6 +622,8 @@ export type QrEvent = Message<"switchboard.v1.QrEvent"> & {
   expiresAt?: Timestamp | undefined;
 
   /**
+   * 1 for the first code of a pairing window; stored as a PostgreSQL int.
+   *
    * @generated from field: uint32 sequence = 3;
    */
   sequence: number;
@@ -642,6 +670,12 @@ export const ConnectedEventSchema: GenMessage<ConnectedEvent> = /*@__PURE__*/
  */
 export type AuthCheckpoint = Message<"switchboard.v1.AuthCheckpoint"> & {
   /**
+   * At most 3 MiB: the state goes back down in AssignSession, and an agent's
+   * gRPC client accepts messages up to 4 MiB by default, so a larger state
+   * could be stored but never delivered. A Baileys state is typically tens
+   * to hundreds of KiB. The control plane's MAX_REQUEST_BYTES (1 MiB by
+   * default) limits the whole envelope on the way up.
+   *
    * @generated from field: bytes state = 1;
    */
   state: Uint8Array;
@@ -659,8 +693,6 @@ export const AuthCheckpointSchema: GenMessage<AuthCheckpoint> = /*@__PURE__*/
  */
 export type EndedEvent = Message<"switchboard.v1.EndedEvent"> & {
   /**
-   * STOPPED, QR_TIMEOUT, LOGGED_OUT, CONNECTION_REPLACED or CONNECTION_LOST.
-   *
    * @generated from field: string reason = 1;
    */
   reason: string;
@@ -688,11 +720,15 @@ export type InboundMessageEvent = Message<"switchboard.v1.InboundMessageEvent"> 
   messageId: string;
 
   /**
+   * The sender's WhatsApp id or phone number.
+   *
    * @generated from field: string from = 2;
    */
   from: string;
 
   /**
+   * WhatsApp's own limit for a text message.
+   *
    * @generated from field: string text = 3;
    */
   text: string;
@@ -720,8 +756,6 @@ export type MessageStatusEvent = Message<"switchboard.v1.MessageStatusEvent"> & 
   messageId: string;
 
   /**
-   * SENT, DELIVERED, READ or FAILED.
-   *
    * @generated from field: string status = 2;
    */
   status: string;
@@ -789,6 +823,8 @@ export type CommandAck = Message<"switchboard.v1.CommandAck"> & {
   accepted: boolean;
 
   /**
+   * For a refusal, "<google.rpc code name>: <message>".
+   *
    * @generated from field: string detail = 2;
    */
   detail: string;
@@ -809,6 +845,7 @@ export const CommandAckSchema: GenMessage<CommandAck> = /*@__PURE__*/
 export type Hello = Message<"switchboard.v1.Hello"> & {
   /**
    * Operator-chosen name, unique across the fleet; the worker's identity.
+   * DNS-label rules, so names work as hostnames, pod names and metric labels.
    *
    * @generated from field: string worker_name = 1;
    */
@@ -855,7 +892,7 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
 
   /**
    * How the agent proves it may join. Without one the stream is refused
-   * (UNAUTHENTICATED) before anything is stored.
+   * (UNAUTHENTICATED, not INVALID_ARGUMENT) before anything is stored.
    *
    * @generated from oneof switchboard.v1.Hello.credential
    */
@@ -869,7 +906,7 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
     case: "joinToken";
   } | {
     /**
-     * Every later connection: the credential a Welcome returned.
+     * Every later connection: the credential a Welcome returned (a JWT).
      *
      * @generated from field: string worker_credential = 9;
      */
@@ -879,7 +916,8 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
 
   /**
    * Every session the agent still runs, with the assignment epoch it runs
-   * it under, so the control plane reconciles instead of assuming.
+   * it under, so the control plane reconciles instead of assuming. At most
+   * the largest capacity; each session once.
    *
    * @generated from field: repeated switchboard.v1.HeldSession held_sessions = 10;
    */
@@ -924,7 +962,7 @@ export const HeldSessionSchema: GenMessage<HeldSession> = /*@__PURE__*/
  */
 export type Heartbeat = Message<"switchboard.v1.Heartbeat"> & {
   /**
-   * Strictly increasing per agent process.
+   * Strictly increasing per agent process, from 1.
    *
    * @generated from field: uint64 sequence = 1;
    */

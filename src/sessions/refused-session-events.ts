@@ -1,0 +1,67 @@
+import type { FleetService } from '../fleet/fleet.service.js';
+import type { WorkerSessionEvent } from '../fleet/fleet.types.js';
+import type { DomainError } from '../platform/errors.js';
+import type { Logger } from '../platform/logger.js';
+
+/** Why an event for a session that is not there is refused. */
+export const SESSION_GONE = 'the session does not exist (deleted)';
+
+/**
+ * Session events the sessions capability refuses. A worker can send them by
+ * the thousand (a bug, or a stale process replaying), so each is counted in
+ * the fleet's refusal metric and warned about at most once per worker, cause
+ * and interval; and a worker running a session it has no right to is told
+ * to stop it once, not once per event.
+ */
+export class RefusedSessionEvents {
+  /** Events refused because they carried a stale epoch or came from the wrong worker. */
+  staleEvents = 0;
+  /** StopSession commands sent for stale events and not answered yet ("worker session epoch"). */
+  private readonly stopsUnderWay = new Set<string>();
+
+  constructor(
+    private readonly fleet: FleetService,
+    private readonly log: Logger,
+  ) {}
+
+  /** A stale event: counted, logged sparingly, and the worker told to stop what it runs without the right to. */
+  stale(workerId: string, report: WorkerSessionEvent, reason: string): void {
+    this.staleEvents += 1;
+    this.fleet.refusals.record(workerId, reason === SESSION_GONE ? 'session_gone' : 'stale_event', (suppressed) =>
+      this.log.warn(
+        { workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, reason, suppressed },
+        'stale session event refused',
+      ),
+    );
+    if (report.event.kind === 'ended') return;
+    const stop = `${workerId} ${report.sessionId} ${report.epoch}`;
+    if (this.stopsUnderWay.has(stop)) return;
+    this.stopsUnderWay.add(stop);
+    void this.fleet
+      .sendCommand(workerId, {
+        kind: 'stopSession',
+        sessionId: report.sessionId,
+        epoch: report.epoch,
+        reason: `no longer yours: ${reason}`,
+      })
+      .catch(() => undefined)
+      .finally(() => this.stopsUnderWay.delete(stop));
+  }
+
+  /** A Hello listed a session the worker runs without the right to (the caller tells it to stop). */
+  unowned(workerId: string, sessionId: string, epoch: number): void {
+    this.fleet.refusals.record(workerId, 'unowned_session', (suppressed) =>
+      this.log.warn({ sessionId, workerId, epoch, suppressed }, 'worker runs a session it does not own; stopping it'),
+    );
+  }
+
+  /** An event the session's state does not expect, or an epoch ahead of it: a broken worker. */
+  unexpected(workerId: string, report: WorkerSessionEvent, error: DomainError): void {
+    this.fleet.refusals.record(workerId, 'unexpected_event', (suppressed) =>
+      this.log.warn(
+        { err: error, workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, suppressed },
+        'session event refused',
+      ),
+    );
+  }
+}
