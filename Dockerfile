@@ -2,7 +2,7 @@
 
 # One image for both processes: the control plane (default command) and the
 # worker agent (`node --import tsx agent/main.ts`). There is no build step:
-# tsx compiles TypeScript at start, so the image ships src/, agent/ and gen/.
+# tsx compiles TypeScript at start, so the image ships lib/, src/, agent/ and gen/.
 #
 # Both stages use the same base so native addons compiled in `deps` (argon2)
 # match the runtime's Node ABI and glibc.
@@ -26,6 +26,7 @@ WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules
 COPY package.json package-lock.json tsconfig.json ./
 COPY gen ./gen
+COPY lib ./lib
 COPY src ./src
 COPY agent ./agent
 # DATA_DIR (./data) is the only place the process writes: embedded PGlite when

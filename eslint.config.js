@@ -4,7 +4,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['gen/**', 'node_modules/**', 'data/**', '.tmp/**', 'coverage/**'] },
+  { ignores: ['gen/**', 'node_modules/**', 'data/**', '.tmp/**', 'coverage/**', '.dependency-cruiser.cjs'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

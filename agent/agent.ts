@@ -11,7 +11,7 @@ import {
   type ControlMessage,
   type HelloSchema,
 } from '../gen/switchboard/v1/worker_pb.js';
-import type { Logger } from '../src/platform/logger.js';
+import type { Logger } from '../lib/logger.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
 import { MetricsCollector, toResourceMetrics } from './metrics.js';

@@ -1,4 +1,4 @@
-import { createLogger } from '../src/platform/logger.js';
+import { createLogger } from '../lib/logger.js';
 import { Agent } from './agent.js';
 import { AgentConfigError, loadAgentConfig } from './config.js';
 

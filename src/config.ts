@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import { StartupError } from './platform/errors.js';
+import { StartupError } from '../lib/errors.js';
 
 /**
  * Control-plane configuration, read once from environment variables at start.

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { User } from './identity/account.entity.js';
 import { createApp, type App } from './app.js';
 import { loadConfig } from './config.js';
-import { StartupError } from './platform/errors.js';
+import { StartupError } from '../lib/errors.js';
 
 /**
  * Entry point. `npm start` runs the developer setup (`--dev`): control plane

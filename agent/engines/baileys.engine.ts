@@ -19,9 +19,9 @@ import {
   type WAMessageUpdate,
   type WAVersion,
 } from '@whiskeysockets/baileys';
-import { systemClock, type Clock } from '../../src/platform/clock.js';
-import { DomainError } from '../../src/platform/errors.js';
-import type { Logger } from '../../src/platform/logger.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import { createAuthState, type CheckpointedAuthState } from './baileys-auth-state.js';
 import type {
   Engine,

@@ -1,4 +1,4 @@
-import type { Logger } from '../../src/platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 
 /** The engines a worker can run sessions on (mirrors the proto enum). */
 export type EngineKind = 'SANDBOX' | 'BAILEYS';

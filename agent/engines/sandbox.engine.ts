@@ -1,5 +1,5 @@
-import { systemClock, type Clock } from '../../src/platform/clock.js';
-import type { Logger } from '../../src/platform/logger.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
+import type { Logger } from '../../lib/logger.js';
 import type {
   Engine,
   EngineEvent,
@@ -21,7 +21,7 @@ import {
 } from './sandbox-auth-state.js';
 import { SandboxNetwork, type NetworkConnection } from './sandbox-network.js';
 import { cryptoRandom, sessionRandom, type RandomSource } from './sandbox-random.js';
-import { systemScheduler, type Scheduler, type Timer } from './scheduler.js';
+import { systemScheduler, type Scheduler, type Timer } from '../../lib/timers.js';
 import {
   MAX_TEXT_LENGTH,
   normalisePairingCode,

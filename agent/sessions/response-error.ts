@@ -1,4 +1,4 @@
-import { DomainError, type DomainErrorCode } from '../../src/platform/errors.js';
+import { DomainError, type DomainErrorCode } from '../../lib/errors.js';
 import { EngineError, type EngineErrorCode } from '../engines/engine-error.js';
 
 /** What goes up in a ResponseError (and a refused CommandAck): a google.rpc code name and a message for people. */

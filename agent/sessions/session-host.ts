@@ -9,12 +9,12 @@ import type {
   SessionEventSchema,
   StopSession,
 } from '../../gen/switchboard/v1/worker_pb.js';
-import { systemClock, type Clock } from '../../src/platform/clock.js';
-import { DomainError } from '../../src/platform/errors.js';
-import type { Logger } from '../../src/platform/logger.js';
+import { systemClock, type Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import type { Engine, EngineEvent, EngineKind, EngineSession } from '../engines/engine.js';
 import { SandboxSession, type SandboxControls } from '../engines/sandbox.engine.js';
-import { systemScheduler, type Scheduler, type Timer } from '../engines/scheduler.js';
+import { systemScheduler, type Scheduler, type Timer } from '../../lib/timers.js';
 import { refusalDetail, toResponseError } from './response-error.js';
 
 /** One SessionEvent as it goes up the stream; the agent wraps it in an envelope with a fresh correlation id. */

@@ -42,7 +42,7 @@ import {
   normalisePageSize,
 } from '../fleet/page-token.js';
 import { WorkerRepository } from '../fleet/worker.repository.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { requestEntityManager } from '../transport/interceptors.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -3,8 +3,8 @@ import { loadConfig } from '../config.js';
 import { loadSigningKeyEncryptionKeys, SigningKeyVault } from '../identity/signing-key-vault.js';
 import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
-import { StartupError } from '../platform/errors.js';
-import { createLogger } from '../platform/logger.js';
+import { StartupError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
 import { createAuthStateCipher, loadStateKeys } from '../sessions/auth-state-cipher.js';
 import { describeRotation, rotateKeys } from './key-rotation.js';
 

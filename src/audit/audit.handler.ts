@@ -7,7 +7,7 @@ import {
   ListAuditEventsResponseSchema,
 } from '../../gen/switchboard/v1/audit_pb.js';
 import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/page-token.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
 import type { AuditService } from './audit.service.js';

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Clock } from '../platform/clock.js';
+import type { Clock } from '../../lib/clock.js';
 import type { Principal, RequestOrigin } from '../identity/principal.js';
 import { AuditEvent } from './audit-event.entity.js';
 

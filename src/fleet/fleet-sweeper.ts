@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Resources } from '../platform/resources.js';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { judgeFailures, type FailureGuardPolicy } from './failure-guard.js';
 import { leaseKey } from './lease.js';
 import { ROLLUP_RETENTION_MS } from './metrics-rollup.js';

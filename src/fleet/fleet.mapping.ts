@@ -12,7 +12,7 @@ import {
   WorkerEventSchema as WorkerEventMessageSchema,
 } from '../../gen/switchboard/v1/fleet_pb.js';
 import type { WorkerEvent } from './worker-event.entity.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { EngineKind, Schedulability, Worker, WorkerMetrics, WorkerStatus } from './worker.entity.js';
 
 /** Protobuf <-> domain mapping for fleet types, shared by the worker stream and admin handlers. */

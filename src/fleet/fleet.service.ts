@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Resources } from '../platform/resources.js';
-import { DomainError } from '../platform/errors.js';
-import type { Logger } from '../platform/logger.js';
+import { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import type {
   AgentHeartbeat,
   AgentHello,

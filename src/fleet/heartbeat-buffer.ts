@@ -1,4 +1,4 @@
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { loggableError } from '../platform/loggable-error.js';
 import { foldSample, type MetricsRollup } from './metrics-rollup.js';
 import type { HeartbeatRecord, WorkerRepository } from './worker.repository.js';

@@ -3,8 +3,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Principal, RequestOrigin } from '../identity/principal.js';
 import { digestsEqual, randomSecret, sha256Hex } from '../identity/secrets.js';
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
 import { JoinToken } from './join-token.entity.js';
 
 const TOKEN_PATTERN = /^sbj_([a-z0-9]{16})_([A-Za-z0-9_-]{43})$/;

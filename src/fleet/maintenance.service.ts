@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Principal, RequestOrigin } from '../identity/principal.js';
-import type { Clock } from '../platform/clock.js';
+import type { Clock } from '../../lib/clock.js';
 import { PlatformSetting } from './platform-setting.entity.js';
 
 /** The fleet-wide maintenance switch as the scheduler and operators read it. */

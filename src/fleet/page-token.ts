@@ -1,4 +1,4 @@
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 /**
  * Opaque cursor for keyset pagination. Callers must not build or parse it;

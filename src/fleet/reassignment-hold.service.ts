@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Principal, RequestOrigin } from '../identity/principal.js';
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
 import { NO_HOLD, type ReassignmentHold } from './failure-guard.js';
 import { PlatformSetting } from './platform-setting.entity.js';
 

@@ -1,5 +1,5 @@
 import { AsyncQueue } from '../platform/async-queue.js';
-import { type DomainError } from '../platform/errors.js';
+import { type DomainError } from '../../lib/errors.js';
 import type { ControlEnvelope } from './fleet.types.js';
 
 /**

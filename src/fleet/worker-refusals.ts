@@ -1,9 +1,9 @@
 import { Counter, type Registry } from 'prom-client';
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
 import { LogThrottle, type ThrottledWrite } from '../platform/log-throttle.js';
 import { loggableError } from '../platform/loggable-error.js';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import type { WorkerSessionEvent } from './fleet.types.js';
 import type { WorkerConnection } from './worker-connection.js';
 

@@ -7,7 +7,7 @@ import {
   ControlMessageSchema,
   type WorkerService,
 } from '../../gen/switchboard/v1/worker_pb.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { peerKey } from '../transport/context.js';
 import type { FleetService } from './fleet.service.js';
 import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { LockMode, UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { AgentHello, WorkerQuery } from './fleet.types.js';
 import { Worker, type WorkerMetrics } from './worker.entity.js';
 import { WorkerEvent, type WorkerEventKind } from './worker-event.entity.js';

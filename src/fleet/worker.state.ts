@@ -1,4 +1,4 @@
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { WorkerEventKind } from './worker-event.entity.js';
 import type { Schedulability, WorkerStatus } from './worker.entity.js';
 

@@ -1,4 +1,4 @@
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { Principal } from './principal.js';
 import { roleAllows } from './roles.js';
 import type { RpcAccess } from './rpc-access.js';

@@ -3,12 +3,12 @@ import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { loadConfig } from '../config.js';
-import { systemClock } from '../platform/clock.js';
-import { systemScheduler } from '../platform/scheduler.js';
+import { systemClock } from '../../lib/clock.js';
+import { systemScheduler } from '../../lib/timers.js';
 import { MemoryCoordinationStore } from '../platform/coordination/memory-store.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
-import { StartupError } from '../platform/errors.js';
-import { createLogger } from '../platform/logger.js';
+import { StartupError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
 import { createIdentity } from './identity.module.js';
 
 /**

@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
-import type { Logger } from '../platform/logger.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import type { AuthInvalidation } from './auth-invalidation.js';
 import { TtlCache } from '../platform/ttl-cache.js';
 import { Membership, Tenant, User } from './account.entity.js';

@@ -1,5 +1,5 @@
 import type { CoordinationStore } from '../platform/coordination/coordination-store.js';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 
 /** Something cached about a credential changed: a user, a session, an API key or a whole tenant. */
 export interface InvalidationEvent {

@@ -1,6 +1,6 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
 import { TtlCache } from '../platform/ttl-cache.js';
 import { Membership, Tenant, User } from './account.entity.js';
 import { ApiKeyService } from './api-key.service.js';

@@ -19,7 +19,7 @@ import {
   type Member,
   MemberSchema,
 } from '../../gen/switchboard/v1/member_pb.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { Tenant, User } from './account.entity.js';
 import type { ApiKey } from './api-key.entity.js';
 import type { IssuedTokens } from './auth.service.js';

@@ -1,7 +1,7 @@
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
-import type { Logger } from '../platform/logger.js';
-import type { Scheduler, Timer } from '../platform/scheduler.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Scheduler, Timer } from '../../lib/timers.js';
 import type { AuthInvalidation, InvalidationEvent } from './auth-invalidation.js';
 import { principalSubject, type Principal } from './principal.js';
 

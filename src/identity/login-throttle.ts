@@ -1,6 +1,6 @@
-import type { Clock } from '../platform/clock.js';
+import type { Clock } from '../../lib/clock.js';
 import type { AttemptCount, CoordinationStore } from '../platform/coordination/coordination-store.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { sha256Hex } from './secrets.js';
 
 /** Failed-password policy, compiled once from configuration (LOGIN_* variables). */

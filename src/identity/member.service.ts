@@ -1,7 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { AuditService } from '../audit/audit.service.js';
-import type { Clock } from '../platform/clock.js';
-import { DomainError } from '../platform/errors.js';
+import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
 import { LockMode } from '@mikro-orm/core';
 import { assertPerson } from './access-control.js';
 import { Membership, Tenant, User } from './account.entity.js';

@@ -1,6 +1,6 @@
 import { RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { CoordinationStore } from '../platform/coordination/coordination-store.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { TenantPlan } from './identity.types.js';
 
 /** Tiers: the tenant's plan for users and API keys, `anonymous` (per IP) for calls without credentials. */

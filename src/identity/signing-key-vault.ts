@@ -6,7 +6,7 @@ import {
   loadEncryptionKeys,
   type EncryptionKey,
 } from '../platform/crypto/envelope-cipher.js';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { SigningKey } from './signing-key.entity.js';
 
 export const SIGNING_KEY_ENCRYPTION_KEYS = 'SIGNING_KEY_ENCRYPTION_KEYS';

@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Clock } from '../platform/clock.js';
+import type { Clock } from '../../lib/clock.js';
 import type { CoordinationStore, SlotClaim } from '../platform/coordination/coordination-store.js';
-import { DomainError } from '../platform/errors.js';
-import type { Logger } from '../platform/logger.js';
-import type { Scheduler, Timer } from '../platform/scheduler.js';
+import { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Scheduler, Timer } from '../../lib/timers.js';
 import type { TenantPlan } from './identity.types.js';
 import { principalSubject, type Principal } from './principal.js';
 

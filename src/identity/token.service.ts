@@ -11,10 +11,10 @@ import {
   decodeProtectedHeader,
 } from 'jose';
 import type { MikroORM } from '@mikro-orm/postgresql';
-import type { Clock } from '../platform/clock.js';
+import type { Clock } from '../../lib/clock.js';
 import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
-import { DomainError, StartupError } from '../platform/errors.js';
-import type { Logger } from '../platform/logger.js';
+import { DomainError, StartupError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import { SigningKey } from './signing-key.entity.js';
 import type { SigningKeyVault } from './signing-key-vault.js';
 

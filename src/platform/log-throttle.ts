@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js';
+import type { Clock } from '../../lib/clock.js';
 
 /** Settings of a LogThrottle; the clock is the injected one, so tests move time by hand. */
 export interface LogThrottleOptions {

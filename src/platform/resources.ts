@@ -1,8 +1,8 @@
 import type { MikroORM } from '@mikro-orm/postgresql';
-import type { Clock } from './clock.js';
+import type { Clock } from '../../lib/clock.js';
 import type { CoordinationStore } from './coordination/coordination-store.js';
-import type { Logger } from './logger.js';
-import type { Scheduler } from './scheduler.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Scheduler } from '../../lib/timers.js';
 
 /**
  * The infrastructure every capability receives, built once in app.ts and

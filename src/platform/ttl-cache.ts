@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js';
+import type { Clock } from '../../lib/clock.js';
 
 /**
  * A small TTL cache keyed by string, so authenticating a call does not hit

@@ -4,7 +4,7 @@ import {
   type EncryptionKey,
   type SealedBlob,
 } from '../platform/crypto/envelope-cipher.js';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 
 /** One SESSION_STATE_KEYS key. */
 export type StateKey = EncryptionKey;

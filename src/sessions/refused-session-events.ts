@@ -1,7 +1,7 @@
 import type { FleetService } from '../fleet/fleet.service.js';
 import type { WorkerSessionEvent } from '../fleet/fleet.types.js';
-import type { DomainError } from '../platform/errors.js';
-import type { Logger } from '../platform/logger.js';
+import type { DomainError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 
 /** Why an event for a session that is not there is refused. */
 export const SESSION_GONE = 'the session does not exist (deleted)';

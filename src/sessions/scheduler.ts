@@ -1,6 +1,6 @@
 import type { EngineKind, Schedulability, WorkerStatus } from '../fleet/worker.entity.js';
 import { matchesLabels, type LabelRequirement } from '../fleet/worker.state.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 /*
  * The placement scheduler, after Nomad's: it reads an immutable view of the

@@ -35,7 +35,7 @@ import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/
 import type { Message, MessageStatus } from '../messaging/message.entity.js';
 import type { MessageService } from '../messaging/message.service.js';
 import { AsyncQueue } from '../platform/async-queue.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
 import { originKey } from '../transport/context.js';

@@ -1,6 +1,6 @@
 import { LockMode } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import type { SealedState } from './auth-state-cipher.js';
 import { Session, SessionAuthState, type SessionStatus } from './session.entity.js';
 

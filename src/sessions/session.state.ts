@@ -1,4 +1,4 @@
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 /**
  * Where a session is in its life. Tenants read it; tenant commands, the

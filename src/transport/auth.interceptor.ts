@@ -4,7 +4,7 @@ import { Authenticator } from '../identity/authenticator.js';
 import { principalSubject, type Principal } from '../identity/principal.js';
 import type { RateLimits, RateLimitState } from '../identity/rate-limits.js';
 import { RPC_ACCESS } from '../identity/rpc-access.js';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { originKey, principalKey } from './context.js';
 
 /**

@@ -1,5 +1,5 @@
 import { Code, ConnectError } from '@connectrpc/connect';
-import { DomainError, type DomainErrorCode } from '../platform/errors.js';
+import { DomainError, type DomainErrorCode } from '../../lib/errors.js';
 
 /** The one table from domain error codes to Connect/gRPC codes. */
 const CODES: Record<DomainErrorCode, Code> = {

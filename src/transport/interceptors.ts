@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Code, type ConnectError, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { entityManagerKey, peerKey, requestIdKey } from './context.js';
 import { loggableError } from '../platform/loggable-error.js';
 import { toConnectError } from './error-mapping.js';

@@ -2,7 +2,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { connectNodeAdapter } from '@connectrpc/connect-node';
-import { StartupError } from '../platform/errors.js';
+import { StartupError } from '../../lib/errors.js';
 
 /** What connectNodeAdapter returns; serves both HTTP/1.1 and HTTP/2 requests. */
 export type NodeHandlerFn = ReturnType<typeof connectNodeAdapter>;

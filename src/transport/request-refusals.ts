@@ -1,6 +1,6 @@
 import { createContextKey, type ConnectRouter } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from '@connectrpc/connect/protocol';
-import type { Logger } from '../platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 import { peerKey } from './context.js';
 
 /** Set by the outermost interceptor: the request reached our interceptors (which log and map its end). */

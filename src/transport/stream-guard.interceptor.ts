@@ -5,7 +5,7 @@ import type { LiveAccess, LiveCaller } from '../identity/live-access.js';
 import type { Principal } from '../identity/principal.js';
 import { RPC_ACCESS } from '../identity/rpc-access.js';
 import type { StreamLimits } from '../identity/stream-limits.js';
-import type { DomainError } from '../platform/errors.js';
+import type { DomainError } from '../../lib/errors.js';
 import { liveCallerKey, originKey, principalKey } from './context.js';
 import { requirePrincipal } from './auth.interceptor.js';
 

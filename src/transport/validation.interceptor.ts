@@ -2,7 +2,7 @@ import type { DescMessage, Message } from '@bufbuild/protobuf';
 import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { createValidator, type Validator } from '@bufbuild/protovalidate';
-import { DomainError } from '../platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 /**
  * Checks every request message against the protovalidate rules declared in

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { systemClock } from '../../src/platform/clock.js';
+import { systemClock } from '../../lib/clock.js';
 import type { CoordinationStore } from '../../src/platform/coordination/coordination-store.js';
 import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from '../../src/platform/coordination/redis-store.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { createLogger } from '../../lib/logger.js';
 import { TEST_REDIS_URL, uniqueRedisPrefix } from '../support/services.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });

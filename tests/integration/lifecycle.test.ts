@@ -8,7 +8,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { createLogger } from '../../lib/logger.js';
 import { createTestAgent, waitForExit } from '../support/agents.js';
 import { eventually, login, postJson } from '../support/control-plane.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase } from '../support/services.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import pg from 'pg';
-import { ManualClock } from '../../src/platform/clock.js';
+import { ManualClock } from '../../lib/clock.js';
 import { startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { postJsonFrom } from '../support/loopback.js';
 import { TEST_REDIS_URL } from '../support/services.js';

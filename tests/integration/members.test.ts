@@ -7,7 +7,7 @@ import { Role } from '../../gen/switchboard/v1/identity_pb.js';
 import { MemberService } from '../../gen/switchboard/v1/member_pb.js';
 import { ApiKey } from '../../src/identity/api-key.entity.js';
 import { Membership } from '../../src/identity/account.entity.js';
-import { ManualClock } from '../../src/platform/clock.js';
+import { ManualClock } from '../../lib/clock.js';
 import { bearer } from '../support/clients.js';
 import { login, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { addMember, signUp, type TestTenant } from '../support/tenants.js';

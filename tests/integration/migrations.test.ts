@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { migrate, openDatabase, type DatabaseTarget } from '../../src/platform/db/database.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../support/services.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { Code, createClient } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import { SessionService, SessionStatus, type WatchSessionResponse } from '../../gen/switchboard/v1/session_pb.js';
-import { ManualScheduler } from '../../src/platform/scheduler.js';
+import { ManualScheduler } from '../../lib/timers.js';
 import { bearer } from '../support/clients.js';
 import { postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { collect, type CollectedStream } from '../support/streams.js';

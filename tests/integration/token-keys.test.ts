@@ -5,13 +5,13 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import argon2 from 'argon2';
 import pg from 'pg';
 import { SignJWT, createLocalJWKSet, exportJWK, generateKeyPair, jwtVerify, type CryptoKey } from 'jose';
-import { systemScheduler } from '../../src/platform/scheduler.js';
+import { systemScheduler } from '../../lib/timers.js';
 import { loadConfig } from '../../src/config.js';
-import { ManualClock, type Clock } from '../../src/platform/clock.js';
+import { ManualClock, type Clock } from '../../lib/clock.js';
 import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-store.js';
 import { migrate, openDatabase, type Database } from '../../src/platform/db/database.js';
-import { StartupError } from '../../src/platform/errors.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { StartupError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
 import { createIdentity } from '../../src/identity/identity.module.js';
 import { PasswordHasher } from '../../src/identity/password-hasher.js';
 import { SigningKeyVault } from '../../src/identity/signing-key-vault.js';

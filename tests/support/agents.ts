@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, type AgentOptions } from '../../agent/agent.js';
 import { defaultBackoff } from '../../agent/backoff.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { createLogger } from '../../lib/logger.js';
 
 /** An in-process agent with test-friendly timings; it enrols with `joinToken` and keeps its credential in a temp folder. */
 export function createTestAgent(

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { Clock } from '../../src/platform/clock.js';
-import { createLogger, type Logger } from '../../src/platform/logger.js';
+import type { Clock } from '../../lib/clock.js';
+import { createLogger, type Logger } from '../../lib/logger.js';
 import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
 
 /** A control plane started in-process on free ports, with what the test needs to reach and stop it. */

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import type { Logger } from '../../src/platform/logger.js';
+import type { Logger } from '../../lib/logger.js';
 
 /** A logger whose lines a test can read back, parsed. */
 export function captureLogs(level = 'info'): { logger: Logger; lines: () => Record<string, unknown>[] } {

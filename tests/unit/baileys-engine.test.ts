@@ -36,8 +36,8 @@ import {
   type BaileysSocket,
 } from '../../agent/engines/baileys.engine.js';
 import type { EngineEvent, EngineStopReason } from '../../agent/engines/engine.js';
-import { ManualClock } from '../../src/platform/clock.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { ManualClock } from '../../lib/clock.js';
+import { createLogger } from '../../lib/logger.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });
 const ME = '15551234567:7@s.whatsapp.net';

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lockDataDir } from '../../src/platform/db/data-dir-lock.js';
-import { StartupError } from '../../src/platform/errors.js';
+import { StartupError } from '../../lib/errors.js';
 
 describe('embedded database folder lock', () => {
   const dirs: string[] = [];

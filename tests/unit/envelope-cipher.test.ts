@@ -9,8 +9,8 @@ import {
   loadEncryptionKeys,
   type EncryptionKey,
 } from '../../src/platform/crypto/envelope-cipher.js';
-import { StartupError } from '../../src/platform/errors.js';
-import { createLogger } from '../../src/platform/logger.js';
+import { StartupError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
 import { createAuthStateCipher } from '../../src/sessions/auth-state-cipher.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });

@@ -3,9 +3,9 @@ import { AuthInvalidation } from '../../src/identity/auth-invalidation.js';
 import { LiveAccess } from '../../src/identity/live-access.js';
 import type { Principal } from '../../src/identity/principal.js';
 import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-store.js';
-import { DomainError } from '../../src/platform/errors.js';
-import { createLogger } from '../../src/platform/logger.js';
-import { ManualScheduler } from '../../src/platform/scheduler.js';
+import { DomainError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
+import { ManualScheduler } from '../../lib/timers.js';
 
 const MINUTE = 60_000;
 const logger = createLogger({ level: 'silent', pretty: false });

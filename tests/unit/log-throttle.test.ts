@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/platform/clock.js';
+import { ManualClock } from '../../lib/clock.js';
 import { LogThrottle } from '../../src/platform/log-throttle.js';
 
 function setup(maxKeys = 100) {

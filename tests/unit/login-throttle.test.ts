@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { ManualClock } from '../../src/platform/clock.js';
+import { ManualClock } from '../../lib/clock.js';
 import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-store.js';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { LoginThrottle, type LoginThrottleOptions } from '../../src/identity/login-throttle.js';
 
 const OPTIONS: LoginThrottleOptions = {

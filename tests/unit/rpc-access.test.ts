@@ -3,7 +3,7 @@ import { createApiRegistry } from '../../src/transport/api-registry.js';
 import { authorize } from '../../src/identity/access-control.js';
 import type { Principal } from '../../src/identity/principal.js';
 import { RPC_ACCESS } from '../../src/identity/rpc-access.js';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 /** Every RPC of every service in the generated descriptors the server serves. */
 function everyRpc(): string[] {

@@ -12,8 +12,8 @@ import {
   type SandboxEngine,
   type SandboxEngineOptions,
 } from '../../agent/engines/sandbox.engine.js';
-import { ManualScheduler, type Scheduler } from '../../agent/engines/scheduler.js';
-import { ManualClock } from '../../src/platform/clock.js';
+import { ManualScheduler, type Scheduler } from '../../lib/timers.js';
+import { ManualClock } from '../../lib/clock.js';
 import { formatPairingCode, PAIRING_CODE_ALPHABET } from '../../agent/engines/whatsapp-format.js';
 
 const logger = pino({ level: 'silent' });

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EngineKind } from '../../src/fleet/worker.entity.js';
 import { parseLabelSelector } from '../../src/fleet/worker.state.js';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import {
   affinityScore,
   cpuHeadroomScore,

@@ -12,7 +12,7 @@ import {
 import type { Engine, EngineKind, EngineSession, EngineSessionInput } from '../../agent/engines/engine.js';
 import { EngineError } from '../../agent/engines/engine-error.js';
 import { createSandboxEngine, type SandboxEngine } from '../../agent/engines/sandbox.engine.js';
-import { ManualScheduler } from '../../agent/engines/scheduler.js';
+import { ManualScheduler } from '../../lib/timers.js';
 import { toResponseError } from '../../agent/sessions/response-error.js';
 import {
   SessionHost,
@@ -20,7 +20,7 @@ import {
   type ResponseInit,
   type SessionEventInit,
 } from '../../agent/sessions/session-host.js';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 const logger = pino({ level: 'silent' });
 const PHONE = '15551234567';

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import {
   applySessionEvent,
   fenceAttempt,

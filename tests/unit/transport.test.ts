@@ -1,7 +1,7 @@
 import { Code, ConnectError } from '@connectrpc/connect';
 import { describe, expect, it } from 'vitest';
 import { AsyncQueue } from '../../src/platform/async-queue.js';
-import { DomainError, type DomainErrorCode } from '../../src/platform/errors.js';
+import { DomainError, type DomainErrorCode } from '../../lib/errors.js';
 import { toConnectError } from '../../src/transport/error-mapping.js';
 
 describe('error mapping', () => {

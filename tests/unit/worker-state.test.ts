@@ -9,7 +9,7 @@ import {
   type AdminAction,
   type WorkerStanding,
 } from '../../src/fleet/worker.state.js';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 
 const worker = (overrides: Partial<WorkerStanding> = {}): WorkerStanding => ({
   status: 'ONLINE',

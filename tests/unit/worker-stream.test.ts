@@ -13,7 +13,7 @@ import { WorkerConnection } from '../../src/fleet/worker-connection.js';
 import type { WorkerRefusals } from '../../src/fleet/worker-refusals.js';
 import { createWorkerServiceHandler, MAX_QUEUED_SESSION_EVENTS } from '../../src/fleet/worker-stream.handler.js';
 import { AsyncQueue } from '../../src/platform/async-queue.js';
-import { DomainError } from '../../src/platform/errors.js';
+import { DomainError } from '../../lib/errors.js';
 import { peerKey } from '../../src/transport/context.js';
 
 /** How the handler ended a stream, as the fleet was told. */

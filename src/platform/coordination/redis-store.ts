@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
-import { StartupError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { StartupError } from '../../../lib/errors.js';
+import type { Logger } from '../../../lib/logger.js';
 import { RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type {
   AttemptCount,

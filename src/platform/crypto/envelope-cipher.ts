@@ -1,8 +1,8 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { StartupError } from '../errors.js';
-import type { Logger } from '../logger.js';
+import { StartupError } from '../../../lib/errors.js';
+import type { Logger } from '../../../lib/logger.js';
 
 /** One encryption key; its id is stored with every blob it sealed, so keys can rotate. */
 export interface EncryptionKey {

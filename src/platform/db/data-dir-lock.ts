@@ -1,6 +1,6 @@
 import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { StartupError } from '../errors.js';
+import { StartupError } from '../../../lib/errors.js';
 
 /**
  * Embedded PostgreSQL (PGlite) is a single-process database: a second

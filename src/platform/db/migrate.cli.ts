@@ -1,6 +1,6 @@
 import { loadConfig } from '../../config.js';
-import { StartupError } from '../errors.js';
-import { createLogger } from '../logger.js';
+import { StartupError } from '../../../lib/errors.js';
+import { createLogger } from '../../../lib/logger.js';
 import { databaseTarget, migrate, openDatabase } from './database.js';
 
 /**

@@ -15,6 +15,30 @@ export interface Scheduler {
   schedule(delayMs: number, task: () => void): Timer;
 }
 
+/**
+ * Runs `task` every `intervalMs` until the returned timer is cancelled. The
+ * next run is scheduled when one starts, so a slow async task does not make
+ * runs pile up only if the task guards itself (as sweeps and flushes do).
+ */
+export function every(scheduler: Scheduler, intervalMs: number, task: () => void): Timer {
+  let current: Timer | undefined;
+  let cancelled = false;
+  const arm = () => {
+    current = scheduler.schedule(intervalMs, () => {
+      if (cancelled) return;
+      arm();
+      task();
+    });
+  };
+  arm();
+  return {
+    cancel: () => {
+      cancelled = true;
+      current?.cancel();
+    },
+  };
+}
+
 export const systemScheduler: Scheduler = {
   schedule(delayMs, task) {
     const handle = setTimeout(task, Math.max(0, delayMs));
