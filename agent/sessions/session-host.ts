@@ -29,7 +29,7 @@ export interface CommandAckInit {
 /** A session this worker runs, as Hello reports it. */
 export interface HeldSessionRef {
   sessionId: string;
-  epoch: bigint;
+  epoch: number;
 }
 
 /**
@@ -87,7 +87,7 @@ class Hosted {
 
   constructor(
     readonly sessionId: string,
-    readonly epoch: bigint,
+    readonly epoch: number,
     readonly engine: EngineKind,
     open: (onEvent: (event: EngineEvent) => void) => EngineSession,
     onEvent: (hosted: Hosted, event: EngineEvent) => void,
@@ -452,7 +452,7 @@ export class SessionHost {
     if (this.sessions.get(hosted.sessionId) === hosted) this.sessions.delete(hosted.sessionId);
   }
 
-  private heldUnder(sessionId: string, epoch: bigint): Hosted {
+  private heldUnder(sessionId: string, epoch: number): Hosted {
     const hosted = this.sessions.get(sessionId);
     if (hosted === undefined)
       throw new DomainError('NOT_FOUND', `session ${JSON.stringify(sessionId)} is not held here`);
@@ -460,7 +460,7 @@ export class SessionHost {
     return hosted;
   }
 
-  private requireEpoch(hosted: Hosted, epoch: bigint): void {
+  private requireEpoch(hosted: Hosted, epoch: number): void {
     if (hosted.epoch !== epoch) {
       throw new DomainError(
         'FAILED_PRECONDITION',
@@ -475,7 +475,7 @@ export class SessionHost {
     }
   }
 
-  private refusal(error: unknown, context: { sessionId: string; epoch: bigint; command: string }): CommandAckInit {
+  private refusal(error: unknown, context: { sessionId: string; epoch: number; command: string }): CommandAckInit {
     const { unexpected, ...value } = toResponseError(error);
     this.log[unexpected ? 'error' : 'warn'](
       { err: error, sessionId: context.sessionId, epoch: String(context.epoch), command: context.command },

@@ -1,5 +1,5 @@
 /**
- * bench/schedule (pure scheduler): how fast src/sessions/scheduler.ts places
+ * bench/schedule (pure scheduler): how fast src/scheduling/scheduler.ts places
  * sessions, with no database, network or control plane in the way, and how
  * even the load it leaves is.
  *
@@ -24,7 +24,7 @@ import {
   type FleetView,
   type FleetWorker,
   type PlacementRequest,
-} from '../../src/sessions/scheduler.js';
+} from '../../src/scheduling/scheduler.js';
 import { cpuPercent, readMachineBusySeconds } from '../streams/proc-stats.js';
 
 const { values } = parseArgs({

@@ -115,7 +115,7 @@ function routes(router: ConnectRouter): void {
               case: 'request',
               value: {
                 sessionId: request.sessionId,
-                epoch: 1n,
+                epoch: 1,
                 deadline: timestampFromMs(Date.now() + REQUEST_TIMEOUT_MS),
                 action: { case: 'sendText', value: { to: request.to, text: request.text } },
               },

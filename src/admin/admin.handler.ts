@@ -24,15 +24,16 @@ import type { ReassignmentHold } from '../fleet/failure-guard.js';
 import type { WorkerMetricsRollup } from '../fleet/worker-metrics-rollup.entity.js';
 import type { JoinTokenService } from '../fleet/join-token.service.js';
 import type { AuditService } from '../audit/audit.service.js';
-import type { MaintenanceService, MaintenanceState } from '../fleet/maintenance.service.js';
+import type { MaintenanceState } from '../fleet/maintenance.service.js';
 import type { AuthService } from '../identity/auth.service.js';
 import { userStatusFromProto, userToProto } from '../identity/identity.mapping.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { originKey } from '../transport/context.js';
-import type { FleetService } from '../fleet/fleet.service.js';
+import type { Fleet } from '../fleet/fleet.module.js';
 import { statusFromProto, workerEventToProto, workerToProto } from '../fleet/fleet.mapping.js';
-import type { WorkerChange } from '../fleet/fleet.service.js';
-import { parseLabelSelector, type AdminAction } from '../fleet/worker.state.js';
+import type { WorkerChange } from '../fleet/fleet-changes.js';
+import type { AdminAction } from '../fleet/worker.state.js';
+import { parseLabelSelector } from '../scheduling/label-selector.js';
 import { AsyncQueue } from '../platform/async-queue.js';
 import {
   decodePageToken,
@@ -49,13 +50,13 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** AdminService: operators' view of the fleet. */
 export function createAdminServiceHandler(deps: {
-  fleet: FleetService;
+  fleet: Fleet;
   joinTokens: JoinTokenService;
   auth: AuthService;
-  maintenance: MaintenanceService;
   audit: AuditService;
-}): Partial<ServiceImpl<typeof AdminService>> {
-  const { fleet, joinTokens, auth, maintenance, audit } = deps;
+}): ServiceImpl<typeof AdminService> {
+  const { fleet, joinTokens, auth, audit } = deps;
+  const { maintenance } = fleet;
   /** Operators' actions on workers go to the audit log as well as the worker's own events. */
   const audited = async (ctx: HandlerContext, action: string, workerId: string, reason: string) => {
     const em = requestEntityManager(ctx);
@@ -68,7 +69,7 @@ export function createAdminServiceHandler(deps: {
   };
   const adminAction = async (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
     const principal = requirePrincipal(ctx);
-    const worker = await fleet.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
+    const worker = await fleet.admin.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
       workerId,
       action,
       reason,
@@ -110,7 +111,7 @@ export function createAdminServiceHandler(deps: {
     async listWorkers(req, ctx: HandlerContext) {
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
       const repository = new WorkerRepository(requestEntityManager(ctx));
-      const workers = await fleet.listWorkers(repository, {
+      const workers = await fleet.admin.listWorkers(repository, {
         status: statusFromProto(req.status),
         afterName: decodePageToken(req.pageToken),
         pageSize: pageSize + 1,
@@ -139,7 +140,7 @@ export function createAdminServiceHandler(deps: {
       const worker = await adminAction(ctx, req.workerId, 'drain', req.reason);
       const notified =
         worker.status === 'ONLINE'
-          ? await fleet.sendCommand(worker.id, { kind: 'drain', reason: req.reason || 'drained by an operator' })
+          ? await fleet.router.sendCommand(worker.id, { kind: 'drain', reason: req.reason || 'drained by an operator' })
           : { delivered: false, detail: 'not connected' };
       return create(DrainWorkerResponseSchema, {
         worker: workerToProto(worker),
@@ -155,7 +156,7 @@ export function createAdminServiceHandler(deps: {
 
     async listWorkerEvents(req, ctx: HandlerContext) {
       const repository = new WorkerRepository(requestEntityManager(ctx));
-      const worker = await fleet.getWorker(repository, req.workerId);
+      const worker = await fleet.admin.getWorker(repository, req.workerId);
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
 
       const events = await repository.listEvents(worker.id, {
@@ -173,7 +174,7 @@ export function createAdminServiceHandler(deps: {
     async *watchWorkers(_req, ctx: HandlerContext) {
       // Subscribe before the snapshot so no change falls between the two.
       const changes = new AsyncQueue<WorkerChange>();
-      const stop = fleet.watch((change) => changes.push(change));
+      const stop = fleet.changes.watch((change) => changes.push(change));
       const end = () => changes.close();
       ctx.signal.addEventListener('abort', end, { once: true });
       try {
@@ -193,7 +194,7 @@ export function createAdminServiceHandler(deps: {
 
     async getFleetSummary(_req, ctx: HandlerContext) {
       const em = requestEntityManager(ctx);
-      const summary = await fleet.summary(new WorkerRepository(em));
+      const summary = await fleet.admin.summary(new WorkerRepository(em));
       return create(GetFleetSummaryResponseSchema, {
         ...summary,
         maintenance: maintenanceToProto(await maintenance.current(em)),
@@ -203,7 +204,7 @@ export function createAdminServiceHandler(deps: {
 
     async shutdownWorker(req, ctx: HandlerContext) {
       const principal = requirePrincipal(ctx);
-      const worker = await fleet.getWorker(new WorkerRepository(requestEntityManager(ctx)), req.workerId);
+      const worker = await fleet.admin.getWorker(new WorkerRepository(requestEntityManager(ctx)), req.workerId);
       if (worker.status !== 'ONLINE') {
         throw new DomainError(
           'FAILED_PRECONDITION',
@@ -211,7 +212,7 @@ export function createAdminServiceHandler(deps: {
         );
       }
       await audited(ctx, 'shutdown', worker.id, req.reason);
-      const result = await fleet.sendCommand(worker.id, {
+      const result = await fleet.router.sendCommand(worker.id, {
         kind: 'shutdown',
         reason: req.reason || `shut down by an operator (${principal.kind === 'user' ? principal.userId : 'api key'})`,
       });
@@ -245,8 +246,8 @@ export function createAdminServiceHandler(deps: {
     async getWorker(req, ctx: HandlerContext) {
       if (!UUID.test(req.workerId)) throw DomainError.invalidArgument('worker_id', 'must be a worker id (UUID)');
       const repository = new WorkerRepository(requestEntityManager(ctx));
-      const worker = await fleet.getWorker(repository, req.workerId);
-      const history = await fleet.metricsHistory(repository, worker.id, req.historyMinutes || 60);
+      const worker = await fleet.admin.getWorker(repository, req.workerId);
+      const history = await fleet.admin.metricsHistory(repository, worker.id, req.historyMinutes || 60);
       return create(GetWorkerResponseSchema, {
         worker: workerToProto(worker),
         metricsHistory: history.map(rollupToProto),

@@ -1,4 +1,4 @@
-import type { LabelRequirement } from './worker.state.js';
+import type { LabelRequirement } from '../scheduling/label-selector.js';
 import type { FailureGuardPolicy } from './failure-guard.js';
 import type { EngineKind, WorkerMetrics, WorkerStatus } from './worker.entity.js';
 
@@ -13,9 +13,15 @@ export interface AgentHello {
   /** The id a previous Welcome gave; empty on first contact. */
   workerId: string;
   /** Sessions the agent still runs, with their assignment epochs (reconciled by the sessions capability). */
-  heldSessions: { sessionId: string; epoch: bigint }[];
+  heldSessions: HeldSession[];
   /** How the agent proves it may join; absent means refused. */
   credential: { kind: 'join-token' | 'worker-credential'; token: string } | undefined;
+}
+
+/** A session an agent says it runs, under the epoch of its assignment. */
+export interface HeldSession {
+  sessionId: string;
+  epoch: number;
 }
 
 /** One heartbeat from an agent (protocol-free). */
@@ -70,6 +76,11 @@ export type RequestResult =
   | { kind: 'pairingCode'; code: string; expiresAt: string }
   | { kind: 'done' };
 
+/** Sends commands to workers wherever their streams live (the fleet's CommandRouter); other capabilities depend on this. */
+export interface CommandSender {
+  sendCommand(workerId: string, command: WorkerCommand, timeoutMs?: number): Promise<CommandResult>;
+}
+
 /** What came of a command; `result` is set for requests the worker answered. */
 export interface CommandResult {
   delivered: boolean;
@@ -115,6 +126,4 @@ export interface FleetOptions {
   /** How long the fleet-wide sweeper role lasts without renewal. */
   sweeperLeadershipTtlMs: number;
   guard: FailureGuardPolicy;
-  /** Repeated warnings about one worker's refused messages (same cause) are logged at most once per this long. */
-  workerWarningIntervalMs: number;
 }

@@ -60,3 +60,36 @@ export class WorkerConnection {
     this.outbound.close(error);
   }
 }
+
+/** The agent streams this replica holds, by worker id (one live stream per worker). */
+export class LocalStreams {
+  private readonly byWorker = new Map<string, WorkerConnection>();
+
+  get(workerId: string): WorkerConnection | undefined {
+    return this.byWorker.get(workerId);
+  }
+
+  has(workerId: string): boolean {
+    return this.byWorker.has(workerId);
+  }
+
+  /** Records the worker's live stream; returns the one it supersedes, if any. */
+  register(connection: WorkerConnection): WorkerConnection | undefined {
+    const previous = this.byWorker.get(connection.workerId);
+    this.byWorker.set(connection.workerId, connection);
+    return previous === connection ? undefined : previous;
+  }
+
+  /** Forgets the stream, unless a newer one of the worker took its place. */
+  unregister(connection: WorkerConnection): void {
+    if (this.byWorker.get(connection.workerId) === connection) this.byWorker.delete(connection.workerId);
+  }
+
+  values(): IterableIterator<WorkerConnection> {
+    return this.byWorker.values();
+  }
+
+  get size(): number {
+    return this.byWorker.size;
+  }
+}

@@ -9,7 +9,9 @@ import {
 } from '../../gen/switchboard/v1/worker_pb.js';
 import { DomainError } from '../../lib/errors.js';
 import { peerKey } from '../transport/context.js';
+import type { CommandRouter } from './command-router.js';
 import type { FleetService } from './fleet.service.js';
+import type { WorkerRefusals } from './worker-refusals.js';
 import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';
 import type { Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
@@ -27,11 +29,14 @@ const MAX_END_REASON = 500;
  * service, and encodes what the fleet sends back. Inbound and outbound run
  * concurrently: the fleet may push to the agent at any time.
  */
-export function createWorkerServiceHandler(
-  fleet: FleetService,
+export function createWorkerServiceHandler(deps: {
+  fleet: FleetService;
+  router: CommandRouter;
+  refusals: WorkerRefusals;
   /** Where session events go (the sessions capability); refused events are its business. */
-  onSessionEvent: (workerId: string, event: WorkerSessionEvent) => Promise<void>,
-): Partial<ServiceImpl<typeof WorkerService>> {
+  onSessionEvent: (workerId: string, event: WorkerSessionEvent) => Promise<void>;
+}): ServiceImpl<typeof WorkerService> {
+  const { fleet, router, refusals, onSessionEvent } = deps;
   return {
     async *connect(requests: AsyncIterable<AgentMessage>, ctx: HandlerContext): AsyncIterable<ControlMessage> {
       const connection = fleet.openConnection(ctx.values.get(peerKey));
@@ -51,7 +56,7 @@ export function createWorkerServiceHandler(
         if (error instanceof DomainError) {
           if (error.code === 'INVALID_ARGUMENT') {
             // An envelope broke worker.proto's rules (validation interceptor) or the protocol.
-            fleet.refusals.protocolError(connection, error);
+            refusals.protocolError(connection, error);
             end(`protocol error: ${error.message}`, error);
           } else {
             end(`refused: ${error.message}`, error);
@@ -66,7 +71,7 @@ export function createWorkerServiceHandler(
           // Our own failure, not the agent's (the database failed, say): logged with its cause, INTERNAL for the agent.
           end(
             'internal error on the control plane while handling the stream',
-            fleet.refusals.internalError(connection, 'handling the stream', error),
+            refusals.internalError(connection, 'handling the stream', error),
           );
         }
       };
@@ -94,7 +99,7 @@ export function createWorkerServiceHandler(
               const what = `applying a ${event.event.kind} session event`;
               end(
                 `internal error on the control plane ${what}`,
-                fleet.refusals.internalError(connection, what, error, event),
+                refusals.internalError(connection, what, error, event),
               );
             }
           } finally {
@@ -145,11 +150,11 @@ export function createWorkerServiceHandler(
               break;
             case 'commandAck':
               requireHello(connection.state);
-              fleet.commandAcknowledged(connection, correlationId, payload.value.accepted, payload.value.detail);
+              router.commandAcknowledged(connection, correlationId, payload.value.accepted, payload.value.detail);
               break;
             case 'response':
               requireHello(connection.state);
-              fleet.responseReceived(connection, correlationId, resultFromProto(payload.value));
+              router.responseReceived(connection, correlationId, resultFromProto(payload.value));
               break;
             case 'sessionEvent': {
               requireHello(connection.state);
@@ -249,7 +254,7 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
           case: 'assignSession',
           value: {
             sessionId: envelope.sessionId,
-            epoch: BigInt(envelope.epoch),
+            epoch: envelope.epoch,
             engine: engineToProto(envelope.engine),
             authState: envelope.authState,
           },
@@ -260,13 +265,13 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
         correlationId: envelope.correlationId,
         payload: {
           case: 'stopSession',
-          value: { sessionId: envelope.sessionId, epoch: BigInt(envelope.epoch), reason: envelope.reason },
+          value: { sessionId: envelope.sessionId, epoch: envelope.epoch, reason: envelope.reason },
         },
       });
     case 'logoutSession':
       return create(ControlMessageSchema, {
         correlationId: envelope.correlationId,
-        payload: { case: 'logoutSession', value: { sessionId: envelope.sessionId, epoch: BigInt(envelope.epoch) } },
+        payload: { case: 'logoutSession', value: { sessionId: envelope.sessionId, epoch: envelope.epoch } },
       });
     case 'request':
       return create(ControlMessageSchema, {
@@ -275,7 +280,7 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
           case: 'request',
           value: {
             sessionId: envelope.sessionId,
-            epoch: BigInt(envelope.epoch),
+            epoch: envelope.epoch,
             deadline: timestampFromDate(new Date(envelope.deadline)),
             action: actionToProto(envelope.action),
           },
@@ -328,7 +333,7 @@ function resultFromProto(response: Response): RequestResult {
 
 function sessionEventFromProto(message: SessionEvent): WorkerSessionEvent {
   const at = (t: Timestamp | undefined) => (t ? timestampDate(t) : new Date());
-  const base = { sessionId: message.sessionId, epoch: Number(message.epoch), occurredAt: at(message.occurredAt) };
+  const base = { sessionId: message.sessionId, epoch: message.epoch, occurredAt: at(message.occurredAt) };
   const { event } = message;
   switch (event.case) {
     case 'qr':

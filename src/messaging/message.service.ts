@@ -6,13 +6,10 @@ import type { Principal } from '../identity/principal.js';
 import type { Clock } from '../../lib/clock.js';
 import { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Session } from '../sessions/session.entity.js';
-import type { SessionService } from '../sessions/session.service.js';
-import { SessionRepository } from '../sessions/session.repository.js';
 import { Message, type MessageStatus } from './message.entity.js';
+import { MessageRepository, type MessageSession } from './message.repository.js';
+import type { SendRoute, SessionRouting } from './session-routing.js';
 
-/** Outbound statuses only move forward; FAILED ends a message. */
-const RANK: Record<MessageStatus, number> = { PENDING: 0, SENT: 1, DELIVERED: 2, READ: 3, FAILED: 4, RECEIVED: 0 };
 const REPORTED: readonly MessageStatus[] = ['SENT', 'DELIVERED', 'READ', 'FAILED'];
 
 /**
@@ -21,18 +18,12 @@ const REPORTED: readonly MessageStatus[] = ['SENT', 'DELIVERED', 'READ', 'FAILED
  * tenant's key, and the statuses and inbound messages workers report.
  */
 export class MessageService {
-  private sessions: SessionService | undefined;
-
   constructor(
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly requestTimeoutMs: number,
+    private readonly sessions: SessionRouting,
   ) {}
-
-  /** Set by the composition root (the two services call each other). */
-  attach(sessions: SessionService): void {
-    this.sessions = sessions;
-  }
 
   /**
    * Sends through the worker running the session. With an idempotency key a
@@ -45,18 +36,11 @@ export class MessageService {
     principal: Principal,
     input: { sessionId: string; to: string; text: string; idempotencyKey: string },
   ): Promise<Message> {
-    const sessions = this.requireSessions();
-    const tenantId = requireTenant(principal);
-    const session = await new SessionRepository(em).findForTenant(tenantId, input.sessionId);
-    const route = sessions.routeForSend(session);
-    const message = await this.claim(em, session, input);
+    const route = await this.sessions.routeForSend(em, requireTenant(principal), input.sessionId);
+    const message = await this.claim(em, route, input);
     if (message.whatsappMessageId !== null) return message;
     try {
-      const result = await sessions.request(route.workerId, session, {
-        kind: 'sendText',
-        to: input.to,
-        text: input.text,
-      });
+      const result = await this.sessions.request(route, { kind: 'sendText', to: input.to, text: input.text });
       if (result.kind !== 'messageId') throw new DomainError('INTERNAL', 'the worker did not return a message id');
       message.whatsappMessageId = result.messageId;
       message.updatedAt = this.clock.now();
@@ -76,28 +60,25 @@ export class MessageService {
   }
 
   async get(em: EntityManager, principal: Principal, id: string): Promise<Message> {
-    const message = await em.findOne(Message, { id, tenantId: requireTenant(principal) });
+    const message = await new MessageRepository(em).findForTenant(requireTenant(principal), id);
     if (!message) throw DomainError.notFound('message', id);
     return message;
   }
 
   /**
-   * A worker's delivery report for a message of the session: one statement,
-   * and statuses only move forward (a late SENT never overwrites READ).
+   * A worker's delivery report for a message of the session (the session
+   * already fenced by the caller): statuses only move forward.
    */
-  async recordStatus(em: EntityManager, session: Session, whatsappId: string, status: string, now: Date) {
+  async recordStatus(
+    em: EntityManager,
+    session: MessageSession,
+    whatsappId: string,
+    status: string,
+    now: Date,
+  ): Promise<void> {
     const next = REPORTED.find((s) => s === status);
     if (!next) return;
-    const rank = `case "status" when 'PENDING' then 0 when 'SENT' then 1 when 'DELIVERED' then 2 when 'READ' then 3 else 4 end`;
-    const updated = await em.getConnection().execute<{ affectedRows: number }>(
-      `update "message" set "status" = ?, "updated_at" = ?
-        where "session_id" = ? and "whatsapp_message_id" = ? and "direction" = 'OUTBOUND'
-          and "status" <> 'FAILED' and ${rank} < ?`,
-      [next, now, session.id, whatsappId, RANK[next]],
-      'run',
-      em.getTransactionContext(),
-    );
-    if (updated.affectedRows === 0) {
+    if (!(await new MessageRepository(em).advanceStatus(session, whatsappId, next, now))) {
       this.log.debug(
         { sessionId: session.id, whatsappId, status },
         'status not applied (older, or not sent through the API)',
@@ -108,36 +89,30 @@ export class MessageService {
   /** An inbound message; a repeated report is stored once. */
   async recordInbound(
     em: EntityManager,
-    session: Session,
+    session: MessageSession,
     event: { messageId: string; from: string; text: string; at: Date },
     now: Date,
   ): Promise<void> {
-    await em.getConnection().execute(
-      `insert into "message" ("id", "tenant_id", "session_id", "direction", "whatsapp_message_id", "chat", "text", "status", "idempotency_key", "created_at", "updated_at")
-       values (?, ?, ?, 'INBOUND', ?, ?, ?, 'RECEIVED', null, ?, ?)
-       on conflict ("session_id", "whatsapp_message_id", "direction") do nothing`,
-      [randomUUID(), session.tenantId, session.id, event.messageId, event.from, event.text, event.at, now],
-      'run',
-      em.getTransactionContext(),
-    );
+    await new MessageRepository(em).insertInbound(session, event, now);
   }
 
   /** The message row this send works on: new, or the earlier attempt under the same key. */
   private async claim(
     em: EntityManager,
-    session: Session,
+    route: SendRoute,
     input: { to: string; text: string; idempotencyKey: string },
   ): Promise<Message> {
     const key = input.idempotencyKey.trim() || null;
     const now = this.clock.now();
+    const messages = new MessageRepository(em);
     if (key) {
-      const earlier = await em.findOne(Message, { sessionId: session.id, idempotencyKey: key });
+      const earlier = await messages.findByIdempotencyKey(route.sessionId, key);
       if (earlier) return this.reuse(em, earlier, input, now);
     }
     const message = em.create(Message, {
       id: randomUUID(),
-      tenantId: session.tenantId,
-      sessionId: session.id,
+      tenantId: route.tenantId,
+      sessionId: route.sessionId,
       direction: 'OUTBOUND',
       whatsappMessageId: null,
       chat: input.to,
@@ -154,7 +129,8 @@ export class MessageService {
       if (!(error instanceof UniqueConstraintViolationException) || !key) throw error;
       // A concurrent retry with the same key won the insert.
       em.clear();
-      const winner = await em.findOneOrFail(Message, { sessionId: session.id, idempotencyKey: key });
+      const winner = await messages.findByIdempotencyKey(route.sessionId, key);
+      if (!winner) throw error;
       return this.reuse(em, winner, input, now);
     }
   }
@@ -181,10 +157,5 @@ export class MessageService {
     earlier.updatedAt = now;
     await em.flush();
     return earlier;
-  }
-
-  private requireSessions(): SessionService {
-    if (!this.sessions) throw new Error('MessageService used before attach()');
-    return this.sessions;
   }
 }

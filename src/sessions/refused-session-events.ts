@@ -1,5 +1,5 @@
-import type { FleetService } from '../fleet/fleet.service.js';
-import type { WorkerSessionEvent } from '../fleet/fleet.types.js';
+import type { CommandSender, WorkerSessionEvent } from '../fleet/fleet.types.js';
+import type { WorkerRefusals } from '../fleet/worker-refusals.js';
 import type { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 
@@ -20,14 +20,15 @@ export class RefusedSessionEvents {
   private readonly stopsUnderWay = new Set<string>();
 
   constructor(
-    private readonly fleet: FleetService,
+    private readonly commands: CommandSender,
+    private readonly refusals: WorkerRefusals,
     private readonly log: Logger,
   ) {}
 
   /** A stale event: counted, logged sparingly, and the worker told to stop what it runs without the right to. */
   stale(workerId: string, report: WorkerSessionEvent, reason: string): void {
     this.staleEvents += 1;
-    this.fleet.refusals.record(workerId, reason === SESSION_GONE ? 'session_gone' : 'stale_event', (suppressed) =>
+    this.refusals.record(workerId, reason === SESSION_GONE ? 'session_gone' : 'stale_event', (suppressed) =>
       this.log.warn(
         { workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, reason, suppressed },
         'stale session event refused',
@@ -37,7 +38,7 @@ export class RefusedSessionEvents {
     const stop = `${workerId} ${report.sessionId} ${report.epoch}`;
     if (this.stopsUnderWay.has(stop)) return;
     this.stopsUnderWay.add(stop);
-    void this.fleet
+    void this.commands
       .sendCommand(workerId, {
         kind: 'stopSession',
         sessionId: report.sessionId,
@@ -50,14 +51,14 @@ export class RefusedSessionEvents {
 
   /** A Hello listed a session the worker runs without the right to (the caller tells it to stop). */
   unowned(workerId: string, sessionId: string, epoch: number): void {
-    this.fleet.refusals.record(workerId, 'unowned_session', (suppressed) =>
+    this.refusals.record(workerId, 'unowned_session', (suppressed) =>
       this.log.warn({ sessionId, workerId, epoch, suppressed }, 'worker runs a session it does not own; stopping it'),
     );
   }
 
   /** An event the session's state does not expect, or an epoch ahead of it: a broken worker. */
   unexpected(workerId: string, report: WorkerSessionEvent, error: DomainError): void {
-    this.fleet.refusals.record(workerId, 'unexpected_event', (suppressed) =>
+    this.refusals.record(workerId, 'unexpected_event', (suppressed) =>
       this.log.warn(
         { err: error, workerId, sessionId: report.sessionId, epoch: report.epoch, kind: report.event.kind, suppressed },
         'session event refused',

@@ -1,15 +1,9 @@
 import { EntitySchema } from '@mikro-orm/core';
 import type { EngineKind } from '../fleet/worker.entity.js';
+import type { LinkedAccount, SessionState } from './session.state.js';
 
 /** Where a session is in its life; transitions live in session.state.ts. */
-export type SessionStatus = 'STOPPED' | 'PENDING' | 'STARTING' | 'SCAN_QR' | 'WORKING' | 'FAILED' | 'LOGGED_OUT';
-
-/** The WhatsApp account a session is linked to. */
-export interface LinkedAccount {
-  jid: string;
-  phoneNumber: string;
-  pushName: string;
-}
+export type SessionStatus = SessionState;
 
 /** A tenant's WhatsApp account link and where it runs. */
 export class Session {

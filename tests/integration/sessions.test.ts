@@ -486,22 +486,22 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     });
     const id = (json.session as JsonSession).id;
     const before = await until(tenant.accessToken, id, 'SESSION_STATUS_SCAN_QR');
-    const staleBefore = cp.app.sessions.staleEvents;
+    const staleBefore = cp.app.sessions.reports.staleEvents;
     // The worker that runs it reports for an older attempt: refused.
-    await cp.app.sessions.onWorkerEvent(agent.workerId, {
+    await cp.app.sessions.reports.onWorkerEvent(agent.workerId, {
       sessionId: id,
       epoch: Number(before.epoch) - 1,
       occurredAt: new Date(),
       event: { kind: 'connected', jid: '1@s.whatsapp.net', phoneNumber: '+1', pushName: 'impostor' },
     });
     // Another worker reports with the current epoch: refused too.
-    await cp.app.sessions.onWorkerEvent('00000000-0000-4000-8000-000000000000', {
+    await cp.app.sessions.reports.onWorkerEvent('00000000-0000-4000-8000-000000000000', {
       sessionId: id,
       epoch: Number(before.epoch),
       occurredAt: new Date(),
       event: { kind: 'connected', jid: '1@s.whatsapp.net', phoneNumber: '+1', pushName: 'impostor' },
     });
-    expect(cp.app.sessions.staleEvents).toBe(staleBefore + 2);
+    expect(cp.app.sessions.reports.staleEvents).toBe(staleBefore + 2);
     const after = await session(tenant.accessToken, id);
     expect(after.status).toBe('SESSION_STATUS_SCAN_QR');
     expect(after.account).toBeUndefined();
@@ -541,11 +541,11 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       const second = nextAssignment();
       expect((await call(tenant.accessToken, 'SessionService/RestartSession', { sessionId: id })).status).toBe(200);
       const epoch = await second;
-      expect(epoch).toBe(first + 1n);
+      expect(epoch).toBe(first + 1);
 
-      const staleBefore = cp.app.sessions.staleEvents;
+      const staleBefore = cp.app.sessions.reports.staleEvents;
       // (the events below carry the epoch the AssignSession gave)
-      const qrEvent = (e: bigint) => ({
+      const qrEvent = (e: number) => ({
         case: 'sessionEvent' as const,
         value: {
           sessionId: id,
@@ -554,7 +554,7 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
         },
       });
       raw.send(qrEvent(first));
-      await eventually(async () => (cp.app.sessions.staleEvents > staleBefore ? true : undefined), 5000);
+      await eventually(async () => (cp.app.sessions.reports.staleEvents > staleBefore ? true : undefined), 5000);
       expect((await session(tenant.accessToken, id)).status).toBe('SESSION_STATUS_STARTING');
 
       raw.send(qrEvent(epoch));

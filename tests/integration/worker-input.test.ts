@@ -122,7 +122,7 @@ describe('input from workers (PostgreSQL + Redis)', () => {
     });
     const ended = await Promise.allSettled(ends);
     // One flush for everything buffered since: the good worker's heartbeat (and, were they accepted, the bad ones).
-    await cp.app.fleet.flushHeartbeats();
+    await cp.app.fleet.service.flushHeartbeats();
 
     const stored = await rollupsOf(good.workerId);
     expect(stored).toHaveLength(1);
@@ -161,7 +161,7 @@ describe('input from workers (PostgreSQL + Redis)', () => {
       case: 'sessionEvent',
       value: {
         sessionId: "x'); drop table session; --",
-        epoch: 1n,
+        epoch: 1,
         event: { case: 'qr', value: { payload: 'p', sequence: 1 } },
       },
     });
@@ -247,6 +247,7 @@ describe('input from workers (PostgreSQL + Redis)', () => {
       tenant.accessToken,
     );
     const session = json.session as { id: string; epoch: string };
+    const epoch = Number(session.epoch);
     const worker = await connectWorker(cp, joinToken, 'flooder');
     const received: ControlMessage[] = [];
     const reading = (async () => {
@@ -254,19 +255,22 @@ describe('input from workers (PostgreSQL + Redis)', () => {
     })().catch(() => undefined);
 
     const countedBefore = await refusedTotal('stale_event');
-    const staleBefore = cp.app.sessions.staleEvents;
+    const staleBefore = cp.app.sessions.reports.staleEvents;
     const FLOOD = 500;
     for (let i = 0; i < FLOOD; i++) {
       worker.stream.send({
         case: 'sessionEvent',
         value: {
           sessionId: session.id,
-          epoch: BigInt(session.epoch),
+          epoch,
           event: { case: 'qr', value: { payload: `flood-${i}`, sequence: 1 } },
         },
       });
     }
-    await eventually(async () => (cp.app.sessions.staleEvents >= staleBefore + FLOOD ? true : undefined), 20_000);
+    await eventually(
+      async () => (cp.app.sessions.reports.staleEvents >= staleBefore + FLOOD ? true : undefined),
+      20_000,
+    );
 
     const warnings = lines.filter((l) => l.msg === 'stale session event refused' && l.workerId === worker.workerId);
     expect(warnings.length).toBeGreaterThanOrEqual(1);

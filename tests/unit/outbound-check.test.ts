@@ -18,7 +18,7 @@ describe('what the agent sends', () => {
       case: 'sessionEvent',
       value: {
         sessionId: SESSION,
-        epoch: 1n,
+        epoch: 1,
         event: {
           case: 'inboundMessage',
           value: { messageId: 'm-1', from: '+15550001111', text: `a\u0000b${'x'.repeat(70_000)}` },
@@ -48,7 +48,7 @@ describe('what the agent sends', () => {
         case: 'sessionEvent',
         value: {
           sessionId: SESSION,
-          epoch: 1n,
+          epoch: 1,
           event: { case: 'authCheckpoint', value: { state: new Uint8Array(3 * 1024 * 1024 + 1) } },
         },
       }),
@@ -56,13 +56,13 @@ describe('what the agent sends', () => {
     expect(
       event({
         case: 'sessionEvent',
-        value: { sessionId: SESSION, epoch: 1n, event: { case: 'ended', value: { reason: 'BORED' } } },
+        value: { sessionId: SESSION, epoch: 1, event: { case: 'ended', value: { reason: 'BORED' } } },
       }),
     ).toContain('session_event.ended.reason');
     expect(
       event({
         case: 'sessionEvent',
-        value: { sessionId: 'session-1', epoch: 1n, event: { case: 'qr', value: { payload: 'x', sequence: 1 } } },
+        value: { sessionId: 'session-1', epoch: 1, event: { case: 'qr', value: { payload: 'x', sequence: 1 } } },
       }),
     ).toContain('session_event.session_id');
   });

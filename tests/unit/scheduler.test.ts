@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { EngineKind } from '../../src/fleet/worker.entity.js';
-import { parseLabelSelector } from '../../src/fleet/worker.state.js';
+import { parseLabelSelector } from '../../src/scheduling/label-selector.js';
 import { DomainError } from '../../lib/errors.js';
 import {
   affinityScore,
@@ -20,7 +20,7 @@ import {
   type PlacementResult,
   type TenantSpread,
   zoneOf,
-} from '../../src/sessions/scheduler.js';
+} from '../../src/scheduling/scheduler.js';
 
 function worker(id: string, overrides: Partial<FleetWorker> = {}): FleetWorker {
   return {

@@ -77,7 +77,7 @@ function harness(options: { offer?: EngineKind[]; capacity?: number } = {}) {
     expect(answers).toHaveLength(1);
     return answers[0] as CommandAckInit;
   };
-  const assign = (sessionId: string, epoch: bigint, extra: { engine?: EngineEnum; authState?: Uint8Array } = {}) =>
+  const assign = (sessionId: string, epoch: number, extra: { engine?: EngineEnum; authState?: Uint8Array } = {}) =>
     acked((ack) =>
       host.assign(
         create(AssignSessionSchema, {
@@ -89,9 +89,9 @@ function harness(options: { offer?: EngineKind[]; capacity?: number } = {}) {
         ack,
       ),
     );
-  const stop = (sessionId: string, epoch: bigint) =>
+  const stop = (sessionId: string, epoch: number) =>
     acked((ack) => host.stop(create(StopSessionSchema, { sessionId, epoch, reason: 'test' }), ack));
-  const logout = (sessionId: string, epoch: bigint) =>
+  const logout = (sessionId: string, epoch: number) =>
     acked((ack) => host.logout(create(LogoutSessionSchema, { sessionId, epoch }), ack));
   /** Starts a request without waiting for its answer. */
   const requestStarted = (init: MessageInitShape<typeof RequestSchema>) => {
@@ -119,7 +119,7 @@ function harness(options: { offer?: EngineKind[]; capacity?: number } = {}) {
 }
 
 /** Assigns `sessionId` under `epoch` and scans its QR code: returns the harness with it connected. */
-async function linkedSession(h: ReturnType<typeof harness>, sessionId = 's1', epoch = 1n) {
+async function linkedSession(h: ReturnType<typeof harness>, sessionId = 's1', epoch = 1) {
   expect(await h.assign(sessionId, epoch)).toMatchObject({ accepted: true });
   const done = await h.request({
     sessionId,
@@ -141,18 +141,18 @@ function errorOf(result: ResponseInit['result']) {
 describe('session host: assignments', () => {
   it('starts an assigned session and forwards its QR code stamped with the session id and epoch, after the ack', async () => {
     const h = harness();
-    const ack = await h.assign('s1', 7n);
+    const ack = await h.assign('s1', 7);
 
     expect(ack).toEqual({ accepted: true, detail: 'running under epoch 7' });
     expect(h.wire.map((item) => item.kind)).toEqual(['ack', 'event']);
     const [qr] = h.events();
     expect(qr).toMatchObject({
       sessionId: 's1',
-      epoch: 7n,
+      epoch: 7,
       event: { case: 'qr', value: { sequence: 1, payload: expect.stringMatching(/^2@/) } },
     });
     expect(dateOf(qr?.occurredAt)).toEqual(h.time.now());
-    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 7n }]);
+    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 7 }]);
   });
 
   it('resumes from a checkpoint given with the assignment: connected, without a QR code', async () => {
@@ -164,47 +164,47 @@ describe('session host: assignments', () => {
     }
 
     const second = harness();
-    expect(await second.assign('s1', 2n, { authState: checkpoint.state })).toMatchObject({ accepted: true });
+    expect(await second.assign('s1', 2, { authState: checkpoint.state })).toMatchObject({ accepted: true });
     expect(second.eventCases()).toEqual(['connected']);
-    expect(second.events()[0]).toMatchObject({ epoch: 2n, event: { value: { phoneNumber: PHONE, pushName: 'Ada' } } });
+    expect(second.events()[0]).toMatchObject({ epoch: 2, event: { value: { phoneNumber: PHONE, pushName: 'Ada' } } });
   });
 
   it('refuses an epoch older than the one held, and keeps the held session running', async () => {
     const h = harness();
-    await h.assign('s1', 5n);
+    await h.assign('s1', 5);
 
-    const ack = await h.assign('s1', 4n);
+    const ack = await h.assign('s1', 4);
 
     expect(ack.accepted).toBe(false);
     expect(ack.detail).toBe('FAILED_PRECONDITION: epoch 4 is older than the epoch held here (5)');
-    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 5n }]);
+    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 5 }]);
     expect(h.sandbox.controls('s1').state).toBe('pairing');
   });
 
   it('replaces a session held under an older epoch, without a word from the old one', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
+    await h.assign('s1', 1);
     const oldQr = h.sandbox.controls('s1').currentQr()?.payload;
 
-    const ack = await h.assign('s1', 2n);
+    const ack = await h.assign('s1', 2);
 
     expect(ack).toEqual({ accepted: true, detail: 'running under epoch 2' });
     // The old assignment's `ended STOPPED` stays here; only the new QR code goes up.
     expect(h.events().map((event) => [event.epoch, event.event?.case])).toEqual([
-      [1n, 'qr'],
-      [2n, 'qr'],
+      [1, 'qr'],
+      [2, 'qr'],
     ]);
     expect(h.sandbox.controls('s1').currentQr()?.payload).not.toBe(oldQr);
-    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 2n }]);
+    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 2 }]);
     expect(h.host.count).toBe(1);
   });
 
   it('accepts the same epoch again without restarting the session', async () => {
     const h = harness();
-    await h.assign('s1', 3n);
+    await h.assign('s1', 3);
     const qr = h.sandbox.controls('s1').currentQr();
 
-    expect(await h.assign('s1', 3n)).toMatchObject({ accepted: true });
+    expect(await h.assign('s1', 3)).toMatchObject({ accepted: true });
     expect(h.sandbox.controls('s1').currentQr()).toEqual(qr);
     expect(h.eventCases()).toEqual(['qr']);
   });
@@ -212,7 +212,7 @@ describe('session host: assignments', () => {
   it('refuses an engine this worker does not offer, and holds nothing', async () => {
     const h = harness({ offer: ['SANDBOX'] });
 
-    const ack = await h.assign('s1', 1n, { engine: EngineEnum.BAILEYS });
+    const ack = await h.assign('s1', 1, { engine: EngineEnum.BAILEYS });
 
     expect(ack).toEqual({
       accepted: false,
@@ -223,13 +223,13 @@ describe('session host: assignments', () => {
 
   it('refuses an unspecified engine as INVALID_ARGUMENT', async () => {
     const h = harness();
-    expect((await h.assign('s1', 1n, { engine: EngineEnum.UNSPECIFIED })).detail).toMatch(/^INVALID_ARGUMENT: /);
+    expect((await h.assign('s1', 1, { engine: EngineEnum.UNSPECIFIED })).detail).toMatch(/^INVALID_ARGUMENT: /);
   });
 
   it('refuses an auth state the engine cannot read, and holds nothing', async () => {
     const h = harness();
 
-    const ack = await h.assign('s1', 1n, { authState: new TextEncoder().encode('not json') });
+    const ack = await h.assign('s1', 1, { authState: new TextEncoder().encode('not json') });
 
     expect(ack.accepted).toBe(false);
     expect(ack.detail).toMatch(/^INVALID_ARGUMENT: /);
@@ -239,23 +239,23 @@ describe('session host: assignments', () => {
 
   it('refuses a new session once the worker holds its capacity', async () => {
     const h = harness({ capacity: 1 });
-    await h.assign('s1', 1n);
+    await h.assign('s1', 1);
 
-    expect(await h.assign('s2', 1n)).toEqual({
+    expect(await h.assign('s2', 1)).toEqual({
       accepted: false,
       detail: 'RESOURCE_EXHAUSTED: this worker is full (1 sessions)',
     });
-    expect((await h.assign('s1', 2n)).accepted).toBe(true);
+    expect((await h.assign('s1', 2)).accepted).toBe(true);
   });
 
   it('lists every held session with its epoch, and counts them', async () => {
     const h = harness();
-    await h.assign('a', 1n);
-    await h.assign('b', 4n, { engine: EngineEnum.BAILEYS });
+    await h.assign('a', 1);
+    await h.assign('b', 4, { engine: EngineEnum.BAILEYS });
 
     expect(h.host.held()).toEqual([
-      { sessionId: 'a', epoch: 1n },
-      { sessionId: 'b', epoch: 4n },
+      { sessionId: 'a', epoch: 1 },
+      { sessionId: 'b', epoch: 4 },
     ]);
     expect(h.host.count).toBe(2);
   });
@@ -264,11 +264,11 @@ describe('session host: assignments', () => {
 describe('session host: requests', () => {
   it('links a session on sandbox_scan of the current QR code: authCheckpoint and connected go up, then done', async () => {
     const h = harness();
-    await h.assign('s1', 2n);
+    await h.assign('s1', 2);
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 2n,
+      epoch: 2,
       action: { case: 'sandboxScan', value: { phoneNumber: PHONE, pushName: 'Ada' } },
     });
 
@@ -282,7 +282,7 @@ describe('session host: requests', () => {
     ]);
     expect(h.events().at(-1)).toMatchObject({
       sessionId: 's1',
-      epoch: 2n,
+      epoch: 2,
       event: {
         case: 'connected',
         value: { jid: `${PHONE}@s.whatsapp.net`, phoneNumber: PHONE, pushName: 'Ada' },
@@ -292,13 +292,13 @@ describe('session host: requests', () => {
 
   it('answers an expired QR code scan with FAILED_PRECONDITION', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
+    await h.assign('s1', 1);
     const first = h.sandbox.controls('s1').currentQr()?.payload ?? '';
     h.time.advance(60_000);
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 1n,
+      epoch: 1,
       action: { case: 'sandboxScan', value: { phoneNumber: PHONE, qrPayload: first } },
     });
 
@@ -312,7 +312,7 @@ describe('session host: requests', () => {
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 1n,
+      epoch: 1,
       action: { case: 'sendText', value: { to: '15557654321', text: 'hello' } },
     });
 
@@ -331,15 +331,15 @@ describe('session host: requests', () => {
         .events()
         .slice(-3)
         .map((event) => event.epoch),
-    ).toEqual([1n, 1n, 1n]);
+    ).toEqual([1, 1, 1]);
   });
 
   it('answers send_text to a malformed recipient with INVALID_ARGUMENT and a not-connected session with FAILED_PRECONDITION', async () => {
     const h = harness();
-    await h.assign('pairing', 1n);
+    await h.assign('pairing', 1);
     await linkedSession(h, 'linked');
     const send = (sessionId: string, to: string) =>
-      h.request({ sessionId, epoch: 1n, action: { case: 'sendText', value: { to, text: 'hi' } } });
+      h.request({ sessionId, epoch: 1, action: { case: 'sendText', value: { to, text: 'hi' } } });
 
     expect(errorOf(await send('linked', 'not a number')).code).toBe('INVALID_ARGUMENT');
     expect(errorOf(await send('pairing', PHONE)).code).toBe('FAILED_PRECONDITION');
@@ -351,7 +351,7 @@ describe('session host: requests', () => {
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 1n,
+      epoch: 1,
       action: { case: 'sandboxInbound', value: { from: '15550001111', text: 'ping' } },
     });
 
@@ -366,11 +366,11 @@ describe('session host: requests', () => {
 
   it('answers request_pairing_code with the code and its expiry, and sends no pairing event up', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
+    await h.assign('s1', 1);
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 1n,
+      epoch: 1,
       action: { case: 'requestPairingCode', value: { phoneNumber: PHONE } },
     });
 
@@ -383,13 +383,13 @@ describe('session host: requests', () => {
 
   it('refuses sandbox actions on a session that is not on the sandbox with FAILED_PRECONDITION', async () => {
     const h = harness();
-    await h.assign('b1', 1n, { engine: EngineEnum.BAILEYS });
+    await h.assign('b1', 1, { engine: EngineEnum.BAILEYS });
 
     for (const action of [
       { case: 'sandboxScan', value: { phoneNumber: PHONE } },
       { case: 'sandboxInbound', value: { from: PHONE, text: 'hi' } },
     ] as const) {
-      const error = errorOf(await h.request({ sessionId: 'b1', epoch: 1n, action }));
+      const error = errorOf(await h.request({ sessionId: 'b1', epoch: 1, action }));
       expect(error).toEqual({
         code: 'FAILED_PRECONDITION',
         message: 'sandbox actions need a SANDBOX session; this one runs on BAILEYS',
@@ -399,38 +399,38 @@ describe('session host: requests', () => {
 
   it('answers NOT_FOUND for a session not held here, and INVALID_ARGUMENT for a request without an action', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
+    await h.assign('s1', 1);
 
-    expect(errorOf(await h.request({ sessionId: 'nope', epoch: 1n, action: { case: undefined } })).code).toBe(
+    expect(errorOf(await h.request({ sessionId: 'nope', epoch: 1, action: { case: undefined } })).code).toBe(
       'NOT_FOUND',
     );
-    expect(errorOf(await h.request({ sessionId: 's1', epoch: 1n })).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(await h.request({ sessionId: 's1', epoch: 1 })).code).toBe('INVALID_ARGUMENT');
   });
 
   it('runs a request that arrives while its session is still being assigned once the assignment is done', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
-    const replacing = h.assign('s1', 2n);
+    await h.assign('s1', 1);
+    const replacing = h.assign('s1', 2);
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 2n,
+      epoch: 2,
       action: { case: 'sandboxScan', value: { phoneNumber: PHONE } },
     });
 
     expect(await replacing).toMatchObject({ accepted: true });
     expect(result).toEqual({ case: 'done', value: true });
-    expect(h.events().at(-1)).toMatchObject({ epoch: 2n, event: { case: 'connected' } });
+    expect(h.events().at(-1)).toMatchObject({ epoch: 2, event: { case: 'connected' } });
   });
 
   it('answers DEADLINE_EXCEEDED when the engine has not answered by the deadline', async () => {
     const h = harness();
-    await h.assign('b1', 1n, { engine: EngineEnum.BAILEYS });
+    await h.assign('b1', 1, { engine: EngineEnum.BAILEYS });
     const deadline = new Date(h.time.now().getTime() + 2_000);
 
     const pending = h.requestStarted({
       sessionId: 'b1',
-      epoch: 1n,
+      epoch: 1,
       deadline: timestampFromDate(deadline),
       action: { case: 'sendText', value: { to: PHONE, text: 'slow' } },
     });
@@ -451,7 +451,7 @@ describe('session host: requests', () => {
 
     const result = await h.request({
       sessionId: 's1',
-      epoch: 1n,
+      epoch: 1,
       deadline: timestampFromDate(new Date(h.time.now().getTime() - 1)),
       action: { case: 'sendText', value: { to: '15557654321', text: 'too late' } },
     });
@@ -468,15 +468,15 @@ describe('session host: requests', () => {
 describe('session host: stale epochs', () => {
   it('refuses stop, logout and requests under another epoch, and the session keeps running', async () => {
     const h = harness();
-    await linkedSession(h, 's1', 3n);
+    await linkedSession(h, 's1', 3);
     const detail = 'FAILED_PRECONDITION: session "s1" is held here under epoch 3, not 2';
 
-    expect(await h.stop('s1', 2n)).toEqual({ accepted: false, detail });
-    expect(await h.logout('s1', 2n)).toEqual({ accepted: false, detail });
-    expect(await h.logout('s1', 4n)).toMatchObject({ accepted: false });
+    expect(await h.stop('s1', 2)).toEqual({ accepted: false, detail });
+    expect(await h.logout('s1', 2)).toEqual({ accepted: false, detail });
+    expect(await h.logout('s1', 4)).toMatchObject({ accepted: false });
     const result = await h.request({
       sessionId: 's1',
-      epoch: 2n,
+      epoch: 2,
       action: { case: 'sendText', value: { to: PHONE, text: 'stale' } },
     });
     expect(errorOf(result)).toEqual({
@@ -485,7 +485,7 @@ describe('session host: stale epochs', () => {
     });
 
     expect(h.sandbox.controls('s1').state).toBe('connected');
-    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 3n }]);
+    expect(h.host.held()).toEqual([{ sessionId: 's1', epoch: 3 }]);
   });
 });
 
@@ -494,7 +494,7 @@ describe('session host: ending sessions', () => {
     const h = harness();
     await linkedSession(h);
 
-    expect(await h.stop('s1', 1n)).toEqual({ accepted: true, detail: 'stopped; auth state kept' });
+    expect(await h.stop('s1', 1)).toEqual({ accepted: true, detail: 'stopped; auth state kept' });
 
     expect(h.wire.slice(-2).map((item) => (item.kind === 'event' ? item.event.event?.case : item.kind))).toEqual([
       'ended',
@@ -506,27 +506,27 @@ describe('session host: ending sessions', () => {
 
   it('accepts StopSession for a session not held here (nothing to stop)', async () => {
     const h = harness();
-    expect(await h.stop('gone', 9n)).toEqual({ accepted: true, detail: 'not held here; nothing to stop' });
+    expect(await h.stop('gone', 9)).toEqual({ accepted: true, detail: 'not held here; nothing to stop' });
   });
 
   it('logs a session out on LogoutSession: ended LOGGED_OUT goes up; NOT_FOUND when not held', async () => {
     const h = harness();
     await linkedSession(h);
 
-    expect(await h.logout('s1', 1n)).toMatchObject({ accepted: true });
+    expect(await h.logout('s1', 1)).toMatchObject({ accepted: true });
     expect(h.events().at(-1)?.event).toMatchObject({ case: 'ended', value: { reason: 'LOGGED_OUT' } });
     expect(h.host.count).toBe(0);
-    expect((await h.logout('s1', 1n)).detail).toMatch(/^NOT_FOUND: /);
+    expect((await h.logout('s1', 1)).detail).toMatch(/^NOT_FOUND: /);
   });
 
   it('forwards an end the engine reached by itself, then forgets the session', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
+    await h.assign('s1', 1);
 
     h.time.advance(160_000);
 
     expect(h.events().at(-1)).toMatchObject({
-      epoch: 1n,
+      epoch: 1,
       event: { case: 'ended', value: { reason: 'QR_TIMEOUT' } },
     });
     expect(h.host.held()).toEqual([]);
@@ -535,7 +535,7 @@ describe('session host: ending sessions', () => {
   it('stopAll when fenced stops every session and sends nothing more about them', async () => {
     const h = harness();
     await linkedSession(h, 'a');
-    await h.assign('b', 1n, { engine: EngineEnum.BAILEYS });
+    await h.assign('b', 1, { engine: EngineEnum.BAILEYS });
     const before = h.wire.length;
 
     await h.host.stopAll('fenced', 'fenced');
@@ -545,24 +545,24 @@ describe('session host: ending sessions', () => {
     expect(h.sandbox.openSessionCount).toBe(0);
     expect(h.time.pendingTimers).toBe(0);
     // The host takes new assignments afterwards (after the reconnect).
-    expect(await h.assign('a', 2n)).toMatchObject({ accepted: true });
+    expect(await h.assign('a', 2)).toMatchObject({ accepted: true });
   });
 
   it('stopAll at shutdown sends final auth checkpoints up, but no ended', async () => {
     const h = harness();
-    await h.assign('b', 1n, { engine: EngineEnum.BAILEYS });
+    await h.assign('b', 1, { engine: EngineEnum.BAILEYS });
 
     await h.host.stopAll('agent stopping', 'shutdown');
 
     expect(h.eventCases()).toEqual(['authCheckpoint']);
-    expect(h.events()[0]).toMatchObject({ sessionId: 'b', epoch: 1n });
+    expect(h.events()[0]).toMatchObject({ sessionId: 'b', epoch: 1 });
     expect(h.host.count).toBe(0);
   });
 
   it('refuses an assignment received before stopAll ran but not yet carried out', async () => {
     const h = harness();
-    await h.assign('s1', 1n);
-    const replacing = h.assign('s1', 2n);
+    await h.assign('s1', 1);
+    const replacing = h.assign('s1', 2);
     const stopping = h.host.stopAll('fenced', 'fenced');
 
     const ack = await replacing;

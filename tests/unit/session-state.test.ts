@@ -1,22 +1,31 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { DomainError } from '../../lib/errors.js';
+import { planSessionCommand } from '../../src/sessions/session-command.state.js';
+import { applySessionEvent } from '../../src/sessions/session-event.state.js';
 import {
-  applySessionEvent,
   fenceAttempt,
   isActive,
   isAssigned,
-  planSessionCommand,
+  retryDelayMs,
   SESSION_STATES,
   SESSION_TRANSITIONS,
   SESSION_TRIGGERS,
   type SessionCommand,
   type SessionEffect,
   type SessionEvent,
+  type SessionEventOutcome,
   type SessionPlan,
   type SessionStanding,
   type SessionState,
 } from '../../src/sessions/session.state.js';
+
+/** Events are applied at this time, with this jitter (backoff is the only rule that reads them). */
+const CONTEXT = { now: new Date('2026-01-01T00:00:00Z'), jitter: 0.5 };
+const apply = (session: SessionStanding, event: SessionEvent): SessionEventOutcome =>
+  applySessionEvent(session, event, CONTEXT);
+const QR = { payload: 'ref,pub,key,adv', expiresAt: new Date('2026-01-01T00:01:00Z'), sequence: 1 };
+const ACCOUNT = { jid: '15550001111@s.whatsapp.net', phoneNumber: '15550001111', pushName: 'Ada' };
 
 // Every fixture is at epoch 7; w1 runs the assigned ones. "-noauth" variants
 // hold no stored auth state (logout depends on it).
@@ -38,7 +47,17 @@ type Fixture = keyof typeof fixtures;
 
 function standing(state: SessionState, workerId: string | null, hasAuthState: boolean): SessionStanding {
   // Frozen: a plan that mutated its input would throw here.
-  return Object.freeze({ state, reason: 'before', epoch: 7, workerId, hasAuthState });
+  return Object.freeze({
+    state,
+    reason: 'before',
+    epoch: 7,
+    workerId,
+    hasAuthState,
+    qr: state === 'SCAN_QR' ? QR : null,
+    account: state === 'WORKING' ? ACCOUNT : null,
+    failedAttempts: 0,
+    placeAfter: null,
+  });
 }
 
 const commands = {
@@ -57,8 +76,8 @@ type CommandName = keyof typeof commands;
 const events = {
   placed: { kind: 'placed', epoch: 7, workerId: 'w2' },
   noCapacity: { kind: 'noCapacity', epoch: 7, explanation: 'all 3 workers are full' },
-  engineQr: { kind: 'engineQr', epoch: 7, workerId: 'w1' },
-  engineConnected: { kind: 'engineConnected', epoch: 7, workerId: 'w1' },
+  engineQr: { kind: 'engineQr', epoch: 7, workerId: 'w1', qr: QR },
+  engineConnected: { kind: 'engineConnected', epoch: 7, workerId: 'w1', account: ACCOUNT },
   'ended:STOPPED': { kind: 'engineEnded', epoch: 7, workerId: 'w1', reason: 'STOPPED', detail: 'draining' },
   'ended:QR_TIMEOUT': { kind: 'engineEnded', epoch: 7, workerId: 'w1', reason: 'QR_TIMEOUT', detail: '' },
   'ended:LOGGED_OUT': { kind: 'engineEnded', epoch: 7, workerId: 'w1', reason: 'LOGGED_OUT', detail: '401' },
@@ -123,7 +142,7 @@ function commandOutcome(fixture: Fixture, name: CommandName): string {
 
 function eventOutcome(session: SessionStanding, event: SessionEvent): string {
   try {
-    const outcome = applySessionEvent(session, event);
+    const outcome = apply(session, event);
     return outcome.outcome === 'stale' ? 'stale' : summarise(outcome);
   } catch (error) {
     return error instanceof DomainError ? error.code : 'not a DomainError';
@@ -373,29 +392,29 @@ describe('session events: every state x event', () => {
   });
 
   it('marks a replaced connection as an ownership conflict and never places it again', () => {
-    const outcome = applySessionEvent(fixtures.WORKING, events['ended:CONNECTION_REPLACED']);
+    const outcome = apply(fixtures.WORKING, events['ended:CONNECTION_REPLACED']);
     expect(outcome.outcome === 'applied' && outcome.next.reason).toMatch(/^ownership conflict/);
     expect(outcome.outcome === 'applied' && outcome.effects).toEqual([]);
   });
 
   it('stops with a reason when the QR code went unscanned', () => {
-    const outcome = applySessionEvent(fixtures.SCAN_QR, events['ended:QR_TIMEOUT']);
+    const outcome = apply(fixtures.SCAN_QR, events['ended:QR_TIMEOUT']);
     expect(outcome.outcome === 'applied' && outcome.next.reason).toBe('the QR code was not scanned in time');
   });
 
   it("shows the scheduler's explanation while waiting for capacity", () => {
-    const outcome = applySessionEvent(fixtures.PENDING, events.noCapacity);
+    const outcome = apply(fixtures.PENDING, events.noCapacity);
     expect(outcome.outcome === 'applied' && outcome.next.reason).toBe('all 3 workers are full');
-    const blank = applySessionEvent(fixtures.PENDING, { ...events.noCapacity, explanation: '' });
+    const blank = apply(fixtures.PENDING, { ...events.noCapacity, explanation: '' });
     expect(blank.outcome === 'applied' && blank.next.reason).toBe('waiting for a worker');
   });
 
   it('says why a stale event was dropped', () => {
-    expect(applySessionEvent(fixtures.WORKING, { ...events.engineQr, epoch: 3 })).toEqual({
+    expect(apply(fixtures.WORKING, { ...events.engineQr, epoch: 3 })).toEqual({
       outcome: 'stale',
       reason: "epoch 3 is older than the session's 7",
     });
-    expect(applySessionEvent(fixtures.PENDING, events.engineConnected)).toEqual({
+    expect(apply(fixtures.PENDING, events.engineConnected)).toEqual({
       outcome: 'stale',
       reason: 'no worker runs the session now (PENDING)',
     });
@@ -418,7 +437,7 @@ describe('the transition table', () => {
       }
       for (const event of Object.values(events)) {
         try {
-          const outcome = applySessionEvent(fixtures[fixture], event);
+          const outcome = apply(fixtures[fixture], event);
           if (outcome.outcome === 'applied') note(fixtures[fixture], outcome);
         } catch {
           // refusals change nothing
@@ -465,7 +484,7 @@ describe('fencing by epoch', () => {
   it('drops the old worker once the session moved: lost on w1, re-placed on w2', () => {
     let session = fixtures.WORKING;
     const step = (event: SessionEvent) => {
-      const outcome = applySessionEvent(session, event);
+      const outcome = apply(session, event);
       if (outcome.outcome === 'applied') session = outcome.next;
       return outcome.outcome;
     };
@@ -473,11 +492,11 @@ describe('fencing by epoch', () => {
     expect(session).toMatchObject({ state: 'PENDING', epoch: 8, workerId: null });
     expect(step({ kind: 'placed', epoch: 8, workerId: 'w2' })).toBe('applied');
     // w1 was frozen and wakes up: everything it says is from epoch 7.
-    expect(step({ kind: 'engineConnected', epoch: 7, workerId: 'w1' })).toBe('stale');
+    expect(step({ kind: 'engineConnected', epoch: 7, workerId: 'w1', account: ACCOUNT })).toBe('stale');
     expect(step({ kind: 'engineEnded', epoch: 7, workerId: 'w1', reason: 'CONNECTION_REPLACED', detail: '' })).toBe(
       'stale',
     );
-    expect(step({ kind: 'engineConnected', epoch: 8, workerId: 'w2' })).toBe('applied');
+    expect(step({ kind: 'engineConnected', epoch: 8, workerId: 'w2', account: ACCOUNT })).toBe('applied');
     expect(session).toMatchObject({ state: 'WORKING', epoch: 8, workerId: 'w2' });
   });
 
@@ -493,7 +512,7 @@ describe('fencing by epoch', () => {
   });
 
   it('moves a session off a draining worker only after that worker stopped it', () => {
-    const drained = applySessionEvent(fixtures.WORKING, events['workerLost:DRAINED']);
+    const drained = apply(fixtures.WORKING, events['workerLost:DRAINED']);
     expect(drained.outcome === 'applied' && drained.next).toMatchObject({ state: 'WORKING', workerId: 'w1' });
     expect(drained.outcome === 'applied' && drained.next.reason).toBe('its worker is draining; moving it');
     const session = drained.outcome === 'applied' ? drained.next : fixtures.WORKING;
@@ -517,7 +536,17 @@ describe('invariants over random histories', () => {
   it('keeps the worker iff assigned, bumps the epoch iff an attempt ends, and stamps effects correctly', () => {
     fc.assert(
       fc.property(fc.array(input, { minLength: 1, maxLength: 40 }), (history) => {
-        let session: SessionStanding = { state: 'STOPPED', reason: '', epoch: 0, workerId: null, hasAuthState: false };
+        let session: SessionStanding = {
+          state: 'STOPPED',
+          reason: '',
+          epoch: 0,
+          workerId: null,
+          hasAuthState: false,
+          qr: null,
+          account: null,
+          failedAttempts: 0,
+          placeAfter: null,
+        };
         for (const step of history) {
           let plan: SessionPlan;
           let restart = false;
@@ -532,7 +561,7 @@ describe('invariants over random histories', () => {
                   : step.sender === 'owner'
                     ? (session.workerId ?? 'w1')
                     : 'w9';
-              const outcome = applySessionEvent(session, {
+              const outcome = apply(session, {
                 ...step.event,
                 epoch: session.epoch + step.epochShift,
                 workerId,
@@ -577,5 +606,63 @@ describe('invariants over random histories', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('fields the rules own: QR code, account, backoff', () => {
+  it('keeps the QR code only while SCAN_QR, and takes each rotated code', () => {
+    const shown = apply(fixtures.STARTING, events.engineQr);
+    expect(shown.outcome === 'applied' && shown.next).toMatchObject({ state: 'SCAN_QR', qr: QR });
+    const rotated = { ...QR, payload: 'ref2,pub,key,adv', sequence: 2 };
+    const again = apply(fixtures.SCAN_QR, { ...events.engineQr, qr: rotated });
+    expect(again.outcome === 'applied' && again.next.qr).toEqual(rotated);
+    const linked = apply(fixtures.SCAN_QR, events.engineConnected);
+    expect(linked.outcome === 'applied' && linked.next).toMatchObject({ state: 'WORKING', qr: null, account: ACCOUNT });
+    expect(planSessionCommand(fixtures.SCAN_QR, commands.stop).next.qr).toBeNull();
+  });
+
+  it('forgets the account when logged out, by the tenant or the phone', () => {
+    expect(planSessionCommand(fixtures.WORKING, commands.logout).next.account).toBeNull();
+    const unlinked = apply(fixtures.WORKING, events['ended:LOGGED_OUT']);
+    expect(unlinked.outcome === 'applied' && unlinked.next.account).toBeNull();
+    // Stopped or placed again, the account is kept: it is still linked.
+    expect(planSessionCommand(fixtures.WORKING, commands.stop).next.account).toEqual(ACCOUNT);
+  });
+
+  it('backs off after each lost connection (1 s doubling, jittered) and starts over once connected', () => {
+    let session: SessionStanding = fixtures.STARTING;
+    const delays: number[] = [];
+    for (let attempt = 1; attempt <= 4; attempt++) {
+      const lost = apply(session, { ...events['ended:CONNECTION_LOST'], epoch: session.epoch, detail: 'timed out' });
+      if (lost.outcome !== 'applied') throw new Error('not applied');
+      expect(lost.next).toMatchObject({ state: 'PENDING', failedAttempts: attempt });
+      expect(lost.next.reason).toBe(`the connection was lost; placing it again (attempt ${attempt} failed: timed out)`);
+      delays.push((lost.next.placeAfter?.getTime() ?? 0) - CONTEXT.now.getTime());
+      const placed = apply(lost.next, { kind: 'placed', epoch: lost.next.epoch, workerId: 'w1' });
+      if (placed.outcome !== 'applied') throw new Error('not placed');
+      session = placed.next;
+    }
+    // Equal jitter at 0.5: three quarters of 1 s, 2 s, 4 s, 8 s.
+    expect(delays).toEqual([750, 1500, 3000, 6000]);
+    const connected = apply(session, { ...events.engineConnected, epoch: session.epoch });
+    expect(connected.outcome === 'applied' && connected.next).toMatchObject({ failedAttempts: 0, placeAfter: null });
+  });
+
+  it('caps the backoff at five minutes, and spreads it with the jitter', () => {
+    expect(retryDelayMs(30, 0)).toBe(150_000);
+    expect(retryDelayMs(30, 0.999999)).toBeCloseTo(300_000, -1);
+    expect(retryDelayMs(1, 0)).toBe(500);
+  });
+
+  it('clears the backoff when the tenant asks again', () => {
+    const waiting: SessionStanding = {
+      ...fixtures.PENDING,
+      failedAttempts: 3,
+      placeAfter: new Date('2026-01-01T00:05:00Z'),
+    };
+    for (const name of ['start', 'stop', 'restart', 'logout', 'delete'] as const) {
+      const plan = planSessionCommand(waiting, commands[name]);
+      expect(plan.next, name).toMatchObject({ failedAttempts: 0, placeAfter: null });
+    }
   });
 });

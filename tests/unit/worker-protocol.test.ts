@@ -30,7 +30,7 @@ const hello = (change: Record<string, unknown> = {}): Payload => ({
     labels: { region: 'eu', 'topology.kubernetes.io/zone': 'eu-1a' },
     instanceId: '0123456789abcdef',
     credential: { case: 'joinToken', value: 'sbj_x' },
-    heldSessions: [{ sessionId: SESSION, epoch: 3n }],
+    heldSessions: [{ sessionId: SESSION, epoch: 3 }],
     ...change,
   },
 });
@@ -55,7 +55,7 @@ const sessionEvent = (change: Pick<SessionEventInit, 'sessionId' | 'epoch' | 'ev
   case: 'sessionEvent',
   value: create(SessionEventSchema, {
     sessionId: SESSION,
-    epoch: 1n,
+    epoch: 1,
     occurredAt: timestampNow(),
     event: { case: 'qr', value: { payload: 'ref,key,identity,adv', sequence: 1 } },
     ...change,
@@ -113,14 +113,14 @@ describe('worker.proto rules', () => {
     ['hello.labels["zone"]', hello({ labels: { zone: 'x'.repeat(64) } })],
     ['hello.labels', hello({ labels: Object.fromEntries(Array.from({ length: 33 }, (_, i) => [`k${i}`, 'v'])) })],
     ['hello.join_token', hello({ credential: { case: 'joinToken', value: 'x'.repeat(257) } })],
-    ['hello.held_sessions[0].session_id', hello({ heldSessions: [{ sessionId: 'nope', epoch: 1n }] })],
-    ['hello.held_sessions[0].epoch', hello({ heldSessions: [{ sessionId: SESSION, epoch: 0n }] })],
+    ['hello.held_sessions[0].session_id', hello({ heldSessions: [{ sessionId: 'nope', epoch: 1 }] })],
+    ['hello.held_sessions[0].epoch', hello({ heldSessions: [{ sessionId: SESSION, epoch: 0 }] })],
     [
       'hello.held_sessions',
       hello({
         heldSessions: [
-          { sessionId: SESSION, epoch: 1n },
-          { sessionId: SESSION, epoch: 2n },
+          { sessionId: SESSION, epoch: 1 },
+          { sessionId: SESSION, epoch: 2 },
         ],
       }),
     ],
@@ -129,8 +129,8 @@ describe('worker.proto rules', () => {
       hello({
         capacity: 1,
         heldSessions: [
-          { sessionId: SESSION, epoch: 1n },
-          { sessionId: '00000000-0000-4000-8000-000000000000', epoch: 1n },
+          { sessionId: SESSION, epoch: 1 },
+          { sessionId: '00000000-0000-4000-8000-000000000000', epoch: 1 },
         ],
       }),
     ],
@@ -151,8 +151,8 @@ describe('worker.proto rules', () => {
     ['response.error.code', { case: 'response', value: { result: { case: 'error', value: { code: 'OK' } } } }],
     ['session_event.session_id', sessionEvent({ sessionId: "x'; drop table session; --" })],
     ['session_event.session_id', sessionEvent({ sessionId: '' })],
-    ['session_event.epoch', sessionEvent({ epoch: 0n })],
-    ['session_event.epoch', sessionEvent({ epoch: 2n ** 31n })],
+    ['session_event.epoch', sessionEvent({ epoch: 0 })],
+    ['session_event.epoch', sessionEvent({ epoch: 2 ** 31 })],
     ['session_event.event', sessionEvent({ event: { case: undefined } })],
     ['session_event.qr.payload', sessionEvent({ event: { case: 'qr', value: { payload: '', sequence: 1 } } })],
     [

@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { percentile, summariseFleet, type SummarisedWorker } from '../../src/fleet/fleet-summary.js';
 import type { WorkerMetrics } from '../../src/fleet/worker.entity.js';
-import {
-  isSchedulable,
-  matchesLabels,
-  parseLabelSelector,
-  planAdminAction,
-  type AdminAction,
-  type WorkerStanding,
-} from '../../src/fleet/worker.state.js';
+import { isSchedulable, planAdminAction, type AdminAction, type WorkerStanding } from '../../src/fleet/worker.state.js';
+import { matchesLabels, parseLabelSelector } from '../../src/scheduling/label-selector.js';
 import { DomainError } from '../../lib/errors.js';
 
 const worker = (overrides: Partial<WorkerStanding> = {}): WorkerStanding => ({

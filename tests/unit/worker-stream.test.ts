@@ -7,6 +7,7 @@ import {
   type ControlMessage,
   WorkerService,
 } from '../../gen/switchboard/v1/worker_pb.js';
+import type { CommandRouter } from '../../src/fleet/command-router.js';
 import type { FleetService } from '../../src/fleet/fleet.service.js';
 import type { AgentHeartbeat, WorkerSessionEvent } from '../../src/fleet/fleet.types.js';
 import { WorkerConnection } from '../../src/fleet/worker-connection.js';
@@ -24,7 +25,7 @@ interface Ending {
 }
 
 /** The fleet as the handler uses it: welcomes, acknowledges heartbeats, records command acks and how streams end. */
-function fakeFleet(connection: WorkerConnection, acked: string[], ending: Ending): FleetService {
+function fakeFleet(connection: WorkerConnection, acked: string[], ending: Ending) {
   const refusals: Pick<WorkerRefusals, 'protocolError' | 'internalError'> = {
     protocolError: (_connection, error) => void ending.protocolErrors.push(error),
     internalError: (_connection, what, error) => {
@@ -32,11 +33,11 @@ function fakeFleet(connection: WorkerConnection, acked: string[], ending: Ending
       return new DomainError('INTERNAL', `failed ${what}`);
     },
   };
-  const fleet: Pick<
-    FleetService,
-    'openConnection' | 'accept' | 'heartbeat' | 'commandAcknowledged' | 'responseReceived' | 'disconnect'
-  > & { refusals: typeof refusals } = {
-    refusals,
+  const router: Pick<CommandRouter, 'commandAcknowledged' | 'responseReceived'> = {
+    commandAcknowledged: (_connection, correlationId) => void acked.push(correlationId),
+    responseReceived: () => undefined,
+  };
+  const fleet: Pick<FleetService, 'openConnection' | 'accept' | 'heartbeat' | 'disconnect'> = {
     openConnection: () => connection,
     accept: async (conn, _hello, correlationId) => {
       conn.state = 'live';
@@ -54,13 +55,15 @@ function fakeFleet(connection: WorkerConnection, acked: string[], ending: Ending
     heartbeat: async (conn, heartbeat: AgentHeartbeat, correlationId) => {
       conn.send({ kind: 'heartbeatAck', correlationId, sequence: heartbeat.sequence, leaseExpiresAt: new Date() });
     },
-    commandAcknowledged: (_connection, correlationId) => void acked.push(correlationId),
-    responseReceived: () => undefined,
     disconnect: async (_connection, reason, outcome) => {
       ending.disconnected = { reason, outcome };
     },
   };
-  return fleet as unknown as FleetService;
+  return {
+    fleet: fleet as unknown as FleetService,
+    router: router as unknown as CommandRouter,
+    refusals: refusals as unknown as WorkerRefusals,
+  };
 }
 
 const envelope = (correlationId: string, payload: MessageInitShape<typeof AgentMessageSchema>['payload']) =>
@@ -69,7 +72,7 @@ const envelope = (correlationId: string, payload: MessageInitShape<typeof AgentM
 const qrEvent = (n: number) =>
   envelope(`event-${n}`, {
     case: 'sessionEvent',
-    value: { sessionId: `session-${n}`, epoch: 1n, event: { case: 'qr', value: { payload: `qr-${n}`, sequence: 1 } } },
+    value: { sessionId: `session-${n}`, epoch: 1, event: { case: 'qr', value: { payload: `qr-${n}`, sequence: 1 } } },
   });
 
 /**
@@ -84,14 +87,14 @@ function openStream(failWith?: Error) {
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
   // Applying a session event is a database transaction; here the first one hangs until released.
-  const handler = createWorkerServiceHandler(
-    fakeFleet(connection, acked, ending),
-    async (_workerId, event: WorkerSessionEvent) => {
+  const handler = createWorkerServiceHandler({
+    ...fakeFleet(connection, acked, ending),
+    onSessionEvent: async (_workerId, event: WorkerSessionEvent) => {
       if (failWith !== undefined) throw failWith;
       if (applied.length === 0) await gate;
       applied.push(event.sessionId);
     },
-  );
+  });
   const requests = new AsyncQueue<AgentMessage>();
   const context = createHandlerContext({
     service: WorkerService,
@@ -101,9 +104,7 @@ function openStream(failWith?: Error) {
     url: 'http://localhost/switchboard.v1.WorkerService/Connect',
     contextValues: createContextValues().set(peerKey, '127.0.0.1:1'),
   });
-  const connect = handler.connect;
-  if (!connect) throw new Error('the handler has no connect method');
-  const replies = connect(requests, context)[Symbol.asyncIterator]() as AsyncIterator<ControlMessage>;
+  const replies = handler.connect(requests, context)[Symbol.asyncIterator]() as AsyncIterator<ControlMessage>;
   return { requests, replies, acked, applied, ending, release: () => release() };
 }
 

@@ -1,6 +1,31 @@
-import type { EngineKind, Schedulability, WorkerStatus } from '../fleet/worker.entity.js';
-import { matchesLabels, type LabelRequirement } from '../fleet/worker.state.js';
 import { DomainError } from '../../lib/errors.js';
+import { formatLabelSelector, matchesLabels, type LabelRequirement } from './label-selector.js';
+import {
+  type BatchPlan,
+  type EngineKind,
+  type FleetView,
+  type FleetWorker,
+  type LabelAffinity,
+  type NoPlacement,
+  type PlacementFilter,
+  type PlacementRequest,
+  type PlacementResult,
+  type TenantSpread,
+} from './placement.types.js';
+import {
+  affinityScore,
+  cpuHeadroomScore,
+  freeSlotsScore,
+  memoryHeadroomScore,
+  SCORE_WEIGHTS,
+  tenantSpreadScore,
+  zoneOf,
+} from './scores.js';
+
+// The scheduler's whole vocabulary, so its callers import one module.
+export * from './placement.types.js';
+export * from './scores.js';
+export { formatLabelSelector, matchesLabels, parseLabelSelector, type LabelRequirement } from './label-selector.js';
 
 /*
  * The placement scheduler, after Nomad's: it reads an immutable view of the
@@ -16,209 +41,6 @@ import { DomainError } from '../../lib/errors.js';
  * Ranking: each score is in [0, 1]; the total is their weighted mean
  * (SCORE_WEIGHTS); the highest total wins, ties go to the smallest worker id.
  */
-
-/** The label naming a worker's failure domain; a tenant's sessions are spread across its values. */
-export const ZONE_LABEL = 'zone';
-
-/**
- * How much each score counts. Free slots dominate: any other score can pull
- * sessions towards a worker only until its free share is lower by (that
- * score's weight / 0.5) x (its advantage), so load stays even across the
- * fleet while headroom, spread and affinity decide among similar workers.
- * Affinity counts only for requests that state one.
- */
-export const SCORE_WEIGHTS = {
-  freeSlots: 0.5,
-  cpuHeadroom: 0.1,
-  memoryHeadroom: 0.1,
-  tenantSpread: 0.15,
-  affinity: 0.15,
-} as const;
-
-/** The readings of a worker's last heartbeat that the resource scores use. */
-export interface WorkerLoad {
-  /** Process CPU in percent of one core: the agent's sessions share one event loop. */
-  cpuPercent: number;
-  freeMemoryBytes: number;
-  totalMemoryBytes: number;
-}
-
-/** A worker as the scheduler sees it: a snapshot the caller builds from the fleet and the session assignments. */
-export interface FleetWorker {
-  id: string;
-  name: string;
-  status: WorkerStatus;
-  schedulability: Schedulability;
-  /** The most sessions it accepts (from its Hello). */
-  capacity: number;
-  supportedEngines: readonly EngineKind[];
-  labels: Readonly<Record<string, string>>;
-  /** Sessions assigned to it now (STARTING, SCAN_QR or WORKING). */
-  assignedSessions: number;
-  /** Null until it reports one: such a worker gets the neutral 0.5 for CPU and memory. */
-  metrics: WorkerLoad | null;
-}
-
-/** Everything a decision reads, immutable, so decisions can be replayed and tested. */
-export interface FleetView {
-  workers: readonly FleetWorker[];
-  /** Platform maintenance: nothing is placed while it is on. */
-  maintenance: boolean;
-}
-
-/** A soft preference, as Nomad's affinities: workers matching it score higher (lower for a negative weight). */
-export interface LabelAffinity {
-  requirement: LabelRequirement;
-  /** In [-100, 100], not 0; only the ratios between a request's weights matter. */
-  weight: number;
-}
-
-/** One session to place. */
-export interface PlacementRequest {
-  sessionId: string;
-  tenantId: string;
-  engine: EngineKind;
-  /** Hard: only workers matching all of them. */
-  constraints?: readonly LabelRequirement[];
-  /** Soft: preferred (or, with negative weights, avoided) labels. */
-  affinities?: readonly LabelAffinity[];
-}
-
-/**
- * Where a tenant's sessions run now, so its next one goes elsewhere: counts
- * by worker id and by zone (see zoneOf). Its total is the sum of byWorker.
- */
-export interface TenantSpread {
-  byWorker: ReadonlyMap<string, number>;
-  byZone: ReadonlyMap<string, number>;
-}
-
-/** A feasibility check, named after what it rejects. */
-export type PlacementFilter = 'status' | 'schedulability' | 'engine' | 'constraints' | 'capacity';
-
-/** The filters in the order they run. */
-export const PLACEMENT_FILTERS: readonly PlacementFilter[] = [
-  'status',
-  'schedulability',
-  'engine',
-  'constraints',
-  'capacity',
-];
-
-/** Every score of the chosen worker, each in [0, 1], and the total: for logs and "why there?". */
-export interface ScoreBreakdown {
-  freeSlots: number;
-  cpuHeadroom: number;
-  memoryHeadroom: number;
-  tenantSpread: number;
-  /** Null when the request states no affinity (it then does not count). */
-  affinity: number | null;
-  total: number;
-}
-
-/** A decision to run the session on a worker. */
-export interface Placement {
-  placed: true;
-  sessionId: string;
-  workerId: string;
-  workerName: string;
-  score: ScoreBreakdown;
-  /** How many workers could have taken it. */
-  feasibleWorkers: number;
-}
-
-/** Why nothing fits, with counts per filter (Nomad's "constraint filtered N nodes"), and a message for the tenant. */
-export interface NoPlacement {
-  placed: false;
-  sessionId: string;
-  reason: 'MAINTENANCE' | 'NO_WORKERS' | 'ALL_FILTERED';
-  workersEvaluated: number;
-  filtered: Record<PlacementFilter, number>;
-  message: string;
-}
-
-/** What the scheduler decided for one request: callers switch on `placed`. */
-export type PlacementResult = Placement | NoPlacement;
-
-/** The outcome of placing many requests in order, each seeing the ones before it. */
-export interface BatchPlan {
-  results: PlacementResult[];
-  /** The view's workers (sorted by id) with the batch's placements added to their counts. */
-  workers: FleetWorker[];
-}
-
-/** Share of slots still free once the session is added: spreads load evenly in proportion to capacity. */
-export function freeSlotsScore(capacity: number, assignedSessions: number): number {
-  return clamp01(1 - (assignedSessions + 1) / capacity);
-}
-
-/** CPU left on the agent's event loop; neutral without a reading. */
-export function cpuHeadroomScore(metrics: WorkerLoad | null): number {
-  return metrics ? clamp01(1 - metrics.cpuPercent / 100) : 0.5;
-}
-
-/** Share of the host's memory free; neutral without a reading. */
-export function memoryHeadroomScore(metrics: WorkerLoad | null): number {
-  return metrics && metrics.totalMemoryBytes > 0 ? clamp01(metrics.freeMemoryBytes / metrics.totalMemoryBytes) : 0.5;
-}
-
-/**
- * Half for the worker, half for its zone: 0.5 / (1 + how many of the
- * tenant's sessions there are above its fair share there). The fair share
- * is the tenant's sessions times the place's share of the capacity that
- * could take the session, i.e. where even load would put them. So a small
- * tenant (fair shares well under one session) gets its sessions on
- * different workers and zones, which is what protects it from one failure,
- * while a large tenant is only kept from piling up beyond its share. Counting
- * sessions without the fair share (as a plain anti-affinity would) fights the
- * free-slots score: every tenant then wants as many sessions in a small zone
- * as in a big one, and the small zone's workers fill up first.
- */
-export function tenantSpreadScore(onWorker: number, fairOnWorker: number, inZone: number, fairInZone: number): number {
-  return 0.5 / (1 + Math.max(0, onWorker - fairOnWorker)) + 0.5 / (1 + Math.max(0, inZone - fairInZone));
-}
-
-/**
- * A worker's zone: its ZONE_LABEL, or '' without one. Workers without a
- * zone count as one zone (they may share a fate for all we know); a "neutral"
- * score for them instead would pull every large tenant towards them.
- */
-export function zoneOf(labels: Readonly<Record<string, string>>): string {
-  return Object.hasOwn(labels, ZONE_LABEL) ? (labels[ZONE_LABEL] ?? '') : '';
-}
-
-/** The matched share of the affinities' weights, mapped from [-1, 1] to [0, 1]; null without affinities. */
-export function affinityScore(
-  labels: Readonly<Record<string, string>>,
-  affinities: readonly LabelAffinity[] | undefined,
-): number | null {
-  if (!affinities || affinities.length === 0) return null;
-  let matched = 0;
-  let total = 0;
-  for (const { requirement, weight } of affinities) {
-    total += Math.abs(weight);
-    if (matchesLabels(labels, [requirement])) matched += weight;
-  }
-  return (matched / total + 1) / 2;
-}
-
-/** Renders label requirements the way parseLabelSelector reads them, for messages. */
-export function formatLabelSelector(requirements: readonly LabelRequirement[]): string {
-  return requirements
-    .map((r) => {
-      switch (r.op) {
-        case 'equals':
-          return `${r.key}=${r.value}`;
-        case 'not-equals':
-          return `${r.key}!=${r.value}`;
-        case 'exists':
-          return r.key;
-        case 'not-exists':
-          return `!${r.key}`;
-      }
-    })
-    .join(',');
-}
 
 /** Places one session (pure). Compiles the view each call: to place many, use planBatch. */
 export function placeSession(view: FleetView, request: PlacementRequest, tenant?: TenantSpread): PlacementResult {
@@ -551,8 +373,4 @@ function noPlacement(
     filtered,
     message: `no worker can run this session now: of ${evaluated} ${evaluated === 1 ? 'worker' : 'workers'}, ${parts.join(', ')}`,
   };
-}
-
-function clamp01(x: number): number {
-  return x < 0 ? 0 : x > 1 ? 1 : x;
 }

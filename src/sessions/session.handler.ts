@@ -17,23 +17,8 @@ import {
   WatchSessionResponseSchema,
   type SessionService as SessionServiceDesc,
 } from '../../gen/switchboard/v1/session_pb.js';
-import {
-  GetMessageResponseSchema,
-  MessageDirection as MessageDirectionProto,
-  MessageSchema,
-  MessageStatus as MessageStatusProto,
-  SendTextResponseSchema,
-  type MessageService as MessageServiceDesc,
-} from '../../gen/switchboard/v1/message_pb.js';
-import {
-  InjectInboundResponseSchema,
-  ScanQrResponseSchema,
-  type SandboxService as SandboxServiceDesc,
-} from '../../gen/switchboard/v1/sandbox_pb.js';
 import { engineFromProto, engineToProto } from '../fleet/fleet.mapping.js';
 import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/page-token.js';
-import type { Message, MessageStatus } from '../messaging/message.entity.js';
-import type { MessageService } from '../messaging/message.service.js';
 import { AsyncQueue } from '../platform/async-queue.js';
 import { DomainError } from '../../lib/errors.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
@@ -43,7 +28,8 @@ import { currentPrincipal } from '../transport/stream-guard.interceptor.js';
 import { renderQr } from './qr-render.js';
 import { roleAllows } from '../identity/roles.js';
 import type { Session, SessionStatus } from './session.entity.js';
-import type { SessionChange, SessionService } from './session.service.js';
+import type { SessionService } from './session.service.js';
+import type { SessionChange, SessionWatch } from './session-watch.js';
 
 const STATUS: Record<SessionStatus, SessionStatusProto> = {
   STOPPED: SessionStatusProto.STOPPED,
@@ -80,7 +66,10 @@ export function sessionToProto(session: Session) {
 }
 
 /** SessionService: protobuf <-> domain only; rules live in SessionService (domain). */
-export function createSessionHandler(sessions: SessionService): Partial<ServiceImpl<typeof SessionServiceDesc>> {
+export function createSessionHandler(
+  sessions: SessionService,
+  watch: SessionWatch,
+): ServiceImpl<typeof SessionServiceDesc> {
   const command = async (ctx: HandlerContext, id: string, kind: 'start' | 'stop' | 'restart' | 'logout' | 'delete') =>
     sessions.command(requestEntityManager(ctx), requirePrincipal(ctx), id, { kind }, ctx.values.get(originKey));
   return {
@@ -174,7 +163,7 @@ export function createSessionHandler(sessions: SessionService): Partial<ServiceI
       };
       // Subscribe before reading, so no change falls between the two.
       const changes = new AsyncQueue<SessionChange>();
-      const stop = sessions.watch(req.sessionId, (change) => changes.push(change));
+      const stop = watch.watch(req.sessionId, (change) => changes.push(change));
       const end = () => changes.close();
       ctx.signal.addEventListener('abort', end, { once: true });
       try {
@@ -203,68 +192,4 @@ function watchResponse(change: SessionChange) {
       ? { payload: change.qr.payload, expiresAt: timestampFromDate(change.qr.expiresAt), sequence: change.qr.sequence }
       : undefined,
   });
-}
-
-const MESSAGE_STATUS: Record<MessageStatus, MessageStatusProto> = {
-  PENDING: MessageStatusProto.PENDING,
-  SENT: MessageStatusProto.SENT,
-  DELIVERED: MessageStatusProto.DELIVERED,
-  READ: MessageStatusProto.READ,
-  FAILED: MessageStatusProto.FAILED,
-  RECEIVED: MessageStatusProto.RECEIVED,
-};
-
-function messageToProto(message: Message) {
-  return create(MessageSchema, {
-    id: message.id,
-    sessionId: message.sessionId,
-    direction: message.direction === 'OUTBOUND' ? MessageDirectionProto.OUTBOUND : MessageDirectionProto.INBOUND,
-    whatsappMessageId: message.whatsappMessageId ?? '',
-    chat: message.chat,
-    text: message.text,
-    status: MESSAGE_STATUS[message.status],
-    createdAt: timestampFromDate(message.createdAt),
-    updatedAt: timestampFromDate(message.updatedAt),
-  });
-}
-
-export function createMessageHandler(messages: MessageService): Partial<ServiceImpl<typeof MessageServiceDesc>> {
-  return {
-    async sendText(req, ctx) {
-      const message = await messages.sendText(requestEntityManager(ctx), requirePrincipal(ctx), {
-        sessionId: req.sessionId,
-        to: req.to,
-        text: req.text,
-        idempotencyKey: req.idempotencyKey,
-      });
-      return create(SendTextResponseSchema, { message: messageToProto(message) });
-    },
-    async getMessage(req, ctx) {
-      const message = await messages.get(requestEntityManager(ctx), requirePrincipal(ctx), req.messageId);
-      return create(GetMessageResponseSchema, { message: messageToProto(message) });
-    },
-  };
-}
-
-export function createSandboxHandler(sessions: SessionService): Partial<ServiceImpl<typeof SandboxServiceDesc>> {
-  return {
-    async scanQr(req, ctx) {
-      await sessions.sandboxScan(requestEntityManager(ctx), requirePrincipal(ctx), {
-        sessionId: req.sessionId,
-        phoneNumber: req.phoneNumber,
-        pushName: req.pushName,
-        qrPayload: req.qrPayload,
-        pairingCode: req.pairingCode,
-      });
-      return create(ScanQrResponseSchema, {});
-    },
-    async injectInbound(req, ctx) {
-      const id = await sessions.sandboxInject(requestEntityManager(ctx), requirePrincipal(ctx), {
-        sessionId: req.sessionId,
-        from: req.from,
-        text: req.text,
-      });
-      return create(InjectInboundResponseSchema, { whatsappMessageId: id });
-    },
-  };
 }
