@@ -27,7 +27,9 @@ import { createAuthInterceptor, type CredentialVerifier } from './transport/auth
 import { createValidationInterceptor } from './transport/validation.interceptor.js';
 import { createStreamGuardInterceptor } from './transport/stream-guard.interceptor.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
-import { createAuthHandler, createApiKeyHandler, createMemberHandler } from './identity/identity.handlers.js';
+import { createAuthHandler } from './identity/auth.handler.js';
+import { createApiKeyHandler } from './identity/api-key.handler.js';
+import { createMemberHandler } from './identity/member.handler.js';
 import { createAuditHandler } from './audit/audit.handler.js';
 import { AuthService } from '../gen/switchboard/v1/auth_pb.js';
 import { ApiKeyService } from '../gen/switchboard/v1/api_key_pb.js';

@@ -26,7 +26,7 @@ import type { JoinTokenService } from '../fleet/join-token.service.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { MaintenanceService, MaintenanceState } from '../fleet/maintenance.service.js';
 import type { AuthService } from '../identity/auth.service.js';
-import { userStatusFromProto, userToProto } from '../identity/identity.mapping.js';
+import { userStatusFromProto, userToProto } from '../identity/identity-mapping.handler.js';
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { originKey } from '../transport/context.js';
 import type { FleetService } from '../fleet/fleet.service.js';
