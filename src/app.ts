@@ -9,6 +9,7 @@ import { Health } from '../gen/grpc/health/v1/health_pb.js';
 import { ServerReflection as ServerReflectionV1 } from '../gen/grpc/reflection/v1/reflection_pb.js';
 import { ServerReflection as ServerReflectionV1alpha } from '../gen/grpc/reflection/v1alpha/reflection_pb.js';
 import type { Config } from './config.js';
+import { entities } from './entities.js';
 import { createAdminServiceHandler } from './admin/admin.handler.js';
 import { FleetService } from './fleet/fleet.service.js';
 import { ReassignmentHoldService } from './fleet/reassignment-hold.service.js';
@@ -111,7 +112,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const random = overrides.random ?? Math.random;
   const log = logger.child({ replicaId: config.replicaId });
 
-  const database = await openDatabase(databaseTarget(config), log);
+  const database = await openDatabase(databaseTarget(config), entities, log);
   let store: CoordinationStore;
   try {
     await migrate(database, log);
