@@ -2,6 +2,7 @@ import { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config.js';
 import { JoinTokenService } from '../fleet/join-token.service.js';
 import type { Resources } from '../platform/resources.js';
+import { every, type Timer } from '../../lib/timers.js';
 import { ApiKeyService } from './api-key.service.js';
 import { AuthInvalidation } from './auth-invalidation.js';
 import { AuthService } from './auth.service.js';
@@ -35,7 +36,10 @@ export interface Identity {
   stop(): Promise<void>;
 }
 
-const KEY_REFRESH_MS = 5 * 60_000;
+/** How often a replica reloads signing keys, picking up those other replicas created (rotation). */
+export const KEY_REFRESH_MS = 5 * 60_000;
+/** How often API keys' last-used times are written: one write per key per interval, not per call. */
+export const LAST_USED_FLUSH_MS = 60_000;
 
 export async function createIdentity(config: Config, resources: Resources): Promise<Identity> {
   const { orm, store, clock, scheduler, random, logger } = resources;
@@ -57,8 +61,9 @@ export async function createIdentity(config: Config, resources: Resources): Prom
   const apiKeys = new ApiKeyService(
     orm,
     clock,
+    scheduler,
     audit,
-    { cacheTtlMs: config.auth.cacheTtlMs, lastUsedFlushMs: 60_000 },
+    { cacheTtlMs: config.auth.cacheTtlMs, lastUsedFlushMs: LAST_USED_FLUSH_MS },
     invalidation,
     log,
   );
@@ -93,7 +98,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     { maxLifetimeMs: config.streams.maxLifetimeMs, recheckIntervalMs: config.streams.recheckIntervalMs },
   );
   const streamLimits = new StreamLimits(store, clock, scheduler, config.streams, logger);
-  let keyTimer: NodeJS.Timeout | undefined;
+  let keyTimer: Timer | undefined;
   return {
     tokens,
     auth,
@@ -114,12 +119,12 @@ export async function createIdentity(config: Config, resources: Resources): Prom
       liveAccess.start();
       streamLimits.start();
       apiKeys.start();
-      keyTimer = setInterval(() => {
+      keyTimer = every(scheduler, KEY_REFRESH_MS, () => {
         tokens.refreshKeys().catch((error: unknown) => log.error({ err: error }, 'could not refresh signing keys'));
-      }, KEY_REFRESH_MS);
+      });
     },
     async stop() {
-      clearInterval(keyTimer);
+      keyTimer?.cancel();
       liveAccess.stop();
       streamLimits.stop();
       await apiKeys.stop();
