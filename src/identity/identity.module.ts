@@ -2,6 +2,7 @@ import { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config.js';
 import { JoinTokenService } from '../fleet/join-token.service.js';
 import type { Resources } from '../platform/resources.js';
+import type { Logger } from '../../lib/logger.js';
 import { every, type Timer } from '../../lib/timers.js';
 import { ApiKeyService } from './api-key.service.js';
 import { AuthInvalidation } from './auth-invalidation.js';
@@ -42,22 +43,11 @@ export const KEY_REFRESH_MS = 5 * 60_000;
 export const LAST_USED_FLUSH_MS = 60_000;
 
 export async function createIdentity(config: Config, resources: Resources): Promise<Identity> {
-  const { orm, store, clock, scheduler, random, logger } = resources;
+  const { orm, store, clock, scheduler, logger } = resources;
   const log = logger.child({ component: 'identity' });
   const audit = new AuditService(clock);
   const invalidation = new AuthInvalidation(store, log);
-  const tokens = new TokenService(
-    orm,
-    clock,
-    {
-      accessTokenTtlMs: config.auth.accessTokenTtlMs,
-      workerCredentialTtlMs: config.auth.workerCredentialTtlMs,
-      keyRotationMs: config.auth.signingKeyRotationMs,
-    },
-    log,
-    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, log)),
-  );
-  await tokens.start();
+  const tokens = await startTokenService(config, resources, log);
   const apiKeys = new ApiKeyService(
     orm,
     clock,
@@ -86,18 +76,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     invitations,
   });
   const authenticator = new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation);
-  const liveAccess = new LiveAccess(
-    {
-      authenticate: (credential) => authenticator.authenticate(credential),
-      invalidation,
-      clock,
-      scheduler,
-      random,
-      logger,
-    },
-    { maxLifetimeMs: config.streams.maxLifetimeMs, recheckIntervalMs: config.streams.recheckIntervalMs },
-  );
-  const streamLimits = new StreamLimits(store, clock, scheduler, config.streams, logger);
+  const { liveAccess, streamLimits } = createStreamGuards(config, resources, authenticator, invalidation);
   let keyTimer: Timer | undefined;
   return {
     tokens,
@@ -131,4 +110,43 @@ export async function createIdentity(config: Config, resources: Resources): Prom
       await invalidation.stop();
     },
   };
+}
+
+/** The token service with its signing keys sealed and loaded; a key this replica cannot open stops the start. */
+async function startTokenService(config: Config, resources: Resources, log: Logger): Promise<TokenService> {
+  const tokens = new TokenService(
+    resources.orm,
+    resources.clock,
+    {
+      accessTokenTtlMs: config.auth.accessTokenTtlMs,
+      workerCredentialTtlMs: config.auth.workerCredentialTtlMs,
+      keyRotationMs: config.auth.signingKeyRotationMs,
+    },
+    log,
+    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, log)),
+  );
+  await tokens.start();
+  return tokens;
+}
+
+/** What long-lived calls are held to: callers re-checked while they live, and concurrent streams capped. */
+function createStreamGuards(
+  config: Config,
+  resources: Resources,
+  authenticator: Authenticator,
+  invalidation: AuthInvalidation,
+): { liveAccess: LiveAccess; streamLimits: StreamLimits } {
+  const { store, clock, scheduler, random, logger } = resources;
+  const liveAccess = new LiveAccess(
+    {
+      authenticate: (credential) => authenticator.authenticate(credential),
+      invalidation,
+      clock,
+      scheduler,
+      random,
+      logger,
+    },
+    { maxLifetimeMs: config.streams.maxLifetimeMs, recheckIntervalMs: config.streams.recheckIntervalMs },
+  );
+  return { liveAccess, streamLimits: new StreamLimits(store, clock, scheduler, config.streams, logger) };
 }
