@@ -22,6 +22,14 @@ export default tseslint.config(
     },
   },
   {
+    // Small rooms: a file of the control plane holds one job, a function one step of it.
+    files: ['src/**/*.ts'],
+    rules: {
+      'max-lines': ['error', { max: 500 }],
+      'max-lines-per-function': ['warn', { max: 80, skipBlankLines: true, skipComments: true, IIFEs: true }],
+    },
+  },
+  {
     files: ['tests/**/*.ts', 'bench/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unsafe-assignment': 'off',

@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import { Registry } from 'prom-client';
+import { entities } from './entities.js';
 import { systemClock, type Clock } from '../lib/clock.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { systemRandom, type Random } from '../lib/random.js';
@@ -115,7 +116,7 @@ async function openPlatform(config: Config, overrides: AppOverrides): Promise<Pl
     createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'control-plane' });
   const clock = overrides.clock ?? systemClock;
   const log = logger.child({ replicaId: config.replicaId });
-  const database = await openDatabase(databaseTarget(config), log);
+  const database = await openDatabase(databaseTarget(config), entities, log);
   let store: CoordinationStore;
   try {
     await migrate(database, log);

@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
+import { entities } from '../entities.js';
 import { loadSigningKeyEncryptionKeys, SigningKeyVault } from '../identity/signing-key-vault.js';
 import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
@@ -31,7 +32,7 @@ async function main(): Promise<number> {
     ),
     authStates: createAuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, logger)),
   };
-  const database = await openDatabase(databaseTarget(config), logger);
+  const database = await openDatabase(databaseTarget(config), entities, logger);
   try {
     await migrate(database, logger);
     const report = await rotateKeys(database.orm, keys, { check });

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Clock } from '../../lib/clock.js';
+import { DomainError } from '../../lib/errors.js';
 import type { Principal, RequestOrigin } from '../identity/principal.js';
 import { AuditEvent } from './audit-event.entity.js';
 
@@ -49,6 +50,19 @@ export class AuditService {
       userAgent: actor.origin.userAgent.slice(0, 512),
       details: entry.details ?? {},
     });
+  }
+
+  /**
+   * The tenant whose log `principal` reads (null: every tenant). Platform
+   * admins read every tenant, or the one they name; everyone else reads
+   * only their own and names none.
+   */
+  readableTenant(principal: Principal, requested: string | null): string | null {
+    const platformAdmin = principal.kind === 'user' && principal.platformAdmin;
+    if (requested && !platformAdmin) {
+      throw new DomainError('PERMISSION_DENIED', 'only platform admins choose the tenant; yours is implied');
+    }
+    return platformAdmin ? requested : principal.tenantId;
   }
 
   async list(em: EntityManager, query: AuditQuery): Promise<AuditEvent[]> {

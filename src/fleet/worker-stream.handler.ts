@@ -15,9 +15,9 @@ import type { WorkerRefusals } from './worker-refusals.js';
 import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';
 import type { Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
-import { engineToProto } from './fleet.mapping.js';
+import { engineToProto } from './fleet-mapping.handler.js';
 import { CLEAN_CLOSE_REASON, type DisconnectOutcome, type WorkerConnection } from './worker-connection.js';
-import { engineFromProto, metricsFromProto } from './fleet.mapping.js';
+import { engineFromProto, metricsFromProto } from './fleet-mapping.handler.js';
 
 /** Session events queued on one stream beyond which its read loop reads on only as they are applied. */
 export const MAX_QUEUED_SESSION_EVENTS = 10_000;

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { loadConfig } from '../config.js';
+import { entities } from '../entities.js';
 import { systemClock } from '../../lib/clock.js';
 import { systemScheduler } from '../../lib/timers.js';
 import { MemoryCoordinationStore } from '../platform/coordination/memory-store.js';
@@ -31,7 +32,7 @@ async function main(): Promise<void> {
 
   const config = loadConfig(process.env);
   const logger = createLogger({ level: 'warn', pretty: false, name: 'admin-create' });
-  const database = await openDatabase(databaseTarget(config), logger);
+  const database = await openDatabase(databaseTarget(config), entities, logger);
   try {
     await migrate(database, logger);
     const store = new MemoryCoordinationStore(systemClock);

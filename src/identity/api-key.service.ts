@@ -4,6 +4,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../../lib/clock.js';
 import { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import { every, type Scheduler, type Timer } from '../../lib/timers.js';
 import type { AuthInvalidation } from './auth-invalidation.js';
 import { TtlCache } from '../platform/ttl-cache.js';
 import { Membership, Tenant, User } from './account.entity.js';
@@ -35,11 +36,12 @@ export class ApiKeyService {
   // Bounded: unknown ids are cached too (as null) so guessing cannot grow memory without limit.
   private readonly cache: TtlCache<CachedKey | null>;
   private readonly lastUsed = new Map<string, Date>();
-  private lastUsedTimer: NodeJS.Timeout | undefined;
+  private lastUsedTimer: Timer | undefined;
 
   constructor(
     private readonly orm: MikroORM,
     private readonly clock: Clock,
+    private readonly scheduler: Scheduler,
     private readonly audit: AuditService,
     private readonly options: { cacheTtlMs: number; lastUsedFlushMs: number },
     private readonly invalidation: AuthInvalidation,
@@ -56,11 +58,11 @@ export class ApiKeyService {
   }
 
   start(): void {
-    this.lastUsedTimer = setInterval(() => void this.flushLastUsed(), this.options.lastUsedFlushMs);
+    this.lastUsedTimer = every(this.scheduler, this.options.lastUsedFlushMs, () => void this.flushLastUsed());
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.lastUsedTimer);
+    this.lastUsedTimer?.cancel();
     await this.flushLastUsed();
   }
 

@@ -2,6 +2,8 @@ import { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config.js';
 import { JoinTokenService } from '../fleet/join-token.service.js';
 import type { Resources } from '../platform/resources.js';
+import type { Logger } from '../../lib/logger.js';
+import { every, type Timer } from '../../lib/timers.js';
 import { ApiKeyService } from './api-key.service.js';
 import { AuthInvalidation } from './auth-invalidation.js';
 import { AuthService } from './auth.service.js';
@@ -35,30 +37,23 @@ export interface Identity {
   stop(): Promise<void>;
 }
 
-const KEY_REFRESH_MS = 5 * 60_000;
+/** How often a replica reloads signing keys, picking up those other replicas created (rotation). */
+export const KEY_REFRESH_MS = 5 * 60_000;
+/** How often API keys' last-used times are written: one write per key per interval, not per call. */
+export const LAST_USED_FLUSH_MS = 60_000;
 
 export async function createIdentity(config: Config, resources: Resources): Promise<Identity> {
-  const { orm, store, clock, scheduler, random, logger } = resources;
+  const { orm, store, clock, scheduler, logger } = resources;
   const log = logger.child({ component: 'identity' });
   const audit = new AuditService(clock);
   const invalidation = new AuthInvalidation(store, log);
-  const tokens = new TokenService(
-    orm,
-    clock,
-    {
-      accessTokenTtlMs: config.auth.accessTokenTtlMs,
-      workerCredentialTtlMs: config.auth.workerCredentialTtlMs,
-      keyRotationMs: config.auth.signingKeyRotationMs,
-    },
-    log,
-    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, log)),
-  );
-  await tokens.start();
+  const tokens = await startTokenService(config, resources, log);
   const apiKeys = new ApiKeyService(
     orm,
     clock,
+    scheduler,
     audit,
-    { cacheTtlMs: config.auth.cacheTtlMs, lastUsedFlushMs: 60_000 },
+    { cacheTtlMs: config.auth.cacheTtlMs, lastUsedFlushMs: LAST_USED_FLUSH_MS },
     invalidation,
     log,
   );
@@ -81,19 +76,8 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     invitations,
   });
   const authenticator = new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation);
-  const liveAccess = new LiveAccess(
-    {
-      authenticate: (credential) => authenticator.authenticate(credential),
-      invalidation,
-      clock,
-      scheduler,
-      random,
-      logger,
-    },
-    { maxLifetimeMs: config.streams.maxLifetimeMs, recheckIntervalMs: config.streams.recheckIntervalMs },
-  );
-  const streamLimits = new StreamLimits(store, clock, scheduler, config.streams, logger);
-  let keyTimer: NodeJS.Timeout | undefined;
+  const { liveAccess, streamLimits } = createStreamGuards(config, resources, authenticator, invalidation);
+  let keyTimer: Timer | undefined;
   return {
     tokens,
     auth,
@@ -114,16 +98,55 @@ export async function createIdentity(config: Config, resources: Resources): Prom
       liveAccess.start();
       streamLimits.start();
       apiKeys.start();
-      keyTimer = setInterval(() => {
+      keyTimer = every(scheduler, KEY_REFRESH_MS, () => {
         tokens.refreshKeys().catch((error: unknown) => log.error({ err: error }, 'could not refresh signing keys'));
-      }, KEY_REFRESH_MS);
+      });
     },
     async stop() {
-      clearInterval(keyTimer);
+      keyTimer?.cancel();
       liveAccess.stop();
       streamLimits.stop();
       await apiKeys.stop();
       await invalidation.stop();
     },
   };
+}
+
+/** The token service with its signing keys sealed and loaded; a key this replica cannot open stops the start. */
+async function startTokenService(config: Config, resources: Resources, log: Logger): Promise<TokenService> {
+  const tokens = new TokenService(
+    resources.orm,
+    resources.clock,
+    {
+      accessTokenTtlMs: config.auth.accessTokenTtlMs,
+      workerCredentialTtlMs: config.auth.workerCredentialTtlMs,
+      keyRotationMs: config.auth.signingKeyRotationMs,
+    },
+    log,
+    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, log)),
+  );
+  await tokens.start();
+  return tokens;
+}
+
+/** What long-lived calls are held to: callers re-checked while they live, and concurrent streams capped. */
+function createStreamGuards(
+  config: Config,
+  resources: Resources,
+  authenticator: Authenticator,
+  invalidation: AuthInvalidation,
+): { liveAccess: LiveAccess; streamLimits: StreamLimits } {
+  const { store, clock, scheduler, random, logger } = resources;
+  const liveAccess = new LiveAccess(
+    {
+      authenticate: (credential) => authenticator.authenticate(credential),
+      invalidation,
+      clock,
+      scheduler,
+      random,
+      logger,
+    },
+    { maxLifetimeMs: config.streams.maxLifetimeMs, recheckIntervalMs: config.streams.recheckIntervalMs },
+  );
+  return { liveAccess, streamLimits: new StreamLimits(store, clock, scheduler, config.streams, logger) };
 }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import argon2 from 'argon2';
 
 /** argon2id cost parameters (OWASP's minimum is 19 MiB, t=2, p=1). */
@@ -16,7 +17,8 @@ export class PasswordHasher {
   private dummyHash: Promise<string>;
 
   constructor(private readonly params: PasswordHashParams) {
-    this.dummyHash = this.hash(`dummy-${Math.random()}-${Date.now()}`);
+    // A password nobody knows: node:crypto, not the injected (possibly seeded) random; nothing needs it repeatable.
+    this.dummyHash = this.hash(randomBytes(32).toString('base64url'));
   }
 
   hash(password: string): Promise<string> {

@@ -10,6 +10,7 @@ import {
   type PlacementFilter,
   type PlacementRequest,
   type PlacementResult,
+  type ScoreBreakdown,
   type TenantSpread,
 } from './placement.types.js';
 import {
@@ -44,7 +45,7 @@ export { formatLabelSelector, matchesLabels, parseLabelSelector, type LabelRequi
 
 /** Places one session (pure). Compiles the view each call: to place many, use planBatch. */
 export function placeSession(view: FleetView, request: PlacementRequest, tenant?: TenantSpread): PlacementResult {
-  const fleet = compileFleet(view);
+  const fleet = new CompiledFleet(view);
   return fleet.place(request, fleet.tenantState(tenant));
 }
 
@@ -61,7 +62,7 @@ export function planBatch(
   requests: readonly PlacementRequest[],
   tenants: ReadonlyMap<string, TenantSpread> = new Map(),
 ): BatchPlan {
-  const fleet = compileFleet(view);
+  const fleet = new CompiledFleet(view);
   const tenantStates = new Map<string, TenantState>();
   const results = requests.map((request) => {
     let tenant = tenantStates.get(request.tenantId);
@@ -109,53 +110,158 @@ const SUM_WITH_AFFINITY = SUM_WITHOUT_AFFINITY + W.affinity;
  * is one pass over the candidates doing a few array reads and
  * multiplications each.
  */
-function compileFleet(view: FleetView) {
-  const workers = [...view.workers].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const n = workers.length;
-  const index = new Map<string, number>();
-  const capacity = new Float64Array(n);
-  const assigned = new Float64Array(n);
-  const cpu = new Float64Array(n);
-  const memory = new Float64Array(n);
-  // The weighted CPU and memory scores: fixed for the whole batch.
-  const resources = new Float64Array(n);
-  const zoneNames: string[] = [];
-  const zoneIndex = new Int32Array(n);
-  const zones: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const worker = workers[i] as FleetWorker;
-    if (index.has(worker.id)) throw DomainError.invalidArgument('workers', `worker ${worker.id} appears twice`);
-    index.set(worker.id, i);
-    capacity[i] = worker.capacity;
-    assigned[i] = worker.assignedSessions;
-    cpu[i] = cpuHeadroomScore(worker.metrics);
-    memory[i] = memoryHeadroomScore(worker.metrics);
-    resources[i] = W.cpuHeadroom * (cpu[i] as number) + W.memoryHeadroom * (memory[i] as number);
-    const zone = zoneOf(worker.labels);
-    zoneNames.push(zone);
-    let z = zones.indexOf(zone);
-    if (z < 0) z = zones.push(zone) - 1;
-    zoneIndex[i] = z;
+class CompiledFleet {
+  private readonly workers: FleetWorker[];
+  private readonly n: number;
+  private readonly index = new Map<string, number>();
+  private readonly capacity: Float64Array;
+  private readonly assigned: Float64Array;
+  private readonly cpu: Float64Array;
+  private readonly memory: Float64Array;
+  /** The weighted CPU and memory scores: fixed for the whole batch. */
+  private readonly resources: Float64Array;
+  private readonly zoneNames: string[] = [];
+  private readonly zoneIndex: Int32Array;
+  private readonly zones: string[] = [];
+  /** Per-request inputs, cached by their content: a batch has few distinct ones. */
+  private readonly classCache = new Map<string, RequestClass>();
+  private readonly affinityCache = new Map<string, Float64Array>();
+  /** Scratch for the scan, refilled per placement: the tenant's sessions per worker. */
+  private readonly onWorker: Float64Array;
+  /** Scratch: the zone half of the spread score per zone. */
+  private readonly zoneSpread: Float64Array;
+
+  constructor(private readonly view: FleetView) {
+    this.workers = [...view.workers].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const n = (this.n = this.workers.length);
+    this.capacity = new Float64Array(n);
+    this.assigned = new Float64Array(n);
+    this.cpu = new Float64Array(n);
+    this.memory = new Float64Array(n);
+    this.resources = new Float64Array(n);
+    this.zoneIndex = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      const worker = this.workers[i] as FleetWorker;
+      if (this.index.has(worker.id)) throw DomainError.invalidArgument('workers', `worker ${worker.id} appears twice`);
+      this.index.set(worker.id, i);
+      this.capacity[i] = worker.capacity;
+      this.assigned[i] = worker.assignedSessions;
+      this.cpu[i] = cpuHeadroomScore(worker.metrics);
+      this.memory[i] = memoryHeadroomScore(worker.metrics);
+      this.resources[i] = W.cpuHeadroom * (this.cpu[i] as number) + W.memoryHeadroom * (this.memory[i] as number);
+      const zone = zoneOf(worker.labels);
+      this.zoneNames.push(zone);
+      let z = this.zones.indexOf(zone);
+      if (z < 0) z = this.zones.push(zone) - 1;
+      this.zoneIndex[i] = z;
+    }
+    this.onWorker = new Float64Array(n);
+    this.zoneSpread = new Float64Array(this.zones.length);
   }
 
-  // Per-request inputs, cached by their content: a batch has few distinct ones.
-  const classCache = new Map<string, RequestClass>();
-  const affinityCache = new Map<string, Float64Array>();
-  // Scratch for the scan, refilled per placement: the tenant's sessions per worker, the zone half per zone.
-  const onWorker = new Float64Array(n);
-  const zoneSpread = new Float64Array(zones.length);
+  /** Where a tenant's sessions run now, keyed by worker index. */
+  tenantState(spread: TenantSpread | undefined): TenantState {
+    const byWorker = new Map<number, number>();
+    let total = 0;
+    for (const [id, count] of spread?.byWorker ?? []) {
+      total += count;
+      const i = this.index.get(id);
+      if (i !== undefined && count > 0) byWorker.set(i, count);
+    }
+    return { byWorker, byZone: new Map(spread?.byZone ?? []), total };
+  }
 
-  function requestClass(engine: EngineKind, constraints: readonly LabelRequirement[]): RequestClass {
+  /** The best worker for one request, or why none fits. */
+  place(request: PlacementRequest, tenant: TenantState): PlacementResult {
+    validateRequest(request);
+    if (this.view.maintenance) return maintenance(request);
+    const { candidates, share, zoneShare, filtered } = this.requestClass(request.engine, request.constraints ?? []);
+    const affinity =
+      request.affinities && request.affinities.length > 0 ? this.affinityScores(request.affinities) : undefined;
+    const sessions = tenant.total;
+    const { onWorker, zoneSpread, zones } = this;
+    for (const [i, count] of tenant.byWorker) onWorker[i] = count;
+    for (let z = 0; z < zones.length; z++) {
+      const inZone = tenant.byZone.get(zones[z] as string) ?? 0;
+      zoneSpread[z] = 0.5 / (1 + Math.max(0, inZone - sessions * (zoneShare[z] as number)));
+    }
+    const { best, bestSum, full } = scanCandidates(
+      candidates,
+      this.capacity,
+      this.assigned,
+      onWorker,
+      share,
+      sessions,
+      zoneSpread,
+      this.zoneIndex,
+      this.resources,
+      affinity,
+    );
+    for (const i of tenant.byWorker.keys()) onWorker[i] = 0;
+    if (best < 0) return noPlacement(request, this.n, { ...filtered, capacity: full });
+    const worker = this.workers[best] as FleetWorker;
+    return {
+      placed: true,
+      sessionId: request.sessionId,
+      workerId: worker.id,
+      workerName: worker.name,
+      score: this.breakdown(best, bestSum, tenant, share, zoneShare, affinity),
+      feasibleWorkers: candidates.length - full,
+    };
+  }
+
+  /** Counts a placement, so the next request sees it. */
+  commit(workerId: string, tenant: TenantState): void {
+    const i = this.index.get(workerId);
+    if (i === undefined) throw new DomainError('INTERNAL', `worker ${workerId} is not in the view`);
+    this.assigned[i] = (this.assigned[i] as number) + 1;
+    tenant.byWorker.set(i, (tenant.byWorker.get(i) ?? 0) + 1);
+    tenant.total++;
+    const zone = this.zoneNames[i] as string;
+    tenant.byZone.set(zone, (tenant.byZone.get(zone) ?? 0) + 1);
+  }
+
+  snapshot(): FleetWorker[] {
+    return this.workers.map((worker, i) => ({ ...worker, assignedSessions: this.assigned[i] as number }));
+  }
+
+  /** Every score of the chosen worker, for logs and "why there?". */
+  private breakdown(
+    best: number,
+    bestSum: number,
+    tenant: TenantState,
+    share: Float64Array,
+    zoneShare: Float64Array,
+    affinity: Float64Array | undefined,
+  ): ScoreBreakdown {
+    const sessions = tenant.total;
+    return {
+      freeSlots: freeSlotsScore(this.capacity[best] as number, this.assigned[best] as number),
+      cpuHeadroom: this.cpu[best] as number,
+      memoryHeadroom: this.memory[best] as number,
+      tenantSpread: tenantSpreadScore(
+        tenant.byWorker.get(best) ?? 0,
+        sessions * (share[best] as number),
+        tenant.byZone.get(this.zoneNames[best] as string) ?? 0,
+        sessions * (zoneShare[this.zoneIndex[best] as number] as number),
+      ),
+      affinity: affinity ? (affinity[best] as number) : null,
+      total: bestSum / (affinity ? SUM_WITH_AFFINITY : SUM_WITHOUT_AFFINITY),
+    };
+  }
+
+  private requestClass(engine: EngineKind, constraints: readonly LabelRequirement[]): RequestClass {
     const key = `${engine} ${JSON.stringify(constraints)}`;
-    const cached = classCache.get(key);
+    const cached = this.classCache.get(key);
     if (cached) return cached;
+    const { n, zones, zoneIndex } = this;
     const filtered = { status: 0, schedulability: 0, engine: 0, constraints: 0 };
     const candidates: number[] = [];
     const share = new Float64Array(n);
     const zoneShare = new Float64Array(zones.length);
     let total = 0;
     for (let i = 0; i < n; i++) {
-      const worker = workers[i] as FleetWorker;
+      const worker = this.workers[i] as FleetWorker;
       if (worker.status !== 'ONLINE') filtered.status++;
       else if (worker.schedulability !== 'ACTIVE') filtered.schedulability++;
       else if (!worker.supportedEngines.includes(engine)) filtered.engine++;
@@ -174,108 +280,34 @@ function compileFleet(view: FleetView) {
       for (let z = 0; z < zones.length; z++) zoneShare[z] = (zoneShare[z] as number) / total;
     }
     const found: RequestClass = { candidates: Int32Array.from(candidates), filtered, share, zoneShare };
-    classCache.set(key, found);
+    this.classCache.set(key, found);
     return found;
   }
 
-  function affinityScores(affinities: readonly LabelAffinity[]): Float64Array {
+  private affinityScores(affinities: readonly LabelAffinity[]): Float64Array {
     const key = JSON.stringify(affinities);
-    let scores = affinityCache.get(key);
+    let scores = this.affinityCache.get(key);
     if (!scores) {
-      scores = new Float64Array(n);
-      for (let i = 0; i < n; i++) scores[i] = affinityScore((workers[i] as FleetWorker).labels, affinities) ?? 0;
-      affinityCache.set(key, scores);
+      scores = new Float64Array(this.n);
+      for (let i = 0; i < this.n; i++) {
+        scores[i] = affinityScore((this.workers[i] as FleetWorker).labels, affinities) ?? 0;
+      }
+      this.affinityCache.set(key, scores);
     }
     return scores;
   }
+}
 
-  function tenantState(spread: TenantSpread | undefined): TenantState {
-    const byWorker = new Map<number, number>();
-    let total = 0;
-    for (const [id, count] of spread?.byWorker ?? []) {
-      total += count;
-      const i = index.get(id);
-      if (i !== undefined && count > 0) byWorker.set(i, count);
-    }
-    return { byWorker, byZone: new Map(spread?.byZone ?? []), total };
-  }
-
-  function place(request: PlacementRequest, tenant: TenantState): PlacementResult {
-    validateRequest(request);
-    if (view.maintenance) {
-      return {
-        placed: false,
-        sessionId: request.sessionId,
-        reason: 'MAINTENANCE',
-        workersEvaluated: 0,
-        filtered: { status: 0, schedulability: 0, engine: 0, constraints: 0, capacity: 0 },
-        message: 'the platform is under maintenance: sessions are placed again when it ends',
-      };
-    }
-    const { candidates, share, zoneShare, filtered } = requestClass(request.engine, request.constraints ?? []);
-    const affinity =
-      request.affinities && request.affinities.length > 0 ? affinityScores(request.affinities) : undefined;
-    const sessions = tenant.total;
-    for (const [i, count] of tenant.byWorker) onWorker[i] = count;
-    for (let z = 0; z < zones.length; z++) {
-      const inZone = tenant.byZone.get(zones[z] as string) ?? 0;
-      zoneSpread[z] = 0.5 / (1 + Math.max(0, inZone - sessions * (zoneShare[z] as number)));
-    }
-
-    const { best, bestSum, full } = scanCandidates(
-      candidates,
-      capacity,
-      assigned,
-      onWorker,
-      share,
-      sessions,
-      zoneSpread,
-      zoneIndex,
-      resources,
-      affinity,
-    );
-    for (const i of tenant.byWorker.keys()) onWorker[i] = 0;
-
-    if (best < 0) return noPlacement(request, n, { ...filtered, capacity: full });
-    const worker = workers[best] as FleetWorker;
-    return {
-      placed: true,
-      sessionId: request.sessionId,
-      workerId: worker.id,
-      workerName: worker.name,
-      score: {
-        freeSlots: freeSlotsScore(capacity[best] as number, assigned[best] as number),
-        cpuHeadroom: cpu[best] as number,
-        memoryHeadroom: memory[best] as number,
-        tenantSpread: tenantSpreadScore(
-          tenant.byWorker.get(best) ?? 0,
-          sessions * (share[best] as number),
-          tenant.byZone.get(zoneNames[best] as string) ?? 0,
-          sessions * (zoneShare[zoneIndex[best] as number] as number),
-        ),
-        affinity: affinity ? (affinity[best] as number) : null,
-        total: bestSum / (affinity ? SUM_WITH_AFFINITY : SUM_WITHOUT_AFFINITY),
-      },
-      feasibleWorkers: candidates.length - full,
-    };
-  }
-
-  /** Counts a placement, so the next request sees it. */
-  function commit(workerId: string, tenant: TenantState): void {
-    const i = index.get(workerId);
-    if (i === undefined) throw new DomainError('INTERNAL', `worker ${workerId} is not in the view`);
-    assigned[i] = (assigned[i] as number) + 1;
-    tenant.byWorker.set(i, (tenant.byWorker.get(i) ?? 0) + 1);
-    tenant.total++;
-    const zone = zoneNames[i] as string;
-    tenant.byZone.set(zone, (tenant.byZone.get(zone) ?? 0) + 1);
-  }
-
-  function snapshot(): FleetWorker[] {
-    return workers.map((worker, i) => ({ ...worker, assignedSessions: assigned[i] as number }));
-  }
-
-  return { place, commit, tenantState, snapshot };
+/** Nothing is placed while the platform is under maintenance. */
+function maintenance(request: PlacementRequest): PlacementResult {
+  return {
+    placed: false,
+    sessionId: request.sessionId,
+    reason: 'MAINTENANCE',
+    workersEvaluated: 0,
+    filtered: { status: 0, schedulability: 0, engine: 0, constraints: 0, capacity: 0 },
+    message: 'the platform is under maintenance: sessions are placed again when it ends',
+  };
 }
 
 /** What one pass over the candidates found. */

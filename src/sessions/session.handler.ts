@@ -17,7 +17,7 @@ import {
   WatchSessionResponseSchema,
   type SessionService as SessionServiceDesc,
 } from '../../gen/switchboard/v1/session_pb.js';
-import { engineFromProto, engineToProto } from '../fleet/fleet.mapping.js';
+import { engineFromProto, engineToProto } from '../fleet/fleet-mapping.handler.js';
 import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/page-token.js';
 import { AsyncQueue } from '../platform/async-queue.js';
 import { DomainError } from '../../lib/errors.js';

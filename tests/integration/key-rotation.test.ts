@@ -9,6 +9,7 @@ import { TokenService } from '../../src/identity/token.service.js';
 import { ManualClock } from '../../lib/clock.js';
 import type { EncryptionKey } from '../../src/platform/crypto/envelope-cipher.js';
 import { migrate, openDatabase, type Database } from '../../src/platform/db/database.js';
+import { entities } from '../../src/entities.js';
 import { createLogger } from '../../lib/logger.js';
 import { createAuthStateCipher, type AuthStateCipher } from '../../src/sessions/auth-state-cipher.js';
 import { SessionRepository } from '../../src/sessions/session.repository.js';
@@ -25,7 +26,7 @@ describe('key rotation (npm run keys:rotate)', () => {
   let database: Database;
   beforeEach(async () => {
     testDb = await createTestDatabase();
-    database = await openDatabase({ kind: 'postgresql', url: testDb.url, poolMax: 2 }, logger);
+    database = await openDatabase({ kind: 'postgresql', url: testDb.url, poolMax: 2 }, entities, logger);
     await migrate(database, logger);
   });
   afterEach(async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { migrate, openDatabase, type DatabaseTarget } from '../../src/platform/db/database.js';
+import { entities } from '../../src/entities.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestDatabase } from '../support/services.js';
 
@@ -17,7 +18,7 @@ describe('database migrations', () => {
       const target: DatabaseTarget = database
         ? { kind: 'postgresql', url: database.url, poolMax: 2 }
         : { kind: 'pglite', dataDir: dataDir as string };
-      const db = await openDatabase(target, logger);
+      const db = await openDatabase(target, entities, logger);
       try {
         expect((await migrate(db, logger)).length).toBeGreaterThan(0);
         expect(await migrate(db, logger)).toEqual([]);

@@ -10,6 +10,7 @@ import { loadConfig } from '../../src/config.js';
 import { ManualClock, type Clock } from '../../lib/clock.js';
 import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-store.js';
 import { migrate, openDatabase, type Database } from '../../src/platform/db/database.js';
+import { entities } from '../../src/entities.js';
 import { StartupError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { createIdentity } from '../../src/identity/identity.module.js';
@@ -29,7 +30,7 @@ describe('signing keys and password hashes', () => {
   const vault = new SigningKeyVault([{ id: 'k1', key: randomBytes(32) }]);
   beforeAll(async () => {
     testDb = await createTestDatabase();
-    database = await openDatabase({ kind: 'postgresql', url: testDb.url, poolMax: 2 }, logger);
+    database = await openDatabase({ kind: 'postgresql', url: testDb.url, poolMax: 2 }, entities, logger);
     await migrate(database, logger);
   });
   afterAll(async () => {
@@ -158,7 +159,7 @@ describe('signing keys at rest', () => {
   let database: Database;
   beforeEach(async () => {
     testDb = await createTestDatabase();
-    database = await openDatabase({ kind: 'postgresql', url: testDb.url, poolMax: 2 }, logger);
+    database = await openDatabase({ kind: 'postgresql', url: testDb.url, poolMax: 2 }, entities, logger);
   });
   afterEach(async () => {
     await database?.close();

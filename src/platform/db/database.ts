@@ -7,12 +7,17 @@ import { PGliteDriver, type PGliteConnectionConfig } from 'mikro-orm-pglite';
 import { StartupError } from '../../../lib/errors.js';
 import type { Logger } from '../../../lib/logger.js';
 import { redactUrl } from '../coordination/redis-store.js';
-import { entities } from './entities.js';
 import { migrationsList } from './migrations/index.js';
 import { lockDataDir } from './data-dir-lock.js';
 
 /** Where the data lives: a PostgreSQL server, or embedded PGlite files for the developer setup. */
 export type DatabaseTarget = { kind: 'postgresql'; url: string; poolMax: number } | { kind: 'pglite'; dataDir: string };
+
+/**
+ * The entities the ORM maps, handed in by the caller (src/entities.ts
+ * assembles them): the database layer knows no capability.
+ */
+export type EntityList = NonNullable<Options['entities']>;
 
 /** The open database: the ORM plus what the process needs to report and close it. */
 export interface Database {
@@ -36,7 +41,6 @@ export function databaseTarget(config: {
 }
 
 const shared = {
-  entities,
   extensions: [Migrator],
   migrations: {
     migrationsList,
@@ -50,7 +54,7 @@ const shared = {
 } satisfies Partial<Options>;
 
 /** Opens the database (failing with one clear line when it cannot be reached). */
-export async function openDatabase(target: DatabaseTarget, logger: Logger): Promise<Database> {
+export async function openDatabase(target: DatabaseTarget, entities: EntityList, logger: Logger): Promise<Database> {
   const log = logger.child({ component: 'db' });
   const loggerFactory = () => ({
     log: (_namespace: string, message: string) => log.debug(message),
@@ -67,6 +71,7 @@ export async function openDatabase(target: DatabaseTarget, logger: Logger): Prom
     try {
       orm = await MikroORM.init({
         ...shared,
+        entities,
         clientUrl: target.url,
         // A mistyped database name must fail, not silently create a new database.
         ensureDatabase: false,
@@ -98,6 +103,7 @@ export async function openDatabase(target: DatabaseTarget, logger: Logger): Prom
   }
   const orm = await MikroORM.init({
     ...shared,
+    entities,
     driver: PGliteDriver,
     dbName: 'postgres',
     ensureDatabase: false,

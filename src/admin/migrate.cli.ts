@@ -1,7 +1,8 @@
-import { loadConfig } from '../../config.js';
-import { StartupError } from '../../../lib/errors.js';
-import { createLogger } from '../../../lib/logger.js';
-import { databaseTarget, migrate, openDatabase } from './database.js';
+import { loadConfig } from '../config.js';
+import { entities } from '../entities.js';
+import { StartupError } from '../../lib/errors.js';
+import { createLogger } from '../../lib/logger.js';
+import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
 
 /**
  * `npm run migrate`: applies pending migrations to DATABASE_URL (or the
@@ -11,7 +12,7 @@ import { databaseTarget, migrate, openDatabase } from './database.js';
 try {
   const config = loadConfig(process.env);
   const logger = createLogger({ level: config.logLevel, pretty: false, name: 'migrate' });
-  const database = await openDatabase(databaseTarget(config), logger);
+  const database = await openDatabase(databaseTarget(config), entities, logger);
   try {
     const applied = await migrate(database, logger);
     process.stdout.write(
