@@ -367,53 +367,63 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     sessionStateKeys: e.SESSION_STATE_KEYS,
     sessionQuota: { free: e.SESSION_QUOTA_FREE, pro: e.SESSION_QUOTA_PRO, enterprise: e.SESSION_QUOTA_ENTERPRISE },
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
-    auth: {
-      accessTokenTtlMs: e.ACCESS_TOKEN_TTL_MS,
-      refreshTokenTtlMs: e.REFRESH_TOKEN_TTL_MS,
-      workerCredentialTtlMs: e.WORKER_CREDENTIAL_TTL_MS,
-      signingKeyRotationMs: e.SIGNING_KEY_ROTATION_MS,
-      signingKeyEncryptionKeys: e.SIGNING_KEY_ENCRYPTION_KEYS,
-      cacheTtlMs: e.AUTH_CACHE_TTL_MS,
-      invitationTtlMs: e.INVITATION_TTL_MS,
-      argon2: { memoryCostKiB: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
-      login: {
-        maxFailures: e.LOGIN_MAX_FAILURES,
-        maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
-        windowMs: e.LOGIN_FAILURE_WINDOW_MS,
-        lockoutMs: e.LOGIN_LOCKOUT_MS,
-        delayAfterFailures: e.LOGIN_DELAY_AFTER_FAILURES,
-        delayBaseMs: e.LOGIN_DELAY_BASE_MS,
-        delayMaxMs: e.LOGIN_DELAY_MAX_MS,
-      },
-      rateLimits: {
-        windowMs: e.RATE_LIMIT_WINDOW_MS,
-        anonymous: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
-        free: e.RATE_LIMIT_FREE_PER_MINUTE,
-        pro: e.RATE_LIMIT_PRO_PER_MINUTE,
-        enterprise: e.RATE_LIMIT_ENTERPRISE_PER_MINUTE,
-      },
-      bootstrapAdmin:
-        e.BOOTSTRAP_ADMIN_EMAIL && e.BOOTSTRAP_ADMIN_PASSWORD
-          ? { email: e.BOOTSTRAP_ADMIN_EMAIL, password: e.BOOTSTRAP_ADMIN_PASSWORD }
-          : undefined,
-      bootstrapJoinToken: e.BOOTSTRAP_JOIN_TOKEN,
+    auth: authConfig(e),
+    streams: streamConfig(e),
+  };
+}
+
+type ParsedEnv = z.infer<typeof envSchema>;
+
+function authConfig(e: ParsedEnv): AuthConfig {
+  return {
+    accessTokenTtlMs: e.ACCESS_TOKEN_TTL_MS,
+    refreshTokenTtlMs: e.REFRESH_TOKEN_TTL_MS,
+    workerCredentialTtlMs: e.WORKER_CREDENTIAL_TTL_MS,
+    signingKeyRotationMs: e.SIGNING_KEY_ROTATION_MS,
+    signingKeyEncryptionKeys: e.SIGNING_KEY_ENCRYPTION_KEYS,
+    cacheTtlMs: e.AUTH_CACHE_TTL_MS,
+    invitationTtlMs: e.INVITATION_TTL_MS,
+    argon2: { memoryCostKiB: e.ARGON2_MEMORY_KIB, timeCost: e.ARGON2_TIME_COST, parallelism: e.ARGON2_PARALLELISM },
+    login: {
+      maxFailures: e.LOGIN_MAX_FAILURES,
+      maxFailuresPerIp: e.LOGIN_MAX_FAILURES_PER_IP,
+      windowMs: e.LOGIN_FAILURE_WINDOW_MS,
+      lockoutMs: e.LOGIN_LOCKOUT_MS,
+      delayAfterFailures: e.LOGIN_DELAY_AFTER_FAILURES,
+      delayBaseMs: e.LOGIN_DELAY_BASE_MS,
+      delayMaxMs: e.LOGIN_DELAY_MAX_MS,
     },
-    streams: {
-      maxLifetimeMs: e.STREAM_MAX_LIFETIME_MS,
-      recheckIntervalMs: e.STREAM_RECHECK_INTERVAL_MS,
-      perCaller: {
-        free: e.STREAMS_PER_CALLER_FREE,
-        pro: e.STREAMS_PER_CALLER_PRO,
-        enterprise: e.STREAMS_PER_CALLER_ENTERPRISE,
-      },
-      perTenant: {
-        free: e.STREAMS_PER_TENANT_FREE,
-        pro: e.STREAMS_PER_TENANT_PRO,
-        enterprise: e.STREAMS_PER_TENANT_ENTERPRISE,
-      },
-      anonymousPerIp: e.STREAMS_PER_IP_ANONYMOUS,
-      slotTtlMs: 60_000,
+    rateLimits: {
+      windowMs: e.RATE_LIMIT_WINDOW_MS,
+      anonymous: e.RATE_LIMIT_ANONYMOUS_PER_MINUTE,
+      free: e.RATE_LIMIT_FREE_PER_MINUTE,
+      pro: e.RATE_LIMIT_PRO_PER_MINUTE,
+      enterprise: e.RATE_LIMIT_ENTERPRISE_PER_MINUTE,
     },
+    bootstrapAdmin:
+      e.BOOTSTRAP_ADMIN_EMAIL && e.BOOTSTRAP_ADMIN_PASSWORD
+        ? { email: e.BOOTSTRAP_ADMIN_EMAIL, password: e.BOOTSTRAP_ADMIN_PASSWORD }
+        : undefined,
+    bootstrapJoinToken: e.BOOTSTRAP_JOIN_TOKEN,
+  };
+}
+
+function streamConfig(e: ParsedEnv): StreamConfig {
+  return {
+    maxLifetimeMs: e.STREAM_MAX_LIFETIME_MS,
+    recheckIntervalMs: e.STREAM_RECHECK_INTERVAL_MS,
+    perCaller: {
+      free: e.STREAMS_PER_CALLER_FREE,
+      pro: e.STREAMS_PER_CALLER_PRO,
+      enterprise: e.STREAMS_PER_CALLER_ENTERPRISE,
+    },
+    perTenant: {
+      free: e.STREAMS_PER_TENANT_FREE,
+      pro: e.STREAMS_PER_TENANT_PRO,
+      enterprise: e.STREAMS_PER_TENANT_ENTERPRISE,
+    },
+    anonymousPerIp: e.STREAMS_PER_IP_ANONYMOUS,
+    slotTtlMs: 60_000,
   };
 }
 

@@ -48,66 +48,23 @@ import { requestEntityManager } from '../transport/interceptors.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** AdminService: operators' view of the fleet. */
-export function createAdminServiceHandler(deps: {
+/** What the admin handler works with. */
+interface AdminHandlerDependencies {
   fleet: Fleet;
   joinTokens: JoinTokenService;
   auth: AuthService;
   audit: AuditService;
-}): ServiceImpl<typeof AdminService> {
-  const { fleet, joinTokens, auth, audit } = deps;
+}
+
+/** AdminService: operators' view of the fleet (protobuf <-> domain; rules in the fleet and identity). */
+export function createAdminServiceHandler(deps: AdminHandlerDependencies): ServiceImpl<typeof AdminService> {
+  return { ...workerQueries(deps), ...workerActions(deps), ...platformControls(deps) };
+}
+
+/** Reading the fleet: workers, their events and metrics, the summary, the live feed. */
+function workerQueries({ fleet }: AdminHandlerDependencies) {
   const { maintenance } = fleet;
-  /** Operators' actions on workers go to the audit log as well as the worker's own events. */
-  const audited = async (ctx: HandlerContext, action: string, workerId: string, reason: string) => {
-    const em = requestEntityManager(ctx);
-    audit.record(
-      em,
-      { action: `worker.${action}`, tenantId: null, targetType: 'worker', targetId: workerId, details: { reason } },
-      { principal: requirePrincipal(ctx), origin: ctx.values.get(originKey) },
-    );
-    await em.flush();
-  };
-  const adminAction = async (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
-    const principal = requirePrincipal(ctx);
-    const worker = await fleet.admin.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
-      workerId,
-      action,
-      reason,
-      actorUserId: principal.kind === 'user' ? principal.userId : null,
-    });
-    await audited(ctx, action, workerId, reason);
-    return worker;
-  };
   return {
-    async createJoinToken(req, ctx: HandlerContext) {
-      const { joinToken, token } = await joinTokens.create(
-        requestEntityManager(ctx),
-        requirePrincipal(ctx),
-        {
-          description: req.description,
-          ttlMs: (req.ttlSeconds || 3600) * 1000,
-          maxUses: req.maxUses || 1,
-        },
-        ctx.values.get(originKey),
-      );
-      return create(CreateJoinTokenResponseSchema, {
-        joinTokenId: joinToken.id,
-        token,
-        expiresAt: timestampFromDate(joinToken.expiresAt),
-        maxUses: joinToken.maxUses,
-      });
-    },
-
-    async setUserStatus(req, ctx: HandlerContext) {
-      const user = await auth.setUserStatus(
-        requestEntityManager(ctx),
-        requirePrincipal(ctx),
-        { userId: req.userId, status: userStatusFromProto(req.status) },
-        ctx.values.get(originKey),
-      );
-      return create(SetUserStatusResponseSchema, { user: userToProto(user) });
-    },
-
     async listWorkers(req, ctx: HandlerContext) {
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
       const repository = new WorkerRepository(requestEntityManager(ctx));
@@ -126,32 +83,15 @@ export function createAdminServiceHandler(deps: {
       });
     },
 
-    async cordonWorker(req, ctx: HandlerContext) {
-      const worker = await adminAction(ctx, req.workerId, 'cordon', req.reason);
-      return create(CordonWorkerResponseSchema, { worker: workerToProto(worker) });
-    },
-
-    async uncordonWorker(req, ctx: HandlerContext) {
-      const worker = await adminAction(ctx, req.workerId, 'uncordon', '');
-      return create(UncordonWorkerResponseSchema, { worker: workerToProto(worker) });
-    },
-
-    async drainWorker(req, ctx: HandlerContext) {
-      const worker = await adminAction(ctx, req.workerId, 'drain', req.reason);
-      const notified =
-        worker.status === 'ONLINE'
-          ? await fleet.router.sendCommand(worker.id, { kind: 'drain', reason: req.reason || 'drained by an operator' })
-          : { delivered: false, detail: 'not connected' };
-      return create(DrainWorkerResponseSchema, {
+    async getWorker(req, ctx: HandlerContext) {
+      if (!UUID.test(req.workerId)) throw DomainError.invalidArgument('worker_id', 'must be a worker id (UUID)');
+      const repository = new WorkerRepository(requestEntityManager(ctx));
+      const worker = await fleet.admin.getWorker(repository, req.workerId);
+      const history = await fleet.admin.metricsHistory(repository, worker.id, req.historyMinutes || 60);
+      return create(GetWorkerResponseSchema, {
         worker: workerToProto(worker),
-        sessionsRemaining: await new WorkerRepository(requestEntityManager(ctx)).assignedSessionCount(worker.id),
-        agentNotified: notified.delivered,
+        metricsHistory: history.map(rollupToProto),
       });
-    },
-
-    async removeWorker(req, ctx: HandlerContext) {
-      const worker = await adminAction(ctx, req.workerId, 'remove', '');
-      return create(RemoveWorkerResponseSchema, { worker: workerToProto(worker) });
     },
 
     async listWorkerEvents(req, ctx: HandlerContext) {
@@ -201,6 +141,59 @@ export function createAdminServiceHandler(deps: {
         reassignmentHold: holdToProto(await fleet.holds.current(em)),
       });
     },
+  } satisfies Partial<ServiceImpl<typeof AdminService>>;
+}
+
+/** Operators' actions on workers; each goes to the audit log as well as the worker's own events. */
+function workerActions({ fleet, audit }: AdminHandlerDependencies) {
+  const audited = async (ctx: HandlerContext, action: string, workerId: string, reason: string) => {
+    const em = requestEntityManager(ctx);
+    audit.record(
+      em,
+      { action: `worker.${action}`, tenantId: null, targetType: 'worker', targetId: workerId, details: { reason } },
+      { principal: requirePrincipal(ctx), origin: ctx.values.get(originKey) },
+    );
+    await em.flush();
+  };
+  const adminAction = async (ctx: HandlerContext, workerId: string, action: AdminAction, reason: string) => {
+    const principal = requirePrincipal(ctx);
+    const worker = await fleet.admin.applyAdminAction(new WorkerRepository(requestEntityManager(ctx)), {
+      workerId,
+      action,
+      reason,
+      actorUserId: principal.kind === 'user' ? principal.userId : null,
+    });
+    await audited(ctx, action, workerId, reason);
+    return worker;
+  };
+  return {
+    async cordonWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'cordon', req.reason);
+      return create(CordonWorkerResponseSchema, { worker: workerToProto(worker) });
+    },
+
+    async uncordonWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'uncordon', '');
+      return create(UncordonWorkerResponseSchema, { worker: workerToProto(worker) });
+    },
+
+    async drainWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'drain', req.reason);
+      const notified =
+        worker.status === 'ONLINE'
+          ? await fleet.router.sendCommand(worker.id, { kind: 'drain', reason: req.reason || 'drained by an operator' })
+          : { delivered: false, detail: 'not connected' };
+      return create(DrainWorkerResponseSchema, {
+        worker: workerToProto(worker),
+        sessionsRemaining: await new WorkerRepository(requestEntityManager(ctx)).assignedSessionCount(worker.id),
+        agentNotified: notified.delivered,
+      });
+    },
+
+    async removeWorker(req, ctx: HandlerContext) {
+      const worker = await adminAction(ctx, req.workerId, 'remove', '');
+      return create(RemoveWorkerResponseSchema, { worker: workerToProto(worker) });
+    },
 
     async shutdownWorker(req, ctx: HandlerContext) {
       const principal = requirePrincipal(ctx);
@@ -222,6 +215,41 @@ export function createAdminServiceHandler(deps: {
         detail: result.delivered ? '' : result.detail,
       });
     },
+  } satisfies Partial<ServiceImpl<typeof AdminService>>;
+}
+
+/** The platform's switches: join tokens, users' status, maintenance, the reassignment hold. */
+function platformControls({ fleet, joinTokens, auth }: AdminHandlerDependencies) {
+  const { maintenance } = fleet;
+  return {
+    async createJoinToken(req, ctx: HandlerContext) {
+      const { joinToken, token } = await joinTokens.create(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        {
+          description: req.description,
+          ttlMs: (req.ttlSeconds || 3600) * 1000,
+          maxUses: req.maxUses || 1,
+        },
+        ctx.values.get(originKey),
+      );
+      return create(CreateJoinTokenResponseSchema, {
+        joinTokenId: joinToken.id,
+        token,
+        expiresAt: timestampFromDate(joinToken.expiresAt),
+        maxUses: joinToken.maxUses,
+      });
+    },
+
+    async setUserStatus(req, ctx: HandlerContext) {
+      const user = await auth.setUserStatus(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        { userId: req.userId, status: userStatusFromProto(req.status) },
+        ctx.values.get(originKey),
+      );
+      return create(SetUserStatusResponseSchema, { user: userToProto(user) });
+    },
 
     async releaseReassignmentHold(req, ctx: HandlerContext) {
       const hold = await fleet.holds.release(
@@ -242,18 +270,7 @@ export function createAdminServiceHandler(deps: {
       );
       return create(SetMaintenanceResponseSchema, { maintenance: maintenanceToProto(state) });
     },
-
-    async getWorker(req, ctx: HandlerContext) {
-      if (!UUID.test(req.workerId)) throw DomainError.invalidArgument('worker_id', 'must be a worker id (UUID)');
-      const repository = new WorkerRepository(requestEntityManager(ctx));
-      const worker = await fleet.admin.getWorker(repository, req.workerId);
-      const history = await fleet.admin.metricsHistory(repository, worker.id, req.historyMinutes || 60);
-      return create(GetWorkerResponseSchema, {
-        worker: workerToProto(worker),
-        metricsHistory: history.map(rollupToProto),
-      });
-    },
-  };
+  } satisfies Partial<ServiceImpl<typeof AdminService>>;
 }
 
 function maintenanceToProto(state: MaintenanceState) {

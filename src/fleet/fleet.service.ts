@@ -14,6 +14,7 @@ import { isLeaseExpired, leaseHolder, leaseKey, replicaKey } from './lease.js';
 import type { ReassignmentHoldService } from './reassignment-hold.service.js';
 import type { WorkerAdmin } from './worker-admin.service.js';
 import { WorkerConnection, type DisconnectOutcome, type LocalStreams } from './worker-connection.js';
+import type { Worker } from './worker.entity.js';
 import { WorkerRepository } from './worker.repository.js';
 
 /** Reason recorded when an agent drains itself (SIGTERM); a restarted agent is schedulable again. */
@@ -102,7 +103,51 @@ export class FleetService {
       throw new DomainError('FAILED_PRECONDITION', 'hello was already received on this stream');
     }
     // Its shape (name, capacity, labels, ids) was checked against worker.proto's rules as it arrived.
-    const { store, clock } = this.resources;
+    const now = this.resources.clock.now();
+    const { worker, event: online } = await this.register(connection, hello, now);
+    if (connection.isClosed()) {
+      // The stream ended while the Hello was being stored: undo, or the
+      // worker would look online with nobody behind it.
+      await this.repository().detachStream({
+        workerId: worker.id,
+        streamId: connection.streamId,
+        reason: 'stream closed during registration',
+        now: this.resources.clock.now(),
+      });
+      return;
+    }
+    await this.goLive(connection, worker, hello);
+    await this.deps.changes.announce(online);
+    if (worker.schedulability === 'DRAINING' && worker.schedulabilityReason === AGENT_DRAINING_REASON) {
+      // It drained itself to stop (a rolling restart, say) and is back: not an operator's drain.
+      await this.deps.admin.applyAdminAction(this.repository(), {
+        workerId: worker.id,
+        action: 'uncordon',
+        reason: 'the agent restarted after draining itself',
+        actorUserId: null,
+      });
+    }
+    // After the Welcome is queued, so commands the reconciliation sends arrive after it.
+    queueMicrotask(() => this.deps.onHello(worker.id, hello.heldSessions, now));
+    connection.send({
+      correlationId,
+      kind: 'welcome',
+      workerId: worker.id,
+      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
+      leaseTtlMs: this.options.leaseTtlMs,
+      replicaId: this.options.replicaId,
+      workerCredential: await this.deps.tokens.issueWorkerCredential({
+        workerId: worker.id,
+        generation: worker.credentialGeneration,
+      }),
+    });
+  }
+
+  /**
+   * Checks the agent's credential (a join token to enrol, then the worker
+   * credential) and records the worker and its new stream in one transaction.
+   */
+  private async register(connection: WorkerConnection, hello: AgentHello, now: Date) {
     const credential = hello.credential;
     if (!credential) {
       throw new DomainError(
@@ -115,8 +160,7 @@ export class FleetService {
       credential.kind === 'worker-credential'
         ? await this.deps.tokens.verifyWorkerCredential(credential.token)
         : undefined;
-    const now = clock.now();
-    const { worker, event: online } = await this.repository().attachStream({
+    return this.repository().attachStream({
       hello,
       streamId: connection.streamId,
       replicaId: this.options.replicaId,
@@ -143,21 +187,15 @@ export class FleetService {
         // The same agent process reconnecting (its old stream not yet noticed
         // dead) may take over; another process may not while the lease lives.
         if (current.instanceId === hello.instanceId) return true;
-        const [holder] = await store.readLeases([leaseKey(current.id)]);
+        const [holder] = await this.resources.store.readLeases([leaseKey(current.id)]);
         return holder === null;
       },
     });
-    if (connection.isClosed()) {
-      // The stream ended while the Hello was being stored: undo, or the
-      // worker would look online with nobody behind it.
-      await this.repository().detachStream({
-        workerId: worker.id,
-        streamId: connection.streamId,
-        reason: 'stream closed during registration',
-        now: clock.now(),
-      });
-      return;
-    }
+  }
+
+  /** Takes the worker's lease for this stream and makes it the worker's live stream here. */
+  private async goLive(connection: WorkerConnection, worker: Worker, hello: AgentHello): Promise<void> {
+    const { store, clock } = this.resources;
     if (hello.heldSessions.length > 0) {
       this.log.info(
         { workerId: worker.id, held: hello.heldSessions.map((s) => `${s.sessionId}@${s.epoch}`) },
@@ -190,30 +228,6 @@ export class FleetService {
       },
       'worker online',
     );
-    await this.deps.changes.announce(online);
-    if (worker.schedulability === 'DRAINING' && worker.schedulabilityReason === AGENT_DRAINING_REASON) {
-      // It drained itself to stop (a rolling restart, say) and is back: not an operator's drain.
-      await this.deps.admin.applyAdminAction(this.repository(), {
-        workerId: worker.id,
-        action: 'uncordon',
-        reason: 'the agent restarted after draining itself',
-        actorUserId: null,
-      });
-    }
-    // After the Welcome is queued, so commands the reconciliation sends arrive after it.
-    queueMicrotask(() => this.deps.onHello(worker.id, hello.heldSessions, now));
-    connection.send({
-      correlationId,
-      kind: 'welcome',
-      workerId: worker.id,
-      heartbeatIntervalMs: this.options.heartbeatIntervalMs,
-      leaseTtlMs: this.options.leaseTtlMs,
-      replicaId: this.options.replicaId,
-      workerCredential: await this.deps.tokens.issueWorkerCredential({
-        workerId: worker.id,
-        generation: worker.credentialGeneration,
-      }),
-    });
   }
 
   /** Renews the worker's lease, buffers its metrics for the database and acknowledges. */

@@ -12,8 +12,8 @@ import { peerKey } from '../transport/context.js';
 import type { CommandRouter } from './command-router.js';
 import type { FleetService } from './fleet.service.js';
 import type { WorkerRefusals } from './worker-refusals.js';
-import type { ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';
-import type { Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
+import type { AgentHello, ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';
+import type { Hello, Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { engineToProto } from './fleet-mapping.handler.js';
 import { CLEAN_CLOSE_REASON, type DisconnectOutcome, type WorkerConnection } from './worker-connection.js';
@@ -24,176 +24,201 @@ export const MAX_QUEUED_SESSION_EVENTS = 10_000;
 /** Longest reason recorded for a stream's end (a worker event); violations can be many. */
 const MAX_END_REASON = 500;
 
-/**
- * WorkerService.Connect: decodes agent envelopes, hands them to the fleet
- * service, and encodes what the fleet sends back. Inbound and outbound run
- * concurrently: the fleet may push to the agent at any time.
- */
-export function createWorkerServiceHandler(deps: {
+/** Where a stream's pieces go: the fleet, the command router, refusals, and the sessions capability. */
+export interface WorkerStreamDependencies {
   fleet: FleetService;
   router: CommandRouter;
   refusals: WorkerRefusals;
   /** Where session events go (the sessions capability); refused events are its business. */
   onSessionEvent: (workerId: string, event: WorkerSessionEvent) => Promise<void>;
-}): ServiceImpl<typeof WorkerService> {
-  const { fleet, router, refusals, onSessionEvent } = deps;
+}
+
+/**
+ * WorkerService.Connect: decodes agent envelopes, hands them to the fleet
+ * service, and encodes what the fleet sends back. Inbound and outbound run
+ * concurrently: the fleet may push to the agent at any time.
+ */
+export function createWorkerServiceHandler(deps: WorkerStreamDependencies): ServiceImpl<typeof WorkerService> {
   return {
     async *connect(requests: AsyncIterable<AgentMessage>, ctx: HandlerContext): AsyncIterable<ControlMessage> {
-      const connection = fleet.openConnection(ctx.values.get(peerKey));
-      let endReason = CLEAN_CLOSE_REASON;
-      let outcome: DisconnectOutcome = 'clean';
-      let ended = false;
-      // The first reason to end the stream is the one recorded; `error` is what the agent sees
-      // (none: a clean end). The worker is lost either way: its stream broke without a goodbye.
-      const end = (reason: string, error?: unknown) => {
-        if (ended) return;
-        ended = true;
-        endReason = reason.length > MAX_END_REASON ? `${reason.slice(0, MAX_END_REASON - 1)}…` : reason;
-        outcome = 'lost';
-        connection.outbound.close(error);
-      };
-      const endWith = (error: unknown) => {
-        if (error instanceof DomainError) {
-          if (error.code === 'INVALID_ARGUMENT') {
-            // An envelope broke worker.proto's rules (validation interceptor) or the protocol.
-            refusals.protocolError(connection, error);
-            end(`protocol error: ${error.message}`, error);
-          } else {
-            end(`refused: ${error.message}`, error);
-          }
-        } else if (ctx.signal.aborted || isConnectionGone(error)) {
-          // The agent is gone (reset, killed): nobody is left to tell.
-          end('agent connection lost');
-        } else if (error instanceof ConnectError) {
-          // Raised by the transport while reading the stream (a frame it could not decode or accept).
-          end(`protocol error: ${error.rawMessage}`, error);
-        } else {
-          // Our own failure, not the agent's (the database failed, say): logged with its cause, INTERNAL for the agent.
-          end(
-            'internal error on the control plane while handling the stream',
-            refusals.internalError(connection, 'handling the stream', error),
-          );
-        }
-      };
-      // Session events are applied one at a time in the order they came, but
-      // off the read loop: each is a database transaction, and a burst of them
-      // (every session just placed on the worker shows a QR code, three
-      // receipts per message sent) must not hold back the heartbeats, command
-      // acks and responses behind it, or the agent fences itself and commands
-      // time out while the worker is healthy.
-      let sessionEvents = Promise.resolve();
-      let queuedSessionEvents = 0;
-      let belowLimit: (() => void) | undefined;
-      let sessionEventFailed = false;
-      const applyInOrder = (workerId: string, event: WorkerSessionEvent) => {
-        queuedSessionEvents += 1;
-        sessionEvents = sessionEvents.then(async () => {
-          try {
-            if (!sessionEventFailed) await onSessionEvent(workerId, event);
-          } catch (error) {
-            // Later events may build on this one (a QR code, then "connected"): none is applied
-            // after a failure; the agent reconnects and reports what it runs.
-            sessionEventFailed = true;
-            if (error instanceof DomainError) endWith(error);
-            else {
-              const what = `applying a ${event.event.kind} session event`;
-              end(
-                `internal error on the control plane ${what}`,
-                refusals.internalError(connection, what, error, event),
-              );
-            }
-          } finally {
-            queuedSessionEvents -= 1;
-            if (queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) belowLimit?.();
-          }
-        });
-      };
-      const inbound = (async () => {
-        for await (const message of requests) {
-          const { correlationId, payload } = message;
-          switch (payload.case) {
-            case 'hello':
-              await fleet.accept(
-                connection,
-                {
-                  workerName: payload.value.workerName,
-                  agentVersion: payload.value.agentVersion,
-                  capacity: payload.value.capacity,
-                  supportedEngines: payload.value.supportedEngines.map(engineFromProto),
-                  labels: { ...payload.value.labels },
-                  instanceId: payload.value.instanceId,
-                  workerId: payload.value.workerId,
-                  heldSessions: payload.value.heldSessions.map((held) => ({
-                    sessionId: held.sessionId,
-                    epoch: held.epoch,
-                  })),
-                  credential:
-                    payload.value.credential.case === 'joinToken'
-                      ? { kind: 'join-token', token: payload.value.credential.value }
-                      : payload.value.credential.case === 'workerCredential'
-                        ? { kind: 'worker-credential', token: payload.value.credential.value }
-                        : undefined,
-                },
-                correlationId,
-              );
-              break;
-            case 'heartbeat':
-              await fleet.heartbeat(
-                connection,
-                {
-                  sequence: payload.value.sequence,
-                  metrics: metricsFromProto(payload.value.metrics),
-                  draining: payload.value.draining,
-                },
-                correlationId,
-              );
-              break;
-            case 'commandAck':
-              requireHello(connection.state);
-              router.commandAcknowledged(connection, correlationId, payload.value.accepted, payload.value.detail);
-              break;
-            case 'response':
-              requireHello(connection.state);
-              router.responseReceived(connection, correlationId, resultFromProto(payload.value));
-              break;
-            case 'sessionEvent': {
-              requireHello(connection.state);
-              // A stream the fleet is ending (lease lost, superseded) must not change sessions any more.
-              if (connection.state !== 'live') break;
-              applyInOrder(connection.workerId, sessionEventFromProto(payload.value));
-              // An agent reporting faster than its events can be applied is held
-              // back by the stream's flow control rather than buffered without
-              // bound: at the limit, the next message is read once one is applied.
-              if (queuedSessionEvents >= MAX_QUEUED_SESSION_EVENTS) {
-                await new Promise<void>((resolve) => (belowLimit = resolve));
-                belowLimit = undefined;
-              }
-              break;
-            }
-            case undefined:
-              throw DomainError.invalidArgument('payload', 'envelope has no payload');
-            default:
-              payload satisfies never;
-          }
-          if (connection.state === 'closing') return;
-        }
-      })().then(
-        () => {
-          // A cancelled call ends the request stream too, but the agent did not say goodbye.
-          if (ctx.signal.aborted) end('agent connection lost');
-          connection.outbound.close();
-        },
-        (error: unknown) => endWith(error),
-      );
+      const stream = new AgentStream(deps.fleet.openConnection(ctx.values.get(peerKey)), deps, ctx.signal);
+      const inbound = stream.read(requests);
       try {
-        for await (const envelope of connection.outbound) yield toProto(envelope);
+        for await (const envelope of stream.connection.outbound) yield toProto(envelope);
       } finally {
         // A Hello still being processed notices the closed connection and
         // undoes its registration (FleetService.accept), so no need to wait.
         void inbound;
-        await fleet.disconnect(connection, endReason, outcome);
+        await deps.fleet.disconnect(stream.connection, stream.endReason, stream.outcome);
       }
     },
+  };
+}
+
+/** One agent stream's inbound side: what it reads, the order it applies session events in, and how it ends. */
+class AgentStream {
+  endReason = CLEAN_CLOSE_REASON;
+  outcome: DisconnectOutcome = 'clean';
+  private ended = false;
+  // Session events are applied one at a time in the order they came, but
+  // off the read loop: each is a database transaction, and a burst of them
+  // (every session just placed on the worker shows a QR code, three
+  // receipts per message sent) must not hold back the heartbeats, command
+  // acks and responses behind it, or the agent fences itself and commands
+  // time out while the worker is healthy.
+  private sessionEvents = Promise.resolve();
+  private queuedSessionEvents = 0;
+  private belowLimit: (() => void) | undefined;
+  private sessionEventFailed = false;
+
+  constructor(
+    readonly connection: WorkerConnection,
+    private readonly deps: WorkerStreamDependencies,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  /** Reads until the agent closes, the stream fails, or the fleet ends it. */
+  read(requests: AsyncIterable<AgentMessage>): Promise<void> {
+    return (async () => {
+      for await (const message of requests) {
+        // Only what must be awaited is: acks and responses take effect before the next message is read.
+        const pending = this.dispatch(message);
+        if (pending) await pending;
+        if (this.connection.state === 'closing') return;
+      }
+    })().then(
+      () => {
+        // A cancelled call ends the request stream too, but the agent did not say goodbye.
+        if (this.signal.aborted) this.end('agent connection lost');
+        this.connection.outbound.close();
+      },
+      (error: unknown) => this.endWith(error),
+    );
+  }
+
+  private dispatch(message: AgentMessage): Promise<void> | undefined {
+    const { fleet, router } = this.deps;
+    const { connection } = this;
+    const { correlationId, payload } = message;
+    switch (payload.case) {
+      case 'hello':
+        return fleet.accept(connection, helloFromProto(payload.value), correlationId);
+      case 'heartbeat':
+        return fleet.heartbeat(
+          connection,
+          {
+            sequence: payload.value.sequence,
+            metrics: metricsFromProto(payload.value.metrics),
+            draining: payload.value.draining,
+          },
+          correlationId,
+        );
+      case 'commandAck':
+        requireHello(connection.state);
+        router.commandAcknowledged(connection, correlationId, payload.value.accepted, payload.value.detail);
+        return undefined;
+      case 'response':
+        requireHello(connection.state);
+        router.responseReceived(connection, correlationId, resultFromProto(payload.value));
+        return undefined;
+      case 'sessionEvent':
+        requireHello(connection.state);
+        // A stream the fleet is ending (lease lost, superseded) must not change sessions any more.
+        if (connection.state !== 'live') return undefined;
+        this.applyInOrder(connection.workerId, sessionEventFromProto(payload.value));
+        // An agent reporting faster than its events can be applied is held
+        // back by the stream's flow control rather than buffered without
+        // bound: at the limit, the next message is read once one is applied.
+        if (this.queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) return undefined;
+        return new Promise<void>((resolve) => (this.belowLimit = resolve)).then(() => {
+          this.belowLimit = undefined;
+        });
+      case undefined:
+        throw DomainError.invalidArgument('payload', 'envelope has no payload');
+      default:
+        payload satisfies never;
+        return undefined;
+    }
+  }
+
+  private applyInOrder(workerId: string, event: WorkerSessionEvent): void {
+    this.queuedSessionEvents += 1;
+    this.sessionEvents = this.sessionEvents.then(async () => {
+      try {
+        if (!this.sessionEventFailed) await this.deps.onSessionEvent(workerId, event);
+      } catch (error) {
+        // Later events may build on this one (a QR code, then "connected"): none is applied
+        // after a failure; the agent reconnects and reports what it runs.
+        this.sessionEventFailed = true;
+        if (error instanceof DomainError) this.endWith(error);
+        else {
+          const what = `applying a ${event.event.kind} session event`;
+          this.end(
+            `internal error on the control plane ${what}`,
+            this.deps.refusals.internalError(this.connection, what, error, event),
+          );
+        }
+      } finally {
+        this.queuedSessionEvents -= 1;
+        if (this.queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) this.belowLimit?.();
+      }
+    });
+  }
+
+  /**
+   * The first reason to end the stream is the one recorded; `error` is what
+   * the agent sees (none: a clean end). The worker is lost either way: its
+   * stream broke without a goodbye.
+   */
+  private end(reason: string, error?: unknown): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.endReason = reason.length > MAX_END_REASON ? `${reason.slice(0, MAX_END_REASON - 1)}…` : reason;
+    this.outcome = 'lost';
+    this.connection.outbound.close(error);
+  }
+
+  private endWith(error: unknown): void {
+    if (error instanceof DomainError) {
+      if (error.code === 'INVALID_ARGUMENT') {
+        // An envelope broke worker.proto's rules (validation interceptor) or the protocol.
+        this.deps.refusals.protocolError(this.connection, error);
+        this.end(`protocol error: ${error.message}`, error);
+      } else {
+        this.end(`refused: ${error.message}`, error);
+      }
+    } else if (this.signal.aborted || isConnectionGone(error)) {
+      // The agent is gone (reset, killed): nobody is left to tell.
+      this.end('agent connection lost');
+    } else if (error instanceof ConnectError) {
+      // Raised by the transport while reading the stream (a frame it could not decode or accept).
+      this.end(`protocol error: ${error.rawMessage}`, error);
+    } else {
+      // Our own failure, not the agent's (the database failed, say): logged with its cause, INTERNAL for the agent.
+      this.end(
+        'internal error on the control plane while handling the stream',
+        this.deps.refusals.internalError(this.connection, 'handling the stream', error),
+      );
+    }
+  }
+}
+
+function helloFromProto(value: Hello): AgentHello {
+  return {
+    workerName: value.workerName,
+    agentVersion: value.agentVersion,
+    capacity: value.capacity,
+    supportedEngines: value.supportedEngines.map(engineFromProto),
+    labels: { ...value.labels },
+    instanceId: value.instanceId,
+    workerId: value.workerId,
+    heldSessions: value.heldSessions.map((held) => ({ sessionId: held.sessionId, epoch: held.epoch })),
+    credential:
+      value.credential.case === 'joinToken'
+        ? { kind: 'join-token', token: value.credential.value }
+        : value.credential.case === 'workerCredential'
+          ? { kind: 'worker-credential', token: value.credential.value }
+          : undefined,
   };
 }
 

@@ -70,6 +70,11 @@ export function createSessionHandler(
   sessions: SessionService,
   watch: SessionWatch,
 ): ServiceImpl<typeof SessionServiceDesc> {
+  return { ...lifecycle(sessions), ...linking(sessions, watch) };
+}
+
+/** Creating, reading and the lifecycle commands. */
+function lifecycle(sessions: SessionService) {
   const command = async (ctx: HandlerContext, id: string, kind: 'start' | 'stop' | 'restart' | 'logout' | 'delete') =>
     sessions.command(requestEntityManager(ctx), requirePrincipal(ctx), id, { kind }, ctx.values.get(originKey));
   return {
@@ -129,6 +134,12 @@ export function createSessionHandler(
       await command(ctx, req.sessionId, 'delete');
       return create(DeleteSessionResponseSchema, {});
     },
+  } satisfies Partial<ServiceImpl<typeof SessionServiceDesc>>;
+}
+
+/** Linking an account: the QR code, the pairing code, and the live feed that carries fresh QR codes. */
+function linking(sessions: SessionService, watch: SessionWatch) {
+  return {
     async getQrCode(req, ctx) {
       const qr = await sessions.qrCode(requestEntityManager(ctx), requirePrincipal(ctx), req.sessionId);
       const rendered = await renderQr(qr.payload);
@@ -182,7 +193,7 @@ export function createSessionHandler(
         ctx.signal.removeEventListener('abort', end);
       }
     },
-  };
+  } satisfies Partial<ServiceImpl<typeof SessionServiceDesc>>;
 }
 
 function watchResponse(change: SessionChange) {
