@@ -98,7 +98,7 @@ export async function createBackingServices(options: {
 }
 
 /** Creates `name` on the server behind `adminUrl`; refuses any name that is not a bench's. */
-export async function createBenchDatabase(adminUrl: string, name: string): Promise<BenchDatabase> {
+async function createBenchDatabase(adminUrl: string, name: string): Promise<BenchDatabase> {
   if (!/^sb_bench_[a-z0-9]+$/.test(name)) throw new Error(`refusing to manage database ${name}: not a bench name`);
   await adminQuery(adminUrl, `create database "${name}"`, []);
   const url = new URL(adminUrl);
@@ -111,7 +111,7 @@ export async function createBenchDatabase(adminUrl: string, name: string): Promi
 }
 
 /** Deletes every key under the run's prefix; returns how many there were. */
-export async function deleteRedisKeys(url: string, prefix: string): Promise<number> {
+async function deleteRedisKeys(url: string, prefix: string): Promise<number> {
   if (!/^sb-bench-[a-z0-9]+:$/.test(prefix))
     throw new Error(`refusing to delete keys under ${prefix}: not a bench prefix`);
   const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
