@@ -167,9 +167,9 @@ function report(
       r.rps.toFixed(0),
       r.p50.toFixed(2),
       r.p99.toFixed(2),
-      ratio(r.rps, floor.rps, ''),
-      ratio(r.p50, floor.p50, ''),
-      ratio(r.p99, floor.p99, ''),
+      ratio(r.rps, floor.rps, { suffix: '' }),
+      ratio(r.p50, floor.p50, { suffix: '' }),
+      ratio(r.p99, floor.p99, { suffix: '' }),
     ]),
   );
   return {

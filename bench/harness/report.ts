@@ -9,9 +9,17 @@ export function floorHeader(ours: string, floor: string): string[] {
   return ['figure', ours, floor, `${ours} / ${floor}`];
 }
 
-/** `a / b` as `1.23x`; '-' when either is missing or the ratio is not a number. */
-export function ratio(a: number | undefined, b: number | undefined, suffix = 'x'): string {
-  if (a === undefined || b === undefined || b === 0 || !Number.isFinite(a / b)) return '-';
+/**
+ * `a / b` as `1.23x`; `none` ('-' by default) when either is missing, the
+ * floor's figure is not positive (a ratio to it means nothing) or the ratio
+ * is not a number.
+ */
+export function ratio(
+  a: number | undefined,
+  b: number | undefined,
+  { suffix = 'x', none = '-' }: { suffix?: string; none?: string } = {},
+): string {
+  if (a === undefined || b === undefined || !(b > 0) || !Number.isFinite(a / b)) return none;
   return `${(a / b).toFixed(2)}${suffix}`;
 }
 

@@ -69,7 +69,7 @@ export function formatReport(ours: ServerFigures, floor: ServerFigures): string 
     ROWS.map((row) => {
       const a = row.value(ours);
       const b = row.value(floor);
-      return [row.name, format(a, row.digits), format(b, row.digits), row.ratio ? ratio(a, b) : ''];
+      return [row.name, format(a, row.digits), format(b, row.digits), row.ratio ? ratio(a, b, { none: '' }) : ''];
     }),
   );
 }
