@@ -48,11 +48,16 @@ export async function ensureServices(services: { postgresUrl?: string; redisUrl?
   if (services.redisUrl !== undefined) {
     const url = services.redisUrl;
     const redis = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+    // The socket's own error says more than the "Connection is closed." that connect() rejects with.
+    let socketError: unknown;
+    redis.on('error', (error) => (socketError ??= error));
     try {
       await redis.connect();
       await redis.ping();
     } catch (error) {
-      throw new Error(`Redis does not answer at ${url} (${reason(error)}): start it, or pass --redis-url`);
+      throw new Error(
+        `Redis does not answer at ${url} (${reason(socketError ?? error)}): start it, or pass --redis-url`,
+      );
     } finally {
       redis.disconnect();
     }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { ensureServices } from './backing-services.js';
@@ -150,7 +150,9 @@ async function run<V>(definition: BenchDefinition<V>): Promise<number> {
   } finally {
     await cleanUp();
     if (workDir) {
-      if (!succeeded) progress(`logs kept in ${workDir}`);
+      // A run that failed before writing anything leaves nothing worth keeping.
+      if (!succeeded && readdirSync(workDir).length === 0) rmSync(workDir, { recursive: true, force: true });
+      else if (!succeeded) progress(`logs kept in ${workDir}`);
       else if (profiling) progress(`CPU profiles in ${workDir}`);
       else rmSync(workDir, { recursive: true, force: true });
     }
