@@ -133,7 +133,7 @@ type Flags = Record<string, Flag<unknown>>;
 export type OptionValues<F extends Flags> = { [K in keyof F]: F[K] extends Flag<infer T> ? T : never };
 
 /** A bench's flags, ready to parse argv and the environment and to print --help. */
-export interface BenchOptions<V> {
+export interface BenchFlags<V> {
   /** The options, or `help` when --help was given. */
   parse(argv: readonly string[], env: NodeJS.ProcessEnv): V | 'help';
   usage(): string;
@@ -151,7 +151,7 @@ export function defineOptions<F extends Flags, R = OptionValues<F>>(spec: {
   check?: (values: OptionValues<F>) => string | undefined;
   compile?: (values: OptionValues<F>) => R;
   notes?: string;
-}): BenchOptions<R> {
+}): BenchFlags<R> {
   const entries = Object.entries(spec.flags).map(([key, flag]) => ({ key, flag, name: flagName(key, flag) }));
   const byName = new Map(entries.map((entry) => [entry.name, entry]));
   return {

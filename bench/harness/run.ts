@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ensureServices } from './backing-services.js';
 import { interrupted } from './interrupt.js';
 import { describeMachine, measureMachineCpu } from './measure.js';
-import { BenchOptionsError, type BenchOptions } from './options.js';
+import { BenchOptionsError, type BenchFlags } from './options.js';
 
 /** Idle-machine CPU above which a run warns that something else competes for the cores. */
 const BUSY_MACHINE_PERCENT = 15;
@@ -51,7 +51,7 @@ export interface BenchOutcome {
 /** One bench, declared: its flags, what it needs, and what it measures. */
 export interface BenchDefinition<V> {
   name: string;
-  options: BenchOptions<V>;
+  options: BenchFlags<V>;
   /** One line on what this run will do, logged at the start. */
   describe(options: V): string;
   /** The PostgreSQL and Redis the run needs, checked before anything starts; none when omitted. */
