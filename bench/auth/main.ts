@@ -10,29 +10,23 @@
  *
  *   npm run bench:auth -- [--seconds 10] [--concurrency 16]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { join } from 'node:path';
 import argon2 from 'argon2';
 import { loadConfig } from '../../src/config.js';
-import { createBenchDatabase, deleteRedisKeys } from '../streams/backing-services.js';
+import { createBackingServices } from '../harness/backing-services.js';
+import { startControlPlane, UNREACHABLE_RATE_LIMITS, type ControlPlane } from '../harness/control-plane-run.js';
+import { backingServiceFlags, defineOptions, integer, type OptionValues } from '../harness/options.js';
+import { markdownTable, ratio } from '../harness/report.js';
+import { runBench, type BenchOutcome, type BenchReport, type BenchRun } from '../harness/run.js';
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '10' },
-    concurrency: { type: 'string', default: '16' },
-    'database-url': {
-      type: 'string',
-      default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test',
-    },
-    'redis-url': { type: 'string', default: process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379' },
-  },
-});
-const seconds = Number(values.seconds);
-const concurrency = Number(values.concurrency);
 const RPC = 'switchboard.v1.ApiKeyService/ListApiKeys';
-const serverMain = fileURLToPath(new URL('./server.ts', import.meta.url));
+
+const flags = {
+  seconds: integer({ help: 'measured per variant, after a 2 s warm-up', unit: 's', default: 10, min: 1, max: 3600 }),
+  concurrency: integer({ help: 'concurrent keep-alive clients', default: 16, min: 1, max: 1000 }),
+  ...backingServiceFlags(),
+};
+type AuthOptions = OptionValues<typeof flags>;
 
 interface Result {
   label: string;
@@ -43,72 +37,72 @@ interface Result {
   p99: number;
 }
 
-async function main(): Promise<void> {
-  const runId = randomBytes(4).toString('hex');
-  const database = await createBenchDatabase(values['database-url'], `sb_bench_${runId}`);
-  const prefix = `sb-bench-${runId}:`;
+async function measureAuth(options: AuthOptions, run: BenchRun): Promise<BenchOutcome> {
+  const backing = await createBackingServices({ ...options, runId: run.runId, progress: run.progress });
+  run.defer(() => backing.dispose());
   const env: Record<string, string> = {
-    DATABASE_URL: database.url,
-    REDIS_URL: values['redis-url'],
-    REDIS_KEY_PREFIX: prefix,
+    ...backing.env,
     HOST: '127.0.0.1',
     HTTP_PORT: '0',
     GRPC_PORT: '0',
     LOG_LEVEL: 'warn',
-    // Limits far above what one process serves: they still run (a Redis call per request) but never refuse.
-    RATE_LIMIT_FREE_PER_MINUTE: '10000000',
-    RATE_LIMIT_ANONYMOUS_PER_MINUTE: '10000000',
+    ...UNREACHABLE_RATE_LIMITS,
   };
-  let server: ChildProcess | undefined;
-  try {
-    // 1. The real process: set up a tenant, an API key and a JWT, then measure both.
-    const real = await startServer(env);
-    server = real.child;
-    const base = `http://127.0.0.1:${real.port}`;
-    const signUp = await post(base, 'switchboard.v1.AuthService/SignUp', {
-      email: `bench-${runId}@example.com`,
-      password: 'benchmark-password-123',
-      displayName: 'bench',
-      tenantName: 'bench',
+  const start = async (name: string, extra: Record<string, string> = {}): Promise<ControlPlane> => {
+    const server = await startControlPlane({
+      name,
+      entry: new URL('./server.ts', import.meta.url),
+      env: { ...env, ...extra },
+      logFile: join(run.workDir, `${name.replace(/\W+/g, '-')}.log`),
     });
-    const jwt = signUp.tokens.accessToken as string;
-    const key = await post(
-      base,
-      'switchboard.v1.ApiKeyService/CreateApiKey',
-      { name: 'bench', role: 'ROLE_DEVELOPER' },
-      jwt,
-    );
-    const results: Result[] = [];
-    results.push(await measure('API key (Bearer sb_live_...)', base, key.secret as string));
-    results.push(await measure('JWT access token', base, jwt));
-    await stopServer(real.child);
+    run.defer(() => server.stop());
+    return server;
+  };
 
-    // 2. The floor: same database and RPC, credential check switched off.
-    const principal = {
-      kind: 'user',
-      userId: signUp.user.id,
-      tenantId: signUp.tenant.id,
-      role: 'OWNER',
-      plan: 'free',
-      platformAdmin: false,
-      sessionId: '00000000-0000-4000-8000-000000000000',
-    };
-    const floor = await startServer({ ...env, BENCH_FLOOR_PRINCIPAL: JSON.stringify(principal) });
-    server = floor.child;
-    const floorResult = await measure('floor (authentication off)', `http://127.0.0.1:${floor.port}`, 'ignored');
-    await stopServer(floor.child);
-    server = undefined;
+  // 1. The real process: set up a tenant, an API key and a JWT, then measure both.
+  const real = await start('control plane');
+  const signUp = await post(real.httpUrl, 'switchboard.v1.AuthService/SignUp', {
+    email: `bench-${run.runId}@example.com`,
+    password: 'benchmark-password-123',
+    displayName: 'bench',
+    tenantName: 'bench',
+  });
+  const jwt = signUp.tokens.accessToken as string;
+  const key = await post(
+    real.httpUrl,
+    'switchboard.v1.ApiKeyService/CreateApiKey',
+    { name: 'bench', role: 'ROLE_DEVELOPER' },
+    jwt,
+  );
+  const results: Result[] = [];
+  results.push(await measure('API key (Bearer sb_live_...)', real.httpUrl, key.secret as string, options));
+  results.push(await measure('JWT access token', real.httpUrl, jwt, options));
+  await real.stop();
 
-    const hash = await argon2Timing();
-    report([floorResult, ...results], floorResult, hash);
-  } finally {
-    if (server) await stopServer(server);
-    await database.drop();
-    await deleteRedisKeys(values['redis-url'], prefix);
-  }
+  // 2. The floor: same database and RPC, credential check switched off.
+  const principal = {
+    kind: 'user',
+    userId: signUp.user.id,
+    tenantId: signUp.tenant.id,
+    role: 'OWNER',
+    plan: 'free',
+    platformAdmin: false,
+    sessionId: '00000000-0000-4000-8000-000000000000',
+  };
+  const floor = await start('floor', { BENCH_FLOOR_PRINCIPAL: JSON.stringify(principal) });
+  const floorResult = await measure('floor (authentication off)', floor.httpUrl, 'ignored', options);
+  await floor.stop();
+
+  const hash = await argon2Timing();
+  return { report: report([floorResult, ...results], floorResult, hash, options) };
 }
 
-async function measure(label: string, base: string, credential: string): Promise<Result> {
+async function measure(
+  label: string,
+  base: string,
+  credential: string,
+  { seconds, concurrency }: AuthOptions,
+): Promise<Result> {
   const run = async (durationMs: number, record: boolean) => {
     const latencies: number[] = [];
     let errors = 0;
@@ -158,53 +152,30 @@ async function argon2Timing(): Promise<{ ms: number; params: string }> {
   };
 }
 
-function report(results: Result[], floor: Result, hash: { ms: number; params: string }): void {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const rows = [
-    line(['variant', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'req/s vs floor', 'p50 vs floor', 'p99 vs floor']),
-    line(['---', '---:', '---:', '---:', '---:', '---:', '---:', '---:']),
-    ...results.map((r) =>
-      line([
-        r.label,
-        String(r.requests),
-        r.rps.toFixed(0),
-        r.p50.toFixed(2),
-        r.p99.toFixed(2),
-        (r.rps / floor.rps).toFixed(2),
-        (r.p50 / floor.p50).toFixed(2),
-        (r.p99 / floor.p99).toFixed(2),
-      ]),
-    ),
-  ];
-  process.stdout.write(
-    `\nbench/auth: ${RPC} over Connect JSON, ${concurrency} concurrent clients, ${seconds} s per variant\n\n${rows.join('\n')}\n\n` +
-      `argon2id hash (${hash.params}): ${hash.ms.toFixed(1)} ms median of 20\n`,
+function report(
+  results: Result[],
+  floor: Result,
+  hash: { ms: number; params: string },
+  options: AuthOptions,
+): BenchReport {
+  const table = markdownTable(
+    ['variant', 'requests', 'req/s', 'p50 ms', 'p99 ms', 'req/s vs floor', 'p50 vs floor', 'p99 vs floor'],
+    'lrrrrrrr',
+    results.map((r) => [
+      r.label,
+      String(r.requests),
+      r.rps.toFixed(0),
+      r.p50.toFixed(2),
+      r.p99.toFixed(2),
+      ratio(r.rps, floor.rps, { suffix: '' }),
+      ratio(r.p50, floor.p50, { suffix: '' }),
+      ratio(r.p99, floor.p99, { suffix: '' }),
+    ]),
   );
-}
-
-async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', serverMain], {
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /READY (\d+)/.exec(out);
-      if (match) resolve(Number(match[1]));
-    });
-    child.once('exit', (code) => reject(new Error(`bench server exited with ${code}`)));
-  });
-  return { child, port };
-}
-
-function stopServer(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGTERM');
-  });
+  return {
+    title: `bench/auth: ${RPC} over Connect JSON, ${options.concurrency} concurrent clients, ${options.seconds} s per variant`,
+    body: `\n${table.join('\n')}\n\nargon2id hash (${hash.params}): ${hash.ms.toFixed(1)} ms median of 20\n`,
+  };
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -219,4 +190,11 @@ async function post(base: string, path: string, body: unknown, token?: string): 
   return json;
 }
 
-await main();
+await runBench({
+  name: 'bench:auth',
+  options: defineOptions({ command: 'npm run bench:auth', flags }),
+  describe: (o) => `${RPC}, ${o.concurrency} clients, ${o.seconds} s per variant`,
+  services: (o) => o,
+  workDir: true,
+  run: measureAuth,
+});

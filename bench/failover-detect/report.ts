@@ -1,3 +1,7 @@
+import { percentile } from '../harness/measure.js';
+import { fixed, markdownTable } from '../harness/report.js';
+import type { BenchReport } from '../harness/run.js';
+
 /** The fault injected into an agent, as the report names it. */
 export type Fault = 'SIGKILL' | 'SIGSTOP';
 
@@ -31,8 +35,6 @@ export interface RunFacts {
   signals: string;
   capS: number;
   timing: string;
-  machine: string;
-  busyBeforePercent: number;
   /** Whole machine over the observation window, in percent of one core. */
   machineCpuPercent: number;
   /** The control plane, the agents never signalled and the bench itself, in percent of one core. */
@@ -49,18 +51,11 @@ export interface RunFacts {
   victimsFailedList: number;
 }
 
-/** Nearest-rank percentile: with 10 samples p50 is the 5th and p99 the 10th, i.e. the maximum. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
-  return sorted[Math.min(rank, sorted.length) - 1] ?? NaN;
-}
-
 /** A row's p99 against its target; undefined when nothing was measured or the row has no target. */
 export function verdict(row: Row, detections: readonly Detection[]): 'met' | 'MISSED' | undefined {
   const values = times(row, detections, 'received');
   if (row.targetS === undefined || values.length === 0) return undefined;
-  return percentile(values, 99) < row.targetS ? 'met' : 'MISSED';
+  return percentile(values, 0.99) < row.targetS ? 'met' : 'MISSED';
 }
 
 function times(row: Row, detections: readonly Detection[], clock: 'received' | 'decided'): number[] {
@@ -79,12 +74,11 @@ function times(row: Row, detections: readonly Detection[], clock: 'received' | '
     .sort((a, b) => a - b);
 }
 
-const seconds = (value: number) => (Number.isNaN(value) ? '-' : value.toFixed(3));
+const seconds = (value: number) => fixed(value, 3);
 
-export function formatReport(rows: readonly Row[], detections: readonly Detection[], facts: RunFacts): string {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
-  const table = [
-    line([
+export function formatReport(rows: readonly Row[], detections: readonly Detection[], facts: RunFacts): BenchReport {
+  const table = markdownTable(
+    [
       'signal -> event seen on WatchWorkers',
       'detected',
       'p50 (s)',
@@ -93,24 +87,24 @@ export function formatReport(rows: readonly Row[], detections: readonly Detectio
       'target',
       'verdict',
       'occurred_at p50 / max (s)',
-    ]),
-    line(['---', '---:', '---:', '---:', '---:', '---', '---', '---:']),
-    ...rows.map((row) => {
+    ],
+    'lrrrrllr',
+    rows.map((row) => {
       const received = times(row, detections, 'received');
       const decided = times(row, detections, 'decided');
       const signalled = detections.filter((d) => d.fault === row.fault).length;
-      return line([
+      return [
         row.label,
         `${received.length}/${signalled}`,
-        seconds(percentile(received, 50)),
-        seconds(percentile(received, 99)),
+        seconds(percentile(received, 0.5)),
+        seconds(percentile(received, 0.99)),
         seconds(received.at(-1) ?? NaN),
         row.targetS === undefined ? row.targetNote : `p99 < ${row.targetS.toFixed(1)} s (${row.targetNote})`,
         verdict(row, detections) ?? '-',
-        `${seconds(percentile(decided, 50))} / ${seconds(decided.at(-1) ?? NaN)}`,
-      ]);
+        `${seconds(percentile(decided, 0.5))} / ${seconds(decided.at(-1) ?? NaN)}`,
+      ];
     }),
-  ];
+  );
   const perAgent = [...detections]
     .sort((a, b) => a.fault.localeCompare(b.fault) || a.name.localeCompare(b.name))
     .map(
@@ -120,10 +114,7 @@ export function formatReport(rows: readonly Row[], detections: readonly Detectio
     );
   const victims = detections.length;
   const detected = detections.filter((d) => d.failedS !== undefined).length;
-  return [
-    `bench/failover-detect: ${facts.agents} real agents; ${facts.signals}`,
-    `control plane: ${facts.timing}`,
-    `${facts.machine}; machine busy before start: ${facts.busyBeforePercent.toFixed(0)}% of one core`,
+  const body = [
     '',
     ...table,
     '',
@@ -141,4 +132,9 @@ export function formatReport(rows: readonly Row[], detections: readonly Detectio
     ...perAgent,
     '',
   ].join('\n');
+  return {
+    title: `bench/failover-detect: ${facts.agents} real agents; ${facts.signals}`,
+    context: [`control plane: ${facts.timing}`],
+    body,
+  };
 }

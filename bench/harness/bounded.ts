@@ -23,8 +23,3 @@ export async function forEachBounded<T>(
   await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
   if (failure) throw failure.error;
 }
-
-/** A timestamped progress line on stderr (stdout carries only the report). */
-export function createProgress(name: string): (message: string) => void {
-  return (message) => process.stderr.write(`[${name} ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
-}

@@ -1,15 +1,13 @@
 import os from 'node:os';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { percentile } from '../streams/latency-recorder.js';
 import {
   cpuPercent,
   groupCpuSeconds,
   readCpuSeconds,
   readCpuSecondsByName,
   readMachineBusySeconds,
-} from '../streams/proc-stats.js';
-import { guarded } from '../streams/run-control.js';
+} from './proc-stats.js';
 
 /** p50, p99 and max of a set of samples (milliseconds); NaN when there are none. */
 export interface Distribution {
@@ -29,17 +27,37 @@ export function distribution(samples: readonly number[]): Distribution {
   };
 }
 
+/** Nearest-rank percentile of ascending samples; NaN when there are none, so an empty run cannot pass for a fast one. */
+export function percentile(sorted: ArrayLike<number>, fraction: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const rank = Math.ceil(fraction * sorted.length) - 1;
+  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))] ?? Number.NaN;
+}
+
+/** The middle value (the mean of the two middle ones for an even count); NaN when there are none. */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[middle] ?? NaN)
+    : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
+}
+
+/** The machine in one line, for every report's header. */
 export function describeMachine(): string {
   const model = os.cpus()[0]?.model.trim() ?? 'unknown CPU';
   const memory = (os.totalmem() / 2 ** 30).toFixed(1);
   return `${os.availableParallelism()} vCPU (${model}), ${memory} GiB RAM, ${os.type()} ${os.release()}, Node ${process.version}`;
 }
 
-/** How busy the machine is before the run starts, in percent of one core. */
+/**
+ * How busy the machine is before the run starts, in percent of one core.
+ * Not guarded: nothing needs cleaning up yet, so Ctrl-C may end the process at once.
+ */
 export async function measureMachineCpu(overMs: number): Promise<number> {
   const begun = performance.now();
   const before = readMachineBusySeconds();
-  await guarded(sleep(overMs));
+  await sleep(overMs);
   return cpuPercent(before, readMachineBusySeconds(), performance.now() - begun);
 }
 

@@ -17,8 +17,6 @@
  *
  *   npm run bench:schedule:e2e -- [--sessions 2000] [--agents 10] [--tenants 1] [--concurrency 64]
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
@@ -27,23 +25,16 @@ import { defaultBackoff } from '../../agent/backoff.js';
 import { createSandboxEngine } from '../../agent/engines/sandbox.engine.js';
 import { Engine } from '../../gen/switchboard/v1/fleet_pb.js';
 import { SessionStatus, type Session } from '../../gen/switchboard/v1/session_pb.js';
-import { forEachBounded, createProgress } from '../harness/bounded.js';
-import { startControlPlaneRun, type ControlPlaneRun } from '../harness/control-plane-run.js';
-import {
-  CpuWindow,
-  describeMachine,
-  distribution,
-  measureMachineCpu,
-  pct,
-  type Distribution,
-} from '../harness/measure.js';
-import { BenchOptionsError } from '../harness/options.js';
+import { forEachBounded } from '../harness/bounded.js';
+import { startControlPlaneRun, UNREACHABLE_RATE_LIMITS } from '../harness/control-plane-run.js';
+import { guarded, withTimeout } from '../harness/interrupt.js';
+import { CpuWindow, distribution, pct, type Distribution } from '../harness/measure.js';
+import { markdownTable } from '../harness/report.js';
+import { runBench, type BenchOutcome, type BenchReport, type BenchRun } from '../harness/run.js';
 import { signUpTenant, type BenchTenant } from '../harness/tenant.js';
-import { guarded } from '../streams/run-control.js';
-import { loadE2eOptions, USAGE, type E2eOptions } from './e2e.options.js';
+import { e2eOptions, type E2eOptions } from './e2e.options.js';
 import { PlacementProbe } from './placement-probe.js';
 
-const progress = createProgress('bench:schedule:e2e');
 const AGENT_CONNECT_TIMEOUT_MS = 30_000;
 const PLACED_STATUSES = new Set([SessionStatus.STARTING, SessionStatus.SCAN_QR, SessionStatus.WORKING]);
 
@@ -54,223 +45,175 @@ interface Created {
   answeredAtMs: number;
 }
 
-async function main(): Promise<number> {
-  let options: E2eOptions | undefined;
-  try {
-    options = loadE2eOptions(process.argv.slice(2), process.env);
-  } catch (error) {
-    if (!(error instanceof BenchOptionsError)) throw error;
-    process.stderr.write(`${error.message}\n\n${USAGE}`);
-    return 2;
+async function measurePlacement(options: E2eOptions, run: BenchRun): Promise<BenchOutcome> {
+  const { progress, workDir } = run;
+  const cp = await startControlPlaneRun(run, options, {
+    SESSION_QUOTA_FREE: String(options.sessions),
+    ...UNREACHABLE_RATE_LIMITS,
+  });
+
+  const tenants: BenchTenant[] = [];
+  for (let i = 0; i < options.tenants; i++) {
+    tenants.push(await guarded(signUpTenant(cp.httpUrl, cp.grpcUrl, `schedule-${i}`), cp.failed));
   }
-  if (!options) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const workDir = mkdtempSync(join(os.tmpdir(), 'sb-schedule-e2e-'));
-  const started = performance.now();
-  let controlPlane: ControlPlaneRun | undefined;
+  progress(`${tenants.length} tenant(s) signed up, each with a DEVELOPER API key`);
+
+  const probe = new PlacementProbe(options.agents);
   const agents: Agent[] = [];
-  let succeeded = false;
-  try {
-    progress(describeMachine());
-    progress(
-      `${options.sessions} sessions from ${options.tenants} tenant(s), ${options.concurrency} creates in flight; ` +
-        `${options.agents} in-process agents of capacity ${options.capacity}; logs in ${workDir}`,
+  run.defer(async () => {
+    await Promise.all(agents.map((agent) => agent.stop()));
+  });
+  const agentLog = pino({ level: 'warn', base: { pid: process.pid } }, pino.destination(join(workDir, 'agents.log')));
+  for (let i = 0; i < options.agents; i++) {
+    const name = `schedule-e2e-${String(i).padStart(3, '0')}`;
+    agents.push(
+      new Agent(
+        {
+          controlPlaneAddress: cp.grpcAddress,
+          workerName: name,
+          capacity: options.capacity,
+          labels: { bench: 'schedule-e2e' },
+          engines: ['SANDBOX'],
+          version: '0.1.0-bench',
+          backoff: defaultBackoff,
+          keepaliveTimeMs: 20_000,
+          keepaliveTimeoutMs: 10_000,
+          welcomeTimeoutMs: 10_000,
+          joinToken: cp.joinToken,
+          credentialFile: join(workDir, `${name}.credential`),
+          drainTimeoutMs: 5_000,
+          engineFactory: () => probe.wrap(i, createSandboxEngine()),
+        },
+        agentLog.child({ worker: name }),
+      ),
     );
-    const busyBefore = await measureMachineCpu(2000);
-    progress(`machine busy before start: ${busyBefore.toFixed(0)}% of one core`);
+  }
+  for (const agent of agents) agent.start();
+  await guarded(
+    withTimeout(
+      Promise.all(agents.map((agent) => agent.connected())),
+      AGENT_CONNECT_TIMEOUT_MS,
+      `agents welcomed: not within ${AGENT_CONNECT_TIMEOUT_MS} ms`,
+    ),
+    cp.failed,
+  );
+  const agentByWorker = new Map(agents.map((agent, index) => [agent.workerId, index]));
+  progress(`${agents.length} agents welcomed; settling 2 s`);
+  await guarded(sleep(2000), cp.failed);
 
-    controlPlane = await startControlPlaneRun({
-      postgresUrl: options.postgresUrl,
-      redisUrl: options.redisUrl,
-      workDir,
-      progress,
-      env: {
-        SESSION_QUOTA_FREE: String(options.sessions),
-        // Far above what the run sends: the limiter still runs (a Redis call per request) but never refuses.
-        RATE_LIMIT_FREE_PER_MINUTE: '10000000',
-        RATE_LIMIT_ANONYMOUS_PER_MINUTE: '10000000',
-      },
-      nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, 'control-plane-profile')}`] : [],
-    });
-    const cp = controlPlane;
-    progress(`control plane listening on ${cp.grpcUrl} (gRPC) and ${cp.httpUrl} (HTTP)`);
-
-    const tenants: BenchTenant[] = [];
-    for (let i = 0; i < options.tenants; i++) {
-      tenants.push(await guarded(signUpTenant(cp.httpUrl, cp.grpcUrl, `schedule-${i}`), cp.failed));
-    }
-    progress(`${tenants.length} tenant(s) signed up, each with a DEVELOPER API key`);
-
-    const probe = new PlacementProbe(options.agents);
-    const agentLog = pino({ level: 'warn', base: { pid: process.pid } }, pino.destination(join(workDir, 'agents.log')));
-    for (let i = 0; i < options.agents; i++) {
-      const name = `schedule-e2e-${String(i).padStart(3, '0')}`;
-      agents.push(
-        new Agent(
-          {
-            controlPlaneAddress: cp.grpcAddress,
-            workerName: name,
-            capacity: options.capacity,
-            labels: { bench: 'schedule-e2e' },
-            engines: ['SANDBOX'],
-            version: '0.1.0-bench',
-            backoff: defaultBackoff,
-            keepaliveTimeMs: 20_000,
-            keepaliveTimeoutMs: 10_000,
-            welcomeTimeoutMs: 10_000,
-            joinToken: cp.joinToken,
-            credentialFile: join(workDir, `${name}.credential`),
-            drainTimeoutMs: 5_000,
-            engineFactory: () => probe.wrap(i, createSandboxEngine()),
-          },
-          agentLog.child({ worker: name }),
-        ),
-      );
-    }
-    for (const agent of agents) agent.start();
+  // ---- the measured phase: creates, placement, assignment ----
+  const commitsBefore = await cp.databaseCommits();
+  const cpu = await CpuWindow.start({ 'control plane': [cp.pid] }, () => cp.databaseBackends());
+  const created: Created[] = [];
+  const createErrors = new Map<string, number>();
+  let createsDone = false;
+  const placed = probe.until(() => createsDone && created.every((c) => probe.placements.has(c.id)));
+  const firstCreateAtMs = performance.now();
+  const ticker = setInterval(
+    () => progress(`${created.length} created, ${probe.placements.size} at their workers`),
+    5000,
+  );
+  try {
     await guarded(
-      withTimeout(Promise.all(agents.map((agent) => agent.connected())), AGENT_CONNECT_TIMEOUT_MS, 'agents welcomed'),
+      forEachBounded(
+        Array.from({ length: options.sessions }, (_, i) => i),
+        options.concurrency,
+        async (i) => {
+          const tenant = tenants[i % tenants.length] as BenchTenant;
+          const sentAtMs = performance.now();
+          try {
+            const { session } = await tenant.sessions.createSession(
+              { name: `s-${String(i).padStart(6, '0')}`, engine: Engine.SANDBOX },
+              { timeoutMs: 60_000 },
+            );
+            if (!session) throw new Error('CreateSession returned no session');
+            created.push({ id: session.id, sentAtMs, answeredAtMs: performance.now() });
+          } catch (error) {
+            const key = error instanceof Error ? error.message : String(error);
+            createErrors.set(key, (createErrors.get(key) ?? 0) + 1);
+          }
+        },
+      ),
       cp.failed,
     );
-    const agentByWorker = new Map(agents.map((agent, index) => [agent.workerId, index]));
-    progress(`${agents.length} agents welcomed; settling 2 s`);
-    await guarded(sleep(2000), cp.failed);
-
-    // ---- the measured phase: creates, placement, assignment ----
-    const commitsBefore = await cp.databaseCommits();
-    const cpu = await CpuWindow.start({ 'control plane': [cp.pid] }, () => cp.databaseBackends());
-    const created: Created[] = [];
-    const createErrors = new Map<string, number>();
-    let createsDone = false;
-    const placed = probe.until(() => createsDone && created.every((c) => probe.placements.has(c.id)));
-    const firstCreateAtMs = performance.now();
-    const ticker = setInterval(
-      () => progress(`${created.length} created, ${probe.placements.size} at their workers`),
-      5000,
+    const createsDoneAtMs = performance.now();
+    createsDone = true;
+    placed.poke();
+    progress(
+      `${created.length} created in ${((createsDoneAtMs - firstCreateAtMs) / 1000).toFixed(2)} s; waiting for placement`,
     );
-    try {
-      await guarded(
-        forEachBounded(
-          Array.from({ length: options.sessions }, (_, i) => i),
-          options.concurrency,
-          async (i) => {
-            const tenant = tenants[i % tenants.length] as BenchTenant;
-            const sentAtMs = performance.now();
-            try {
-              const { session } = await tenant.sessions.createSession(
-                { name: `s-${String(i).padStart(6, '0')}`, engine: Engine.SANDBOX },
-                { timeoutMs: 60_000 },
-              );
-              if (!session) throw new Error('CreateSession returned no session');
-              created.push({ id: session.id, sentAtMs, answeredAtMs: performance.now() });
-            } catch (error) {
-              const key = error instanceof Error ? error.message : String(error);
-              createErrors.set(key, (createErrors.get(key) ?? 0) + 1);
-            }
-          },
-        ),
-        cp.failed,
-      );
-      const createsDoneAtMs = performance.now();
-      createsDone = true;
-      placed.poke();
-      progress(
-        `${created.length} created in ${((createsDoneAtMs - firstCreateAtMs) / 1000).toFixed(2)} s; waiting for placement`,
-      );
-      const remainingMs = options.timeoutS * 1000 - (performance.now() - firstCreateAtMs);
-      await guarded(
-        withTimeout(
-          placed.reached,
-          Math.max(0, remainingMs),
-          `every session at its worker within ${options.timeoutS} s`,
-        ),
-        cp.failed,
-      );
-      const allPlacedAtMs = Math.max(...created.map((c) => probe.placements.get(c.id)?.atMs ?? NaN));
-      const figures = await cpu.end();
-      clearInterval(ticker);
-      // The counters are published about once a second: let the last placements' commits show.
-      await guarded(sleep(1500), cp.failed);
-      const commits = (await cp.databaseCommits()) - commitsBefore;
+    const remainingMs = options.timeoutS * 1000 - (performance.now() - firstCreateAtMs);
+    await guarded(
+      withTimeout(
+        placed.reached,
+        Math.max(0, remainingMs),
+        `every session at its worker within ${options.timeoutS} s: not within ${Math.max(0, remainingMs)} ms`,
+      ),
+      cp.failed,
+    );
+    const allPlacedAtMs = Math.max(...created.map((c) => probe.placements.get(c.id)?.atMs ?? NaN));
+    const figures = await cpu.end();
+    clearInterval(ticker);
+    // The counters are published about once a second: let the last placements' commits show.
+    await guarded(sleep(1500), cp.failed);
+    const commits = (await cp.databaseCommits()) - commitsBefore;
 
-      // ---- checks, against what the control plane says ----
-      const listed = await guarded(listAll(tenants), cp.failed);
-      const problems: string[] = [];
-      for (const [message, n] of createErrors) problems.push(`${n} CreateSession calls failed: ${message}`);
-      const perWorker = new Map<string, number>();
-      let unplaced = 0;
-      let misplaced = 0;
-      for (const session of listed) {
-        if (!session.workerId || !PLACED_STATUSES.has(session.status)) {
-          unplaced++;
-          continue;
-        }
-        perWorker.set(session.workerId, (perWorker.get(session.workerId) ?? 0) + 1);
-        const agent = probe.placements.get(session.id)?.agent;
-        if (agent === undefined || agentByWorker.get(session.workerId) !== agent) misplaced++;
+    // ---- checks, against what the control plane says ----
+    const listed = await guarded(listAll(tenants), cp.failed);
+    const problems: string[] = [];
+    for (const [message, n] of createErrors) problems.push(`${n} CreateSession calls failed: ${message}`);
+    const perWorker = new Map<string, number>();
+    let unplaced = 0;
+    let misplaced = 0;
+    for (const session of listed) {
+      if (!session.workerId || !PLACED_STATUSES.has(session.status)) {
+        unplaced++;
+        continue;
       }
-      if (listed.length !== options.sessions) {
-        problems.push(`ListSessions shows ${listed.length} sessions, not ${options.sessions}`);
-      }
-      if (unplaced > 0) problems.push(`${unplaced} sessions without a worker (or not STARTING/SCAN_QR/WORKING)`);
-      if (misplaced > 0) problems.push(`${misplaced} sessions whose worker is not the agent that opened them`);
-      const overDb = [...perWorker.values()].filter((n) => n > options.capacity).length;
-      const overAgent = probe.maxHeld.filter((n) => n > options.capacity).length;
-      if (overDb > 0) problems.push(`${overDb} workers over capacity according to ListSessions`);
-      if (overAgent > 0) problems.push(`${overAgent} agents held more than their capacity at some point`);
-      const loads = agents.map((agent) => perWorker.get(agent.workerId) ?? 0);
-
-      const lastCreateAtMs = Math.max(...created.map((c) => c.answeredAtMs));
-      const placedTimes = created
-        .map((c) => probe.placements.get(c.id)?.atMs ?? NaN)
-        .sort((a, b) => a - b)
-        .map((t) => t - firstCreateAtMs);
-      const at = (fraction: number) => placedTimes[Math.max(0, Math.ceil(fraction * placedTimes.length) - 1)] ?? NaN;
-      const report: Report = {
-        options,
-        busyBefore,
-        totalS: (allPlacedAtMs - firstCreateAtMs) / 1000,
-        createsS: (lastCreateAtMs - firstCreateAtMs) / 1000,
-        tailS: (allPlacedAtMs - lastCreateAtMs) / 1000,
-        steadyRate: (0.8 * placedTimes.length) / ((at(0.9) - at(0.1)) / 1000),
-        createLatency: distribution(created.map((c) => c.answeredAtMs - c.sentAtMs)),
-        toWorker: distribution(created.map((c) => (probe.placements.get(c.id)?.atMs ?? NaN) - c.sentAtMs)),
-        afterAnswer: distribution(created.map((c) => (probe.placements.get(c.id)?.atMs ?? NaN) - c.answeredAtMs)),
-        created: created.length,
-        opens: probe.opens,
-        loads,
-        overDb,
-        overAgent,
-        listed: listed.length,
-        unplaced,
-        cpu: figures,
-        commits,
-      };
-      process.stdout.write(`\n${formatReport(report)}`);
-      for (const problem of problems) progress(`FAILED: ${problem}`);
-      if (problems.length > 0) return 1;
-      succeeded = true;
-      return 0;
-    } finally {
-      clearInterval(ticker);
-      placed.cancel();
+      perWorker.set(session.workerId, (perWorker.get(session.workerId) ?? 0) + 1);
+      const agent = probe.placements.get(session.id)?.agent;
+      if (agent === undefined || agentByWorker.get(session.workerId) !== agent) misplaced++;
     }
-  } catch (error) {
-    progress(`FAILED: ${error instanceof Error ? error.message : String(error)}`);
-    return 1;
+    if (listed.length !== options.sessions) {
+      problems.push(`ListSessions shows ${listed.length} sessions, not ${options.sessions}`);
+    }
+    if (unplaced > 0) problems.push(`${unplaced} sessions without a worker (or not STARTING/SCAN_QR/WORKING)`);
+    if (misplaced > 0) problems.push(`${misplaced} sessions whose worker is not the agent that opened them`);
+    const overDb = [...perWorker.values()].filter((n) => n > options.capacity).length;
+    const overAgent = probe.maxHeld.filter((n) => n > options.capacity).length;
+    if (overDb > 0) problems.push(`${overDb} workers over capacity according to ListSessions`);
+    if (overAgent > 0) problems.push(`${overAgent} agents held more than their capacity at some point`);
+    const loads = agents.map((agent) => perWorker.get(agent.workerId) ?? 0);
+
+    const lastCreateAtMs = Math.max(...created.map((c) => c.answeredAtMs));
+    const placedTimes = created
+      .map((c) => probe.placements.get(c.id)?.atMs ?? NaN)
+      .sort((a, b) => a - b)
+      .map((t) => t - firstCreateAtMs);
+    const at = (fraction: number) => placedTimes[Math.max(0, Math.ceil(fraction * placedTimes.length) - 1)] ?? NaN;
+    const report: Report = {
+      options,
+      totalS: (allPlacedAtMs - firstCreateAtMs) / 1000,
+      createsS: (lastCreateAtMs - firstCreateAtMs) / 1000,
+      tailS: (allPlacedAtMs - lastCreateAtMs) / 1000,
+      steadyRate: (0.8 * placedTimes.length) / ((at(0.9) - at(0.1)) / 1000),
+      createLatency: distribution(created.map((c) => c.answeredAtMs - c.sentAtMs)),
+      toWorker: distribution(created.map((c) => (probe.placements.get(c.id)?.atMs ?? NaN) - c.sentAtMs)),
+      afterAnswer: distribution(created.map((c) => (probe.placements.get(c.id)?.atMs ?? NaN) - c.answeredAtMs)),
+      created: created.length,
+      opens: probe.opens,
+      loads,
+      overDb,
+      overAgent,
+      listed: listed.length,
+      unplaced,
+      cpu: figures,
+      commits,
+    };
+    return { report: formatReport(report), problems };
   } finally {
-    await Promise.all(agents.map((agent) => agent.stop())).catch((error: unknown) =>
-      progress(`stopping agents failed: ${error instanceof Error ? error.message : String(error)}`),
-    );
-    await controlPlane
-      ?.stop()
-      .catch((error: unknown) => progress(`cleanup failed: ${error instanceof Error ? error.message : String(error)}`));
-    if (succeeded && !options.profile) rmSync(workDir, { recursive: true, force: true });
-    else if (succeeded) progress(`CPU profile in ${workDir}`);
-    else progress(`logs kept in ${workDir}`);
-    progress(`run took ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    clearInterval(ticker);
+    placed.cancel();
   }
 }
 
@@ -290,7 +233,6 @@ async function listAll(tenants: readonly BenchTenant[]): Promise<Session[]> {
 
 interface Report {
   options: E2eOptions;
-  busyBefore: number;
   /** First CreateSession sent -> last session at its worker. */
   totalS: number;
   createsS: number;
@@ -319,10 +261,9 @@ interface Report {
   commits: number;
 }
 
-function formatReport(r: Report): string {
+function formatReport(r: Report): BenchReport {
   const o = r.options;
   const ms = (d: Distribution) => `${d.p50.toFixed(0)} / ${d.p99.toFixed(0)} / ${d.max.toFixed(0)}`;
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
   const rows: [string, string][] = [
     ['sessions created (CreateSession, gRPC, API key)', `${r.created} of ${o.sessions}`],
     ['**first create -> every session at its worker (s)**', `**${r.totalS.toFixed(2)}**`],
@@ -352,30 +293,22 @@ function formatReport(r: Report): string {
     ['CPU other processes / whole machine', `${pct(r.cpu.others)} / ${pct(r.cpu.machine)}`],
     ['bench event-loop delay p99 (ms)', r.cpu.loopDelayP99Ms.toFixed(1)],
   ];
-  return [
-    `bench/schedule e2e: ${o.sessions} sessions from ${o.tenants} tenant(s), ${o.concurrency} CreateSession in flight; ` +
+  return {
+    title:
+      `bench/schedule e2e: ${o.sessions} sessions from ${o.tenants} tenant(s), ${o.concurrency} CreateSession in flight; ` +
       `${o.agents} in-process agents x capacity ${o.capacity}`,
-    `${describeMachine()}; machine busy before start: ${r.busyBefore.toFixed(0)}% of one core`,
-    '',
-    line(['figure', 'value']),
-    line(['---', '---:']),
-    ...rows.map(([label, value]) => line([label, value])),
-    '',
-  ].join('\n');
+    body: ['', ...markdownTable(['figure', 'value'], 'lr', rows), ''].join('\n'),
+  };
 }
 
-async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timedOut]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-process.exitCode = await main();
-// Keep-alive sockets and the agents' channels would otherwise hold the process open.
-process.exit();
+await runBench({
+  name: 'bench:schedule:e2e',
+  options: e2eOptions,
+  describe: (o) =>
+    `${o.sessions} sessions from ${o.tenants} tenant(s), ${o.concurrency} creates in flight; ` +
+    `${o.agents} in-process agents of capacity ${o.capacity}`,
+  services: (o) => o,
+  workDir: true,
+  profile: (o) => o.profile,
+  run: measurePlacement,
+});

@@ -15,8 +15,6 @@
  *   npm run bench:schedule:pure -- [--workers 1000] [--sessions 100000] [--tenants 2000]
  *                                  [--seed 1] [--runs 3] [--metrics] [--per-call 2000]
  */
-import os from 'node:os';
-import { parseArgs } from 'node:util';
 import type { EngineKind } from '../../src/fleet/worker.entity.js';
 import {
   placeSession,
@@ -25,24 +23,25 @@ import {
   type FleetWorker,
   type PlacementRequest,
 } from '../../src/scheduling/scheduler.js';
-import { cpuPercent, readMachineBusySeconds } from '../streams/proc-stats.js';
+import { boolean, defineOptions, integer, type OptionValues } from '../harness/options.js';
+import { cpuPercent, readMachineBusySeconds } from '../harness/proc-stats.js';
+import { runBench, type BenchOutcome, type BenchRun } from '../harness/run.js';
 
-const { values } = parseArgs({
-  options: {
-    workers: { type: 'string', default: '1000' },
-    sessions: { type: 'string', default: '100000' },
-    tenants: { type: 'string', default: '2000' },
-    seed: { type: 'string', default: '1' },
-    runs: { type: 'string', default: '3' },
-    metrics: { type: 'boolean', default: false },
-    'per-call': { type: 'string', default: '2000' },
-  },
-});
-const workerCount = Number(values.workers);
-const sessionCount = Number(values.sessions);
-const tenantCount = Number(values.tenants);
-const runs = Number(values.runs);
-const perCallCount = Math.min(Number(values['per-call']), sessionCount);
+const flags = {
+  workers: integer({ help: 'workers in the fleet', default: 1000, min: 1, max: 1_000_000 }),
+  sessions: integer({ help: 'sessions placed', default: 100_000, min: 1, max: 10_000_000 }),
+  tenants: integer({ help: 'tenants the sessions belong to', default: 2000, min: 1, max: 1_000_000 }),
+  seed: integer({ help: 'seed of the fleet and the requests', default: 1, min: 0, max: 2 ** 32 - 1 }),
+  runs: integer({ help: 'planBatch runs timed', default: 3, min: 1, max: 100 }),
+  metrics: boolean({ help: 'give each worker a fixed heartbeat reading (CPU, memory)' }),
+  perCall: integer({
+    help: 'first requests also placed one placeSession call at a time',
+    default: 2000,
+    min: 1,
+    max: 10_000_000,
+  }),
+};
+type PureOptions = OptionValues<typeof flags>;
 
 /** mulberry32: a small seeded generator, so every run places the same sessions on the same fleet. */
 function random(seed: number): () => number {
@@ -58,8 +57,8 @@ function random(seed: number): () => number {
 
 const ZONES = ['eu-1a', 'eu-1b', 'eu-1c', 'us-1a'];
 
-function makeFleet(next: () => number): FleetWorker[] {
-  return Array.from({ length: workerCount }, (_, i): FleetWorker => {
+function makeFleet(next: () => number, options: PureOptions): FleetWorker[] {
+  return Array.from({ length: options.workers }, (_, i): FleetWorker => {
     const roll = next();
     const engines: EngineKind[] = roll < 0.6 ? ['SANDBOX', 'BAILEYS'] : roll < 0.8 ? ['BAILEYS'] : ['SANDBOX'];
     const state = next();
@@ -79,15 +78,15 @@ function makeFleet(next: () => number): FleetWorker[] {
       labels: zone ? { zone } : {},
       assignedSessions: 0,
       // Drawn either way, so --metrics changes only the metrics, not the fleet.
-      metrics: values.metrics ? load : null,
+      metrics: options.metrics ? load : null,
     };
   });
 }
 
-function makeRequests(next: () => number): PlacementRequest[] {
-  return Array.from({ length: sessionCount }, (_, i) => {
+function makeRequests(next: () => number, options: PureOptions): PlacementRequest[] {
+  return Array.from({ length: options.sessions }, (_, i) => {
     // Squaring skews tenant sizes: tenant 0 holds about 2% of all sessions, the last about 0.025%.
-    const tenant = Math.floor(next() ** 2 * tenantCount);
+    const tenant = Math.floor(next() ** 2 * options.tenants);
     const engine: EngineKind = next() < 0.8 ? 'BAILEYS' : 'SANDBOX';
     const kind = next();
     const zone = ZONES[Math.floor(next() * 3)] as string;
@@ -102,19 +101,17 @@ function makeRequests(next: () => number): PlacementRequest[] {
   });
 }
 
-function main(): void {
-  const next = random(Number(values.seed));
-  const workers = makeFleet(next);
+function measureScheduler(options: PureOptions, bench: BenchRun): BenchOutcome {
+  const { sessions: sessionCount, runs } = options;
+  const perCallCount = Math.min(options.perCall, sessionCount);
+  const next = random(options.seed);
+  const workers = makeFleet(next, options);
   const view: FleetView = { workers, maintenance: false };
-  const requests = makeRequests(next);
-  const machine = `${os.availableParallelism()} vCPU (${os.cpus()[0]?.model.trim() ?? 'unknown CPU'}), Node ${process.version}`;
-  process.stdout.write(
-    `${machine}\n${workerCount} workers, ${sessionCount} sessions, ${tenantCount} tenants, seed ${values.seed}, ` +
-      `metrics ${values.metrics ? 'on' : 'off'}\n\n`,
-  );
+  const requests = makeRequests(next, options);
 
   let plan: ReturnType<typeof planBatch> | undefined;
   const timings: { wallMs: number; cpuMs: number }[] = [];
+  const runLines: string[] = [];
   for (let run = 0; run < runs; run++) {
     plan = undefined; // let the previous run's results go before timing the next
     const busyBefore = readMachineBusySeconds();
@@ -126,12 +123,13 @@ function main(): void {
     const others = cpuPercent(busyBefore, readMachineBusySeconds(), ms) - ((ours.user + ours.system) / 1000 / ms) * 100;
     const cpuMs = (ours.user + ours.system) / 1000;
     timings.push({ wallMs: ms, cpuMs });
-    process.stdout.write(
+    runLines.push(
       `planBatch run ${run + 1}: ${(ms / 1000).toFixed(3)} s, ${Math.round(sessionCount / (ms / 1000)).toLocaleString('en')} placements/s; ` +
-        `CPU ${(cpuMs / 1000).toFixed(3)} s (other processes: ${Math.max(0, others).toFixed(0)}% of one core)\n`,
+        `CPU ${(cpuMs / 1000).toFixed(3)} s (other processes: ${Math.max(0, others).toFixed(0)}% of one core)`,
     );
+    bench.progress(runLines.at(-1) ?? '');
   }
-  if (!plan) throw new Error('--runs must be at least 1');
+  if (!plan) throw new Error('no planBatch run');
 
   // The same decisions one call at a time, the fleet compiled again for each: what a naive caller pays.
   let current = workers.map((w) => ({ ...w }));
@@ -183,11 +181,24 @@ function main(): void {
       ),
     );
   }
-  process.stdout.write(`${lines.join('\n')}\n`);
-  if (over > 0 || unusableUsed > 0) {
-    process.stderr.write('FAILED: a worker was given more than its capacity, or an unschedulable worker got work\n');
-    process.exitCode = 1;
-  }
+  const problems =
+    over > 0 || unusableUsed > 0
+      ? ['a worker was given more than its capacity, or an unschedulable worker got work']
+      : [];
+  return {
+    report: {
+      title:
+        `bench/schedule pure: ${options.workers} workers, ${sessionCount} sessions, ${options.tenants} tenants, ` +
+        `seed ${options.seed}, metrics ${options.metrics ? 'on' : 'off'}`,
+      body: `${['', ...runLines, ...lines].join('\n')}\n`,
+    },
+    problems,
+  };
 }
 
-main();
+await runBench({
+  name: 'bench:schedule:pure',
+  options: defineOptions({ command: 'npm run bench:schedule:pure', flags }),
+  describe: (o) => `${o.workers} workers, ${o.sessions} sessions, ${o.tenants} tenants, ${o.runs} runs`,
+  run: measureScheduler,
+});

@@ -1,10 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs, timestampFromMs, timestampNow } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type ConnectRouter } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
 import {
   MessageDirection,
   MessageService,
@@ -21,8 +18,9 @@ import {
   WorkerService,
 } from '../../gen/switchboard/v1/worker_pb.js';
 import { AsyncQueue } from '../../src/platform/async-queue.js';
-import { isMessage, sendToParent } from '../streams/ipc.js';
-import type { FloorCommand, FloorEvent } from './ipc.js';
+import { sendToParent } from '../harness/ipc.js';
+import { listenH2c, serveInChild } from '../harness/serve.js';
+import type { FloorEvent } from './ipc.js';
 
 /**
  * The floor of bench/send: the same two hops as a SendText through the
@@ -148,21 +146,4 @@ function routeOf(sessionId: string): number {
   return Number.parseInt(sessionId.slice(-8), 16) || 0;
 }
 
-const server = http2.createServer(connectNodeAdapter({ routes }));
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  void sendToParent<FloorEvent>({ type: 'ready', grpcUrl: `http://127.0.0.1:${port}` });
-});
-server.on('error', (error) => {
-  void sendToParent<FloorEvent>({ type: 'failed', message: error.message }).then(() => process.exit(1));
-});
-
-const stop = (code: number) => {
-  server.close();
-  process.exit(code);
-};
-process.on('SIGTERM', () => stop(0));
-process.on('message', (message: unknown) => {
-  if (isMessage<FloorCommand>(message) && message.type === 'stop') stop(0);
-});
-process.on('disconnect', () => stop(1));
+await serveInChild(() => listenH2c(routes));

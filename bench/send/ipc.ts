@@ -1,6 +1,4 @@
-/** Floor server -> bench: listening, and how many agents are welcomed (sent on every Hello). */
-export type FloorEvent =
-  { type: 'ready'; grpcUrl: string } | { type: 'agents'; connected: number } | { type: 'failed'; message: string };
+import type { ServerEvent } from '../harness/ipc.js';
 
-/** Bench -> floor server. */
-export type FloorCommand = { type: 'stop' };
+/** Floor server -> bench: listening (or not), and how many agents are welcomed (sent on every Hello). */
+export type FloorEvent = ServerEvent | { type: 'agents'; connected: number };

@@ -1,4 +1,6 @@
 import type { CpuFigures } from '../harness/measure.js';
+import { bold, fixed, floorHeader, markdownTable, ratio } from '../harness/report.js';
+import type { BenchReport } from '../harness/run.js';
 import type { SendLoadResult } from './send-load.js';
 import type { SetupFigures } from './working-sessions.js';
 
@@ -20,8 +22,6 @@ export interface RunFacts {
   concurrency: number;
   warmupS: number;
   durationS: number;
-  machine: string;
-  busyBeforePercent: number;
   setup: SetupFigures;
   /** The control plane side over 3 s with every session WORKING and nothing sent. */
   idle: CpuFigures;
@@ -29,15 +29,11 @@ export interface RunFacts {
   receiptsReadS: number | undefined;
 }
 
-const fixed = (value: number, digits: number) => (Number.isFinite(value) ? value.toFixed(digits) : '-');
-const ratio = (a: number, b: number) => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-');
-
 export function throughput(side: SideFigures): number {
   return side.load.completed / (side.load.windowMs / 1000);
 }
 
-export function formatReport(cp: SideFigures, floor: SideFigures, facts: RunFacts): string {
-  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+export function formatReport(cp: SideFigures, floor: SideFigures, facts: RunFacts): BenchReport {
   const cpRate = throughput(cp);
   const floorRate = throughput(floor);
   const errors = (side: SideFigures) => [...side.load.errors.values()].reduce((a, b) => a + b, 0);
@@ -45,24 +41,19 @@ export function formatReport(cp: SideFigures, floor: SideFigures, facts: RunFact
     ((side.cpu.groups[group] ?? NaN) / 100 / throughput(side)) * 1e6;
   const rows: string[][] = [
     ['SendText answered OK in the window', String(cp.load.completed), String(floor.load.completed), ''],
+    ['throughput (sends/s)', fixed(cpRate, 0), fixed(floorRate, 0), ratio(cpRate, floorRate)].map(bold),
     [
-      '**throughput (sends/s)**',
-      `**${fixed(cpRate, 0)}**`,
-      `**${fixed(floorRate, 0)}**`,
-      `**${ratio(cpRate, floorRate)}**`,
-    ],
+      'latency p50 (ms)',
+      fixed(cp.load.latency.p50, 2),
+      fixed(floor.load.latency.p50, 2),
+      ratio(cp.load.latency.p50, floor.load.latency.p50),
+    ].map(bold),
     [
-      '**latency p50 (ms)**',
-      `**${fixed(cp.load.latency.p50, 2)}**`,
-      `**${fixed(floor.load.latency.p50, 2)}**`,
-      `**${ratio(cp.load.latency.p50, floor.load.latency.p50)}**`,
-    ],
-    [
-      '**latency p99 (ms)**',
-      `**${fixed(cp.load.latency.p99, 2)}**`,
-      `**${fixed(floor.load.latency.p99, 2)}**`,
-      `**${ratio(cp.load.latency.p99, floor.load.latency.p99)}**`,
-    ],
+      'latency p99 (ms)',
+      fixed(cp.load.latency.p99, 2),
+      fixed(floor.load.latency.p99, 2),
+      ratio(cp.load.latency.p99, floor.load.latency.p99),
+    ].map(bold),
     ['latency max (ms)', fixed(cp.load.latency.max, 1), fixed(floor.load.latency.max, 1), ''],
     ['errors (warm-up and window)', String(errors(cp)), String(errors(floor)), ''],
     [
@@ -101,25 +92,25 @@ export function formatReport(cp: SideFigures, floor: SideFigures, facts: RunFact
   ];
   const errorLines = (name: string, side: SideFigures) =>
     [...side.load.errors].map(([message, n]) => `  ${name}: ${n} x ${message}`);
-  return [
-    `bench/send: SendText through ${facts.sessions} WORKING sandbox sessions on ${facts.agents} agent processes; ` +
+  return {
+    title:
+      `bench/send: SendText through ${facts.sessions} WORKING sandbox sessions on ${facts.agents} agent processes; ` +
       `${facts.concurrency} calls in flight (gRPC, API key), ${facts.warmupS} s warm-up, ${facts.durationS} s window`,
-    `${facts.machine}; machine busy before start: ${fixed(facts.busyBeforePercent, 0)}% of one core`,
-    `set-up: ${facts.sessions} sessions created in ${fixed(facts.setup.createdS, 1)} s, all WORKING after ` +
-      `${fixed(facts.setup.workingS, 1)} s (${facts.setup.scans} ScanQr calls, ${facts.setup.scanRetries} refused and retried)`,
-    `idle with every session WORKING, before sending (% of one core): control plane ${fixed(facts.idle.groups.server ?? NaN, 1)}, ` +
-      `${facts.agents} agents ${fixed(facts.idle.groups.agents ?? NaN, 1)}, PostgreSQL backends ${fixed(facts.idle.postgres, 1)}`,
-    '',
-    line(['figure', 'control plane', 'floor', 'control plane / floor']),
-    line(['---', '---:', '---:', '---:']),
-    ...rows.map(line),
-    '',
-    facts.receiptsReadS === undefined
-      ? 'receipts: the last 100 messages of the window were NOT all READ within 60 s'
-      : `receipts: the last 100 messages of the window were all READ ${fixed(facts.receiptsReadS, 1)} s after the window closed`,
-    ...(errors(cp) + errors(floor) > 0
-      ? ['errors:', ...errorLines('control plane', cp), ...errorLines('floor', floor)]
-      : ['errors: none']),
-    '',
-  ].join('\n');
+    body: [
+      `set-up: ${facts.sessions} sessions created in ${fixed(facts.setup.createdS, 1)} s, all WORKING after ` +
+        `${fixed(facts.setup.workingS, 1)} s (${facts.setup.scans} ScanQr calls, ${facts.setup.scanRetries} refused and retried)`,
+      `idle with every session WORKING, before sending (% of one core): control plane ${fixed(facts.idle.groups.server ?? NaN, 1)}, ` +
+        `${facts.agents} agents ${fixed(facts.idle.groups.agents ?? NaN, 1)}, PostgreSQL backends ${fixed(facts.idle.postgres, 1)}`,
+      '',
+      ...markdownTable(floorHeader('control plane', 'floor'), 'lrrr', rows),
+      '',
+      facts.receiptsReadS === undefined
+        ? 'receipts: the last 100 messages of the window were NOT all READ within 60 s'
+        : `receipts: the last 100 messages of the window were all READ ${fixed(facts.receiptsReadS, 1)} s after the window closed`,
+      ...(errors(cp) + errors(floor) > 0
+        ? ['errors:', ...errorLines('control plane', cp), ...errorLines('floor', floor)]
+        : ['errors: none']),
+      '',
+    ].join('\n'),
+  };
 }

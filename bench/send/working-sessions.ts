@@ -4,7 +4,7 @@ import { Engine } from '../../gen/switchboard/v1/fleet_pb.js';
 import { SessionStatus } from '../../gen/switchboard/v1/session_pb.js';
 import { forEachBounded } from '../harness/bounded.js';
 import type { BenchTenant } from '../harness/tenant.js';
-import { guarded } from '../streams/run-control.js';
+import { guarded } from '../harness/interrupt.js';
 
 /** How long getting the sessions WORKING took, phase by phase (seconds from the first create). */
 export interface SetupFigures {

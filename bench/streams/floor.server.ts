@@ -1,17 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { create } from '@bufbuild/protobuf';
 import { durationFromMs, timestampFromMs } from '@bufbuild/protobuf/wkt';
 import { Code, ConnectError, type ConnectRouter } from '@connectrpc/connect';
-import { connectNodeAdapter } from '@connectrpc/connect-node';
 import {
   type AgentMessage,
   type ControlMessage,
   ControlMessageSchema,
   WorkerService,
 } from '../../gen/switchboard/v1/worker_pb.js';
-import { isMessage, sendToParent, type ServerCommand, type ServerEvent } from './ipc.js';
+import { listenH2c, serveInChild } from '../harness/serve.js';
 
 /**
  * The floor: the cheapest server that speaks WorkerService.Connect. Same
@@ -66,21 +63,4 @@ function routes(router: ConnectRouter): void {
   });
 }
 
-const server = http2.createServer(connectNodeAdapter({ routes }));
-server.listen(0, '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
-  void sendToParent<ServerEvent>({ type: 'ready', grpcUrl: `http://127.0.0.1:${port}` });
-});
-server.on('error', (error) => {
-  void sendToParent<ServerEvent>({ type: 'failed', message: error.message }).then(() => process.exit(1));
-});
-
-const stop = (code: number) => {
-  server.close();
-  process.exit(code);
-};
-process.on('SIGTERM', () => stop(0));
-process.on('message', (message: unknown) => {
-  if (isMessage<ServerCommand>(message) && message.type === 'stop') stop(0);
-});
-process.on('disconnect', () => stop(1));
+await serveInChild(() => listenH2c(routes));

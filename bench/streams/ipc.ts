@@ -1,5 +1,3 @@
-import type { ChildProcess } from 'node:child_process';
-
 /** What the load generator needs to know; sent once, in its `start` command. */
 export interface LoadOptions {
   /** h2c base URL of the server under test, e.g. http://127.0.0.1:50051. */
@@ -43,34 +41,3 @@ export type LoadEvent =
   | { type: 'window'; report: WindowReport }
   | { type: 'stopped'; cleanEnds: number }
   | { type: 'failed'; message: string };
-
-/** Server under test -> orchestrator, once it listens. */
-export type ServerEvent = { type: 'ready'; grpcUrl: string; httpUrl?: string } | { type: 'failed'; message: string };
-
-/** Orchestrator -> server under test. */
-export type ServerCommand = { type: 'stop' };
-
-/**
- * Narrows an IPC payload to our message shape. Both ends are this bench's
- * own code, so checking the discriminant is enough.
- */
-export function isMessage<T extends { type: string }>(value: unknown): value is T {
-  return typeof value === 'object' && value !== null && 'type' in value && typeof value.type === 'string';
-}
-
-/**
- * Sends a typed message to the parent process (no-op when there is none, as
- * when run by hand). Resolves once it is handed over, so a process may exit
- * right after without losing its last word.
- */
-export function sendToParent<T extends { type: string }>(message: T): Promise<void> {
-  return new Promise((resolve) => {
-    if (!process.send || !process.connected) return resolve();
-    process.send(message, undefined, undefined, () => resolve());
-  });
-}
-
-/** Sends a typed message to a child; the child may already be gone when a run is failing. */
-export function sendToChild<T extends { type: string }>(child: ChildProcess, message: T): void {
-  if (child.connected) child.send(message);
-}

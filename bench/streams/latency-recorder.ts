@@ -1,3 +1,4 @@
+import { percentile } from '../harness/measure.js';
 import type { LatencySummary } from './ipc.js';
 
 /**
@@ -41,11 +42,4 @@ export class LatencyRecorder {
       maxMs: sorted.length > 0 ? (sorted[sorted.length - 1] ?? 0) : 0,
     };
   }
-}
-
-/** Nearest-rank percentile of ascending samples; NaN when there are none, so an empty run cannot pass for a fast one. */
-export function percentile(sorted: Float64Array, fraction: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.ceil(fraction * sorted.length) - 1;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, rank))] ?? Number.NaN;
 }

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { isMessage, sendToParent, type LoadCommand, type LoadEvent, type LoadOptions } from './ipc.js';
+import { isMessage, sendToParent } from '../harness/ipc.js';
+import type { LoadCommand, LoadEvent, LoadOptions } from './ipc.js';
 import { LatencyRecorder } from './latency-recorder.js';
 import { SimulatedAgent, type HostReadings } from './simulated-agent.js';
 

@@ -1,3 +1,4 @@
+import { alignedTable, floorHeader, ratio } from '../harness/report.js';
 import type { WindowReport } from './ipc.js';
 
 /** Everything measured against one server in one run; printed side by side with the floor's. */
@@ -62,25 +63,15 @@ const ROWS: Row[] = [
 ];
 
 /** A plain-text table: one row per figure, ours next to the floor's and their ratio. */
-export function formatReport(ours: ServerFigures, floor: ServerFigures | undefined): string {
-  const header = ['figure', ours.label, ...(floor ? [floor.label, `${ours.label} / ${floor.label}`] : [])];
-  const lines = ROWS.map((row) => {
-    const a = row.value(ours);
-    const b = floor ? row.value(floor) : undefined;
-    const cells = [row.name, format(a, row.digits)];
-    if (floor) {
-      cells.push(format(b, row.digits));
-      cells.push(row.ratio && a !== undefined && b !== undefined && b > 0 ? `${(a / b).toFixed(2)}x` : '');
-    }
-    return cells;
-  });
-  const table = [header, ...lines];
-  const widths = header.map((_, column) => Math.max(...table.map((cells) => (cells[column] ?? '').length)));
-  const render = (cells: string[]) =>
-    cells
-      .map((cell, column) => (column === 0 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0)))
-      .join('  ');
-  return [render(header), widths.map((w) => '-'.repeat(w)).join('  '), ...lines.map(render)].join('\n');
+export function formatReport(ours: ServerFigures, floor: ServerFigures): string {
+  return alignedTable(
+    floorHeader(ours.label, floor.label),
+    ROWS.map((row) => {
+      const a = row.value(ours);
+      const b = row.value(floor);
+      return [row.name, format(a, row.digits), format(b, row.digits), row.ratio ? ratio(a, b, { none: '' }) : ''];
+    }),
+  );
 }
 
 function format(value: number | undefined, digits: number): string {

@@ -1,8 +1,9 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BenchChild } from './bench-child.js';
-import type { BenchOptions } from './bench.options.js';
-import type { LoadCommand, LoadEvent, ServerCommand, ServerEvent, WindowReport } from './ipc.js';
+import { BenchChild } from '../harness/child.js';
+import { guarded } from '../harness/interrupt.js';
+import type { ServerCommand, ServerEvent } from '../harness/ipc.js';
+import { median } from '../harness/measure.js';
 import {
   cpuPercent,
   groupCpuSeconds,
@@ -10,9 +11,11 @@ import {
   readCpuSecondsByName,
   readMachineBusySeconds,
   readRssBytes,
-} from './proc-stats.js';
+} from '../harness/proc-stats.js';
+import type { BenchRun } from '../harness/run.js';
+import type { BenchOptions } from './bench.options.js';
+import type { LoadCommand, LoadEvent, WindowReport } from './ipc.js';
 import type { ServerFigures } from './report.js';
-import { guarded, progress } from './run-control.js';
 
 /** Every simulated agent heartbeats at this interval (the servers' Welcome says so). */
 export const HEARTBEAT_INTERVAL_MS = 1000;
@@ -34,7 +37,7 @@ const MIN_ACKED_SHARE = 0.97;
 /** One server to measure: how to start it and, for the control plane, how to ask it which workers are ONLINE. */
 export interface Target {
   label: string;
-  entry: string;
+  entry: URL;
   env: NodeJS.ProcessEnv;
   /** What the agents enrol with; the same Hello goes to both servers. */
   joinToken: string;
@@ -71,18 +74,19 @@ interface WindowMeasurement {
 export async function measure(
   target: Target,
   options: BenchOptions,
+  run: BenchRun,
   namePrefix: string,
-  workDir: string,
 ): Promise<ServerFigures> {
+  const { progress } = run;
   const slug = target.label.replace(/\W+/g, '-');
-  const server = await startServer(target, options, slug, workDir);
+  const server = await startServer(target, run, slug);
   let load: BenchChild<LoadCommand, LoadEvent> | undefined;
   try {
     load = BenchChild.spawn<LoadCommand, LoadEvent>({
       name: `load generator (${target.label})`,
-      entry: './load-generator.ts',
+      entry: new URL('./load-generator.ts', import.meta.url),
       env: process.env,
-      logFile: join(workDir, `load-${slug}.log`),
+      logFile: join(run.workDir, `load-${slug}.log`),
     });
     const connected = await connectAgents(load, server, target.joinToken, options, namePrefix);
     progress(`${target.label}: ${options.agents} agents connected in ${(connected.elapsedMs / 1000).toFixed(1)} s`);
@@ -157,25 +161,20 @@ export async function measure(
   }
 }
 
-async function startServer(
-  target: Target,
-  options: BenchOptions,
-  slug: string,
-  workDir: string,
-): Promise<StartedServer> {
+async function startServer(target: Target, run: BenchRun, slug: string): Promise<StartedServer> {
   const child = BenchChild.spawn<ServerCommand, ServerEvent>({
     name: target.label,
     entry: target.entry,
     env: target.env,
-    logFile: join(workDir, `${slug}.log`),
+    logFile: join(run.workDir, `${slug}.log`),
     // A folder per server: with --import tsx the loader thread writes a profile too.
-    nodeArgs: options.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(workDir, `${slug}-profile`)}`] : [],
+    nodeArgs: run.profileArgs(slug),
   });
   try {
     const ready = await guarded(child.next('ready', SERVER_READY_TIMEOUT_MS));
     await guarded(sleep(IDLE_SETTLE_MS), child.failed);
     const idleRssBytes = median(await sampleRss(child, 5, 400));
-    progress(`${target.label}: listening on ${ready.grpcUrl}, idle RSS ${(idleRssBytes / 2 ** 20).toFixed(1)} MiB`);
+    run.progress(`${target.label}: listening on ${ready.grpcUrl}, idle RSS ${(idleRssBytes / 2 ** 20).toFixed(1)} MiB`);
     return { child, grpcUrl: ready.grpcUrl, httpUrl: ready.httpUrl, idleRssBytes };
   } catch (error) {
     await child.stop(5000);
@@ -258,12 +257,4 @@ async function sampleRss(
     values.push(readRssBytes(server.pid));
   }
   return values;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[middle] ?? NaN)
-    : ((sorted[middle - 1] ?? NaN) + (sorted[middle] ?? NaN)) / 2;
 }

@@ -5,12 +5,12 @@ import { isMessage, sendToChild } from './ipc.js';
 
 const repositoryRoot = fileURLToPath(new URL('../../', import.meta.url));
 
-/** How to start one of the bench's processes. */
+/** How to start one of a bench's processes. */
 export interface BenchChildOptions {
   /** For error messages: "control plane", "floor", "load generator". */
   name: string;
-  /** TypeScript entry, relative to this folder. */
-  entry: string;
+  /** TypeScript entry, e.g. `new URL('./floor.server.ts', import.meta.url)`. */
+  entry: URL;
   env: NodeJS.ProcessEnv;
   /** stdout and stderr go here, so a failing run can be diagnosed afterwards. */
   logFile: string;
@@ -21,7 +21,7 @@ export interface BenchChildOptions {
 type Waiter<Event> = { type: string; resolve: (event: Event) => void };
 
 /**
- * A process this bench started and measures or drives. Every wait on it
+ * A process a bench started and measures or drives. Every wait on it
  * fails as soon as the process reports a failure or exits unexpectedly, so
  * the bench can never carry on measuring something that is no longer there.
  */
@@ -58,7 +58,7 @@ export class BenchChild<Command extends { type: string }, Event extends { type: 
     try {
       const child = spawn(
         process.execPath,
-        [...(options.nodeArgs ?? []), '--import', 'tsx', fileURLToPath(new URL(options.entry, import.meta.url))],
+        [...(options.nodeArgs ?? []), '--import', 'tsx', fileURLToPath(options.entry)],
         {
           cwd: repositoryRoot,
           env: options.env,

@@ -4,6 +4,7 @@ import { createConnectTransport } from '@connectrpc/connect-node';
 import { AdminService, type WatchWorkersResponse } from '../../gen/switchboard/v1/admin_pb.js';
 import { AuthService } from '../../gen/switchboard/v1/auth_pb.js';
 import { WorkerStatus } from '../../gen/switchboard/v1/fleet_pb.js';
+import { withTimeout } from './interrupt.js';
 
 /** One worker event as the watcher received it. */
 export interface ObservedEvent {
@@ -18,6 +19,24 @@ export interface ObservedEvent {
 }
 
 type Admin = Client<typeof AdminService>;
+
+/**
+ * AdminService as the platform admin: logs in over Connect (HTTP/1.1; JSON
+ * when `json`) and returns the client and the headers every call presents.
+ */
+export async function loginAdmin(
+  httpUrl: string,
+  credentials: { email: string; password: string },
+  json = false,
+): Promise<{ admin: Admin; headers: Record<string, string> }> {
+  const transport = createConnectTransport({ baseUrl: httpUrl, httpVersion: '1.1', useBinaryFormat: !json });
+  const { tokens } = await createClient(AuthService, transport).login(
+    { email: credentials.email, password: credentials.password },
+    { timeoutMs: 30_000 },
+  );
+  if (!tokens?.accessToken) throw new Error('platform admin login returned no access token');
+  return { admin: createClient(AdminService, transport), headers: { authorization: `Bearer ${tokens.accessToken}` } };
+}
 
 /**
  * The fleet as an operator watching AdminService/WatchWorkers sees it:
@@ -51,14 +70,7 @@ export class FleetWatch {
     credentials: { email: string; password: string },
     namePrefix: string,
   ): Promise<FleetWatch> {
-    const transport = createConnectTransport({ baseUrl: httpUrl, httpVersion: '1.1' });
-    const { tokens } = await createClient(AuthService, transport).login(
-      { email: credentials.email, password: credentials.password },
-      { timeoutMs: 30_000 },
-    );
-    if (!tokens?.accessToken) throw new Error('platform admin login returned no access token');
-    const headers = { authorization: `Bearer ${tokens.accessToken}` };
-    const admin = createClient(AdminService, transport);
+    const { admin, headers } = await loginAdmin(httpUrl, credentials);
     const abort = new AbortController();
     const stream = admin.watchWorkers({}, { headers, signal: abort.signal });
     let snapshotArrived = () => {};
@@ -156,17 +168,5 @@ export class FleetWatch {
 
   private record(name: string, status: WorkerStatus): void {
     if (name.startsWith(this.namePrefix)) this.statuses.set(name, status);
-  }
-}
-
-async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  try {
-    return await Promise.race([promise, timedOut]);
-  } finally {
-    clearTimeout(timer);
   }
 }
