@@ -48,6 +48,8 @@ export interface Config {
    * first; undefined outside production means a key kept in `dataDir`.
    */
   readonly sessionStateKeys: EncryptionKeyList | undefined;
+  /** The engine of a session created without one: the sandbox in the developer setup, Baileys otherwise. */
+  readonly defaultEngine: 'SANDBOX' | 'BAILEYS';
   /** Sessions a tenant may have, by plan. */
   readonly sessionQuota: { free: number; pro: number; enterprise: number };
   /** How long a tenant request (send a message) waits for the worker. */
@@ -236,6 +238,7 @@ const envSchema = z
     NODE_ENV: z.string().optional(),
     SESSION_STATE_KEYS: encryptionKeys,
     SIGNING_KEY_ENCRYPTION_KEYS: encryptionKeys,
+    DEFAULT_ENGINE: z.enum(['SANDBOX', 'BAILEYS']).optional(),
     SESSION_QUOTA_FREE: count(3, 0, 1_000_000),
     SESSION_QUOTA_PRO: count(50, 0, 1_000_000),
     SESSION_QUOTA_ENTERPRISE: count(1000, 0, 1_000_000),
@@ -365,6 +368,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     replicaId: e.REPLICA_ID ?? `${hostname()}-${randomBytes(3).toString('hex')}`,
     sessionStateKeys: e.SESSION_STATE_KEYS,
+    defaultEngine: e.DEFAULT_ENGINE ?? (dev ? 'SANDBOX' : 'BAILEYS'),
     sessionQuota: { free: e.SESSION_QUOTA_FREE, pro: e.SESSION_QUOTA_PRO, enterprise: e.SESSION_QUOTA_ENTERPRISE },
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     auth: authConfig(e),

@@ -17,6 +17,7 @@ import {
   WatchSessionResponseSchema,
   type SessionService as SessionServiceDesc,
 } from '../../gen/switchboard/v1/session_pb.js';
+import { Engine } from '../../gen/switchboard/v1/fleet_pb.js';
 import { engineFromProto, engineToProto } from '../fleet/fleet-mapping.handler.js';
 import { decodeTimeCursor, encodeTimeCursor, normalisePageSize } from '../fleet/page-token.js';
 import { AsyncQueue } from '../platform/async-queue.js';
@@ -84,7 +85,7 @@ function lifecycle(sessions: SessionService) {
         requirePrincipal(ctx),
         {
           name: req.name,
-          engine: engineFromProto(req.engine),
+          engine: req.engine === Engine.UNSPECIFIED ? undefined : engineFromProto(req.engine),
           labelSelector: req.labelSelector,
           affinities: req.affinities.map((a) => ({ labelSelector: a.labelSelector, weight: a.weight })),
         },

@@ -23,6 +23,8 @@ import type { SessionCommand } from './session.state.js';
 /** Settings of the sessions capability, compiled from configuration. */
 export interface SessionOptions {
   quota: Record<TenantPlan, number>;
+  /** The engine of a session created without one. */
+  defaultEngine: EngineKind;
 }
 
 /** What the tenant use cases work with. */
@@ -57,7 +59,8 @@ export class SessionService {
     principal: Principal,
     input: {
       name: string;
-      engine: EngineKind;
+      /** Absent: the configured default engine. */
+      engine: EngineKind | undefined;
       labelSelector: string;
       affinities: { labelSelector: string; weight: number }[];
     },
@@ -84,7 +87,7 @@ export class SessionService {
         id: randomUUID(),
         tenantId,
         name: input.name.trim(),
-        engine: input.engine,
+        engine: input.engine ?? this.options.defaultEngine,
         status: 'STOPPED',
         statusReason: '',
         labelSelector: input.labelSelector.trim(),

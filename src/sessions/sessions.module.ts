@@ -71,7 +71,7 @@ export function createSessions(
   );
   const service = new SessionService(
     resources,
-    { quota: config.sessionQuota },
+    { quota: config.sessionQuota, defaultEngine: config.defaultEngine },
     { watch, effects, requests: deps.requests, placement, audit: deps.audit },
   );
   return {

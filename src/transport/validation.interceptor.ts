@@ -1,7 +1,7 @@
 import type { DescMessage, Message } from '@bufbuild/protobuf';
 import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
-import { createValidator, type Validator } from '@bufbuild/protovalidate';
+import { createValidator, type Validator, type Violation } from '@bufbuild/protovalidate';
 import { DomainError } from '../../lib/errors.js';
 
 /**
@@ -18,7 +18,7 @@ export function createValidationInterceptor(validator: Validator = createValidat
     if (result.kind === 'error') throw result.error;
     const [first] = result.violations;
     const field = first ? (first.toString().split(':')[0] ?? '') : '';
-    throw new DomainError('INVALID_ARGUMENT', result.violations.map((v) => v.toString()).join('; '), {
+    throw new DomainError('INVALID_ARGUMENT', result.violations.map(describeViolation).join('; '), {
       details: { field },
     });
   };
@@ -46,6 +46,35 @@ export function createValidationInterceptor(validator: Validator = createValidat
       })(),
     });
   };
+}
+
+/**
+ * A violation as the caller reads it. protovalidate names enum values by
+ * number ("must be in list [1, 2]"), which means nothing to someone writing
+ * JSON: enum rules name the values instead ("must be one of ENGINE_SANDBOX,
+ * ENGINE_BAILEYS").
+ */
+function describeViolation(violation: Violation): string {
+  const last = violation.field.at(-1);
+  const values = last?.kind === 'field' && last.enum ? last.enum.values : undefined;
+  if (!values || !violation.ruleId.startsWith('enum.')) return violation.toString();
+  const path = violation.toString().split(':')[0] ?? '';
+  const name = (n: string) => values.find((v) => v.number === Number(n))?.name ?? n;
+  const listed = /\[([^\]]*)\]/.exec(violation.message)?.[1];
+  const names = listed === undefined ? [] : listed.split(',').map((n) => name(n.trim()));
+  switch (violation.ruleId) {
+    case 'enum.in':
+      return `${path}: must be one of ${names.join(', ')}`;
+    case 'enum.not_in':
+      return `${path}: must not be ${names.join(' or ')}`;
+    case 'enum.defined_only':
+      return `${path}: must be one of ${values
+        .filter((v) => v.number !== 0)
+        .map((v) => v.name)
+        .join(', ')}`;
+    default:
+      return violation.toString();
+  }
 }
 
 /**

@@ -25,6 +25,13 @@ describe('control-plane configuration', () => {
     expect(config.logFormat).toBe('pretty');
   });
 
+  it('creates sessions on the sandbox in the developer setup and on Baileys otherwise, unless DEFAULT_ENGINE says', () => {
+    expect(loadConfig({}, { dev: true }).defaultEngine).toBe('SANDBOX');
+    expect(loadConfig({}).defaultEngine).toBe('BAILEYS');
+    expect(loadConfig({ DEFAULT_ENGINE: 'SANDBOX' }).defaultEngine).toBe('SANDBOX');
+    expect(() => loadConfig({ DEFAULT_ENGINE: 'WHATSAPP' })).toThrow(/DEFAULT_ENGINE/);
+  });
+
   it('treats an empty variable as unset, so FOO= in a .env file means the default', () => {
     expect(loadConfig({ DATABASE_URL: '', REDIS_URL: ' ', HOST: '', LOG_FORMAT: '', HTTP_PORT: '' })).toMatchObject({
       databaseUrl: undefined,
