@@ -47,8 +47,9 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.ApiKeyService/RevokeApiKey': tenant('api_keys.manage'),
 
   'switchboard.v1.SessionService/CreateSession': tenant('sessions.manage'),
-  'switchboard.v1.SessionService/GetSession': tenant('sessions.read'),
-  'switchboard.v1.SessionService/ListSessions': tenant('sessions.read'),
+  // Platform admins read any tenant's sessions (audited); changing them stays with the tenant.
+  'switchboard.v1.SessionService/GetSession': { kind: 'tenant-or-platform', permission: 'sessions.read' },
+  'switchboard.v1.SessionService/ListSessions': { kind: 'tenant-or-platform', permission: 'sessions.read' },
   'switchboard.v1.SessionService/StartSession': tenant('sessions.manage'),
   'switchboard.v1.SessionService/StopSession': tenant('sessions.manage'),
   'switchboard.v1.SessionService/RestartSession': tenant('sessions.manage'),

@@ -94,17 +94,28 @@ function lifecycle(sessions: SessionService) {
       return create(CreateSessionResponseSchema, { session: sessionToProto(session) });
     },
     async getSession(req, ctx) {
-      const session = await sessions.get(requestEntityManager(ctx), requirePrincipal(ctx), req.sessionId);
+      const session = await sessions.read(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        req.sessionId,
+        ctx.values.get(originKey),
+      );
       return create(GetSessionResponseSchema, { session: sessionToProto(session) });
     },
     async listSessions(req, ctx) {
       const pageSize = normalisePageSize(req.pageSize, { default: 100, max: 1000 });
       const cursor = decodeTimeCursor(req.pageToken);
-      const found = await sessions.list(requestEntityManager(ctx), requirePrincipal(ctx), {
-        pageSize: pageSize + 1,
-        before: cursor ? { at: cursor.occurredAt, id: cursor.id } : undefined,
-        status: statusFromProto(req.status),
-      });
+      const found = await sessions.list(
+        requestEntityManager(ctx),
+        requirePrincipal(ctx),
+        {
+          pageSize: pageSize + 1,
+          before: cursor ? { at: cursor.occurredAt, id: cursor.id } : undefined,
+          status: statusFromProto(req.status),
+          tenantId: req.tenantId || undefined,
+        },
+        ctx.values.get(originKey),
+      );
       const page = found.slice(0, pageSize);
       const last = page.at(-1);
       return create(ListSessionsResponseSchema, {

@@ -17,6 +17,13 @@ export class SessionRepository {
     return session;
   }
 
+  /** Any tenant's session (platform admins' reads). */
+  async findById(id: string): Promise<Session> {
+    const session = await this.em.findOne(Session, { id });
+    if (!session) throw DomainError.notFound('session', id);
+    return session;
+  }
+
   /** Locks the tenant's session for a state change (inside a transaction). */
   async lockForTenant(tenantId: string, id: string): Promise<Session> {
     const session = await this.em.findOne(Session, { id, tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
@@ -29,14 +36,15 @@ export class SessionRepository {
     return this.em.findOne(Session, { id }, { lockMode: LockMode.PESSIMISTIC_WRITE });
   }
 
+  /** Newest first; one tenant's, or every tenant's with `tenantId` null (platform admins). */
   async list(
-    tenantId: string,
+    tenantId: string | null,
     query: { pageSize: number; before?: { at: Date; id: string }; status?: SessionStatus },
   ): Promise<Session[]> {
     const qb = this.em
       .createQueryBuilder(Session, 's')
       .select('*')
-      .where({ tenantId })
+      .where(tenantId === null ? {} : { tenantId })
       .orderBy({ createdAt: 'desc', id: 'desc' })
       .limit(query.pageSize);
     if (query.status) qb.andWhere({ status: query.status });

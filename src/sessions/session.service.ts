@@ -137,12 +137,41 @@ export class SessionService {
     return new SessionRepository(em).findForTenant(requireTenant(principal), id);
   }
 
+  /**
+   * GetSession: a tenant reads its own sessions; a platform admin acting on
+   * the platform (not in a tenant) reads any, and each such read is audited.
+   */
+  async read(em: EntityManager, principal: Principal, id: string, origin: RequestOrigin): Promise<Session> {
+    if (!actsOnPlatform(principal)) return this.get(em, principal, id);
+    const session = await new SessionRepository(em).findById(id);
+    await this.auditAdminRead(em, principal, origin, {
+      action: 'session.viewed',
+      targetId: id,
+      tenantId: session.tenantId,
+    });
+    return session;
+  }
+
+  /** ListSessions: the caller's tenant, or for a platform admin every tenant's (or one's), audited. */
   async list(
     em: EntityManager,
     principal: Principal,
-    query: { pageSize: number; before?: { at: Date; id: string }; status?: SessionStatus },
+    query: { pageSize: number; before?: { at: Date; id: string }; status?: SessionStatus; tenantId?: string },
+    origin: RequestOrigin,
   ): Promise<Session[]> {
-    return new SessionRepository(em).list(requireTenant(principal), query);
+    if (!actsOnPlatform(principal)) {
+      if (query.tenantId && query.tenantId !== principal.tenantId) {
+        throw new DomainError('PERMISSION_DENIED', 'only platform admins choose the tenant; yours is implied');
+      }
+      return new SessionRepository(em).list(requireTenant(principal), query);
+    }
+    const tenantId = query.tenantId ?? null;
+    await this.auditAdminRead(em, principal, origin, {
+      action: 'sessions.listed',
+      targetId: tenantId ?? '*',
+      tenantId,
+    });
+    return new SessionRepository(em).list(tenantId, query);
   }
 
   /** start, stop, restart, logout or delete. */
@@ -258,7 +287,27 @@ export class SessionService {
     return session;
   }
 
+  /** Platform admins reading tenants' sessions leave a trace in the audit log. */
+  private async auditAdminRead(
+    em: EntityManager,
+    principal: Principal,
+    origin: RequestOrigin,
+    entry: { action: string; targetId: string; tenantId: string | null },
+  ): Promise<void> {
+    this.deps.audit.record(
+      em,
+      { action: entry.action, tenantId: entry.tenantId, targetType: 'session', targetId: entry.targetId },
+      { principal, origin },
+    );
+    await em.flush();
+  }
+
   private targetOf(session: Session): RequestTarget {
     return { sessionId: session.id, epoch: session.epoch, workerId: session.workerId as string };
   }
+}
+
+/** A platform admin signed in without a tenant acts on the whole platform (read-only for sessions). */
+function actsOnPlatform(principal: Principal): boolean {
+  return principal.kind === 'user' && principal.platformAdmin && principal.tenantId === null;
 }
