@@ -11,7 +11,9 @@ import {
   type ControlMessage,
   type HelloSchema,
 } from '../gen/switchboard/v1/worker_pb.js';
+import { systemClock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { systemRandom } from '../lib/random.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
 import { MetricsCollector, toResourceMetrics } from './metrics.js';
@@ -129,7 +131,7 @@ export class Agent extends EventEmitter<{
       send: (event) => this.sendSessionEvent(event),
       logger: log.child({ component: 'sessions' }),
     });
-    this.metrics = new MetricsCollector(() => this.sessions.count);
+    this.metrics = new MetricsCollector(() => this.sessions.count, systemClock);
   }
 
   /** The client for the address this attempt uses (one channel per address, kept for reuse). */
@@ -236,7 +238,7 @@ export class Agent extends EventEmitter<{
       if (this.isStopping()) break;
       // The replica may be gone: the next attempt goes to the next address.
       this.addressIndex += 1;
-      const delay = backoffDelay(this.attempt++, this.options.backoff);
+      const delay = backoffDelay(this.attempt++, this.options.backoff, systemRandom);
       this.log.warn({ reason: outcome, retryInMs: delay, attempt: this.attempt }, 'stream ended; reconnecting');
       this.setState('backoff');
       await new Promise<void>((resolve) => {
