@@ -1,8 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { timestampNow } from '@bufbuild/protobuf/wkt';
-import type { ServiceError } from '@grpc/grpc-js';
+import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import { status as GrpcStatus } from '@grpc/grpc-js';
 import { Engine } from '../gen/switchboard/v1/fleet_pb.js';
 import {
@@ -11,9 +10,18 @@ import {
   type ControlMessage,
   type HelloSchema,
 } from '../gen/switchboard/v1/worker_pb.js';
+import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
+import { systemRandom, type Random } from '../lib/random.js';
+import { every, systemScheduler, type Scheduler, type Timer } from '../lib/timers.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
-import { ControlPlaneClient, type AgentStream } from './control-plane-client.js';
+import {
+  grpcConnector,
+  type AgentStream,
+  type ControlPlaneChannel,
+  type ControlPlaneConnector,
+  type StreamError,
+} from './control-plane-client.js';
 import { MetricsCollector, toResourceMetrics } from './metrics.js';
 import { OutboundCheck } from './outbound-check.js';
 import { CredentialStore } from './credential-store.js';
@@ -52,10 +60,32 @@ export interface AgentOptions {
   /** On SIGTERM, how long to wait for the work held here to move before exiting anyway. */
   drainTimeoutMs: number;
   /**
-   * Builds the one engine of each kind in `engines`. Default: the real ones
-   * (sandbox on real timers, Baileys). Tests inject fakes or a shared sandbox network.
+   * Builds the one engine of each kind in `engines`, on the agent's clock and
+   * scheduler. Default: the real ones (sandbox, Baileys). Tests inject fakes
+   * or a shared sandbox network.
    */
   engineFactory?: EngineFactory;
+}
+
+/**
+ * What the agent takes from its surroundings instead of reaching for
+ * globals: time, timers, jitter and the way to the control plane. main.ts
+ * passes the system ones; a test passes one ManualScheduler as clock and
+ * scheduler, a pinned random and an in-memory connector, and runs the
+ * agent's timing rules in milliseconds.
+ */
+export interface AgentRuntime {
+  /** Measures the lease, heartbeat silence and metrics intervals; stamps heartbeats. */
+  clock: Clock;
+  /**
+   * Every timer: heartbeats, the welcome timeout, reconnect backoff, the
+   * drain deadline, and the timers of the sessions and engines.
+   */
+  scheduler: Scheduler;
+  /** Jitter of the reconnect backoff. */
+  random: Random;
+  /** Opens the channel to a control-plane address (gRPC unless a test says otherwise). */
+  connect: ControlPlaneConnector;
 }
 
 /**
@@ -81,9 +111,13 @@ export class Agent extends EventEmitter<{
   removed: [string];
 }> {
   private _state: AgentState = 'idle';
+  /**
+   * Tells this process from an earlier one of the same worker. From crypto,
+   * not the injected Random: an identifier must never repeat.
+   */
   private readonly instanceId = randomBytes(12).toString('hex');
   private readonly addresses: string[];
-  private readonly clients = new Map<string, ControlPlaneClient>();
+  private readonly channels = new Map<string, ControlPlaneChannel>();
   private addressIndex = 0;
   /** Sequence of the last heartbeat the control plane acknowledged. */
   private ackedSequence = 0n;
@@ -92,10 +126,12 @@ export class Agent extends EventEmitter<{
   /** The stream the control plane welcomed; session events go up on it. */
   private welcomedStream: AgentStream | undefined;
   private readonly outbox: SessionEventInit[] = [];
+  /** drainAndStop() waiting for its heartbeat to be acknowledged. */
+  private readonly ackWaiters = new Set<{ sequence: bigint; resolve: () => void }>();
   /** The sessions this worker runs. */
   readonly sessions: SessionHost;
-  private heartbeatTimer: NodeJS.Timeout | undefined;
-  private backoffTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: Timer | undefined;
+  private backoffTimer: Timer | undefined;
   private wakeBackoff: (() => void) | undefined;
   private sequence = 0n;
   private attempt = 0;
@@ -115,35 +151,44 @@ export class Agent extends EventEmitter<{
   private lastAckMs = 0;
   private readonly credentials: CredentialStore;
   private readonly outboundCheck = new OutboundCheck();
+  private readonly clock: Clock;
+  private readonly scheduler: Scheduler;
+  private readonly random: Random;
+  private readonly connect: ControlPlaneConnector;
 
+  /** `runtime` defaults to the system clock, real timers, Math.random and gRPC with the options' keepalive. */
   constructor(
     readonly options: AgentOptions,
     private readonly log: Logger,
+    runtime: Partial<AgentRuntime> = {},
   ) {
     super();
+    this.clock = runtime.clock ?? systemClock;
+    this.scheduler = runtime.scheduler ?? systemScheduler;
+    this.random = runtime.random ?? systemRandom;
+    this.connect = runtime.connect ?? grpcConnector(options);
     this.credentials = new CredentialStore(options.credentialFile);
     this.addresses = options.controlPlaneAddress.split(',').map((address) => address.trim());
+    const time = { clock: this.clock, scheduler: this.scheduler };
     this.sessions = new SessionHost({
-      engines: createEngines(options.engines, options.engineFactory ?? defaultEngineFactory),
+      engines: createEngines(options.engines, options.engineFactory ?? defaultEngineFactory, time),
       capacity: options.capacity,
       send: (event) => this.sendSessionEvent(event),
       logger: log.child({ component: 'sessions' }),
+      ...time,
     });
-    this.metrics = new MetricsCollector(() => this.sessions.count);
+    this.metrics = new MetricsCollector(() => this.sessions.count, this.clock);
   }
 
-  /** The client for the address this attempt uses (one channel per address, kept for reuse). */
-  private client(): ControlPlaneClient {
+  /** The channel to the address this attempt uses (one per address, kept for reuse). */
+  private channel(): ControlPlaneChannel {
     const address = this.addresses[this.addressIndex % this.addresses.length] as string;
-    let client = this.clients.get(address);
-    if (!client) {
-      client = new ControlPlaneClient(address, {
-        keepaliveTimeMs: this.options.keepaliveTimeMs,
-        keepaliveTimeoutMs: this.options.keepaliveTimeoutMs,
-      });
-      this.clients.set(address, client);
+    let channel = this.channels.get(address);
+    if (!channel) {
+      channel = this.connect(address);
+      this.channels.set(address, channel);
     }
-    return client;
+    return channel;
   }
 
   get state(): AgentState {
@@ -174,11 +219,12 @@ export class Agent extends EventEmitter<{
       this.log.warn({ dropped: this.outbox.length }, 'session events not sent before stopping');
       this.outbox.length = 0;
     }
-    clearTimeout(this.backoffTimer);
+    this.backoffTimer?.cancel();
     this.wakeBackoff?.();
     this.stream?.end();
     await this.running;
-    for (const client of this.clients.values()) client.close();
+    this.ackWaiters.clear();
+    for (const channel of this.channels.values()) channel.close();
     this.metrics.close();
     this.setState('stopped');
   }
@@ -187,33 +233,58 @@ export class Agent extends EventEmitter<{
    * Graceful stop (SIGTERM): tells the control plane this worker is draining
    * (no new work; what it runs moves elsewhere), waits until the control plane
    * has acknowledged that and no session is held here (it stops them one by
-   * one, with StopSession, as it moves them), or `timeoutMs` passed, then
-   * stops (stopping whatever is still held).
+   * one, with StopSession, as it moves them; the last one's answer goes up
+   * first), or `drainTimeoutMs` passed, then stops (stopping whatever is
+   * still held). Waits on those events and one timer, never polling.
    */
-  async drainAndStop(workHeld: () => number = () => this.sessions.count): Promise<void> {
+  async drainAndStop(): Promise<void> {
     if (this.isStopping() || this._state === 'idle') return this.stop();
-    const deadline = performance.now() + this.options.drainTimeoutMs;
+    let timer: Timer | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = this.scheduler.schedule(this.options.drainTimeoutMs, resolve);
+    });
     this.draining = true;
     this.leaving = true;
     this.emit('drain', 'agent stopping');
     this.log.info({ timeoutMs: this.options.drainTimeoutMs }, 'draining before exit');
-    const stream = this.stream;
-    if (this._state === 'connected' && stream) {
-      const sequence = this.beat(stream);
-      await this.until(() => this.ackedSequence >= sequence, deadline);
+    try {
+      const stream = this.stream;
+      if (this._state === 'connected' && stream) {
+        await this.unlessLate(this.acknowledged(this.beat(stream)), deadline);
+      }
+      const moved = await this.unlessLate(this.sessions.whenIdle(), deadline);
+      if (!moved) this.log.warn({ held: this.sessions.count }, 'drain timeout: exiting with work still held');
+    } finally {
+      timer?.cancel();
     }
-    const moved = await this.until(() => workHeld() === 0, deadline);
-    if (!moved) this.log.warn({ held: workHeld() }, 'drain timeout: exiting with work still held');
     await this.stop();
   }
 
-  /** Polls `done` until it holds or the deadline passes; returns whether it held. */
-  private async until(done: () => boolean, deadlineMs: number): Promise<boolean> {
-    while (!done()) {
-      if (performance.now() >= deadlineMs || this.isStopping()) return false;
-      await new Promise((resolve) => setTimeout(resolve, 50));
+  /**
+   * Waits for `event`; returns whether it came before `deadline` and before
+   * the agent started stopping (an event that already came always counts).
+   */
+  private async unlessLate(event: Promise<void>, deadline: Promise<void>): Promise<boolean> {
+    let onState: ((state: AgentState) => void) | undefined;
+    const stopping = new Promise<void>((resolve) => {
+      if (this.isStopping()) return resolve();
+      onState = (state) => {
+        if (state === 'stopping' || state === 'stopped') resolve();
+      };
+      this.on('state', onState);
+    });
+    try {
+      // Listed first, so an event that already came wins over a deadline already passed.
+      return await Promise.race([event.then(() => true), deadline.then(() => false), stopping.then(() => false)]);
+    } finally {
+      if (onState) this.off('state', onState);
     }
-    return true;
+  }
+
+  /** Resolves once the control plane has acknowledged heartbeat `sequence` or a later one. */
+  private acknowledged(sequence: bigint): Promise<void> {
+    if (this.ackedSequence >= sequence) return Promise.resolve();
+    return new Promise((resolve) => this.ackWaiters.add({ sequence, resolve }));
   }
 
   /** Resolves when the agent is connected (welcomed). */
@@ -236,12 +307,12 @@ export class Agent extends EventEmitter<{
       if (this.isStopping()) break;
       // The replica may be gone: the next attempt goes to the next address.
       this.addressIndex += 1;
-      const delay = backoffDelay(this.attempt++, this.options.backoff);
+      const delay = backoffDelay(this.attempt++, this.options.backoff, this.random);
       this.log.warn({ reason: outcome, retryInMs: delay, attempt: this.attempt }, 'stream ended; reconnecting');
       this.setState('backoff');
       await new Promise<void>((resolve) => {
         this.wakeBackoff = resolve;
-        this.backoffTimer = setTimeout(resolve, delay);
+        this.backoffTimer = this.scheduler.schedule(delay, resolve);
       });
     }
   }
@@ -250,20 +321,18 @@ export class Agent extends EventEmitter<{
   private holdStream(): Promise<string> {
     this.setState('connecting');
     return new Promise<string>((resolve) => {
-      const stream = this.client().openStream();
+      const stream = this.channel().openStream();
       this.stream = stream;
       let settled = false;
-      const welcomeTimer = setTimeout(() => {
-        stream.cancel();
-      }, this.options.welcomeTimeoutMs);
+      const welcomeTimer = this.scheduler.schedule(this.options.welcomeTimeoutMs, () => stream.cancel());
       const finish = (reason: string) => {
         if (settled) return;
         settled = true;
-        clearTimeout(welcomeTimer);
+        welcomeTimer.cancel();
         if (this.welcomedStream === stream) this.welcomedStream = undefined;
         // The stream may end first (the control plane cut it while we were
         // frozen): the lease is just as lapsed, so fence all the same.
-        const silentMs = performance.now() - this.lastAckMs;
+        const silentMs = this.clock.monotonicMs() - this.lastAckMs;
         if (this.heartbeatTimer && silentMs >= this.leaseTtlMs) this.fence(stream, silentMs);
         this.stopHeartbeats();
         this.stream = undefined;
@@ -271,10 +340,10 @@ export class Agent extends EventEmitter<{
       };
 
       stream.on('data', (message: ControlMessage) => {
-        if (message.payload.case === 'welcome') clearTimeout(welcomeTimer);
+        if (message.payload.case === 'welcome') welcomeTimer.cancel();
         this.onControlMessage(stream, message);
       });
-      stream.on('error', (error: ServiceError) => {
+      stream.on('error', (error: StreamError) => {
         if (error.code === GrpcStatus.UNAUTHENTICATED && this.usingStoredCredential) {
           // Revoked or re-enrolled elsewhere: forget it and use the join token, if there is one.
           this.credentials.clear();
@@ -327,15 +396,14 @@ export class Agent extends EventEmitter<{
         this.leaseTtlMs = welcome.leaseTtl
           ? Number(welcome.leaseTtl.seconds) * 1000 + welcome.leaseTtl.nanos / 1e6
           : 10_000;
-        this.lastAckMs = performance.now();
+        this.lastAckMs = this.clock.monotonicMs();
         this.startHeartbeats(stream, intervalMs);
         this.welcomedStream = stream;
         this.flushOutbox(stream);
         break;
       }
       case 'heartbeatAck':
-        this.lastAckMs = performance.now();
-        if (message.payload.value.sequence > this.ackedSequence) this.ackedSequence = message.payload.value.sequence;
+        this.onHeartbeatAck(message.payload.value.sequence);
         break;
       case 'drain':
         this.draining = true;
@@ -388,7 +456,7 @@ export class Agent extends EventEmitter<{
       // control plane may already have declared this worker failed and moved
       // its work. Stop everything held before anything else happens, then
       // reconnect and re-register from scratch.
-      const silentMs = performance.now() - this.lastAckMs;
+      const silentMs = this.clock.monotonicMs() - this.lastAckMs;
       if (silentMs >= this.leaseTtlMs) {
         this.fence(stream, silentMs);
         return;
@@ -396,7 +464,17 @@ export class Agent extends EventEmitter<{
       this.beat(stream);
     };
     beat();
-    this.heartbeatTimer = setInterval(beat, intervalMs);
+    this.heartbeatTimer = every(this.scheduler, intervalMs, beat);
+  }
+
+  private onHeartbeatAck(sequence: bigint): void {
+    this.lastAckMs = this.clock.monotonicMs();
+    if (sequence > this.ackedSequence) this.ackedSequence = sequence;
+    for (const waiter of this.ackWaiters) {
+      if (waiter.sequence > this.ackedSequence) continue;
+      this.ackWaiters.delete(waiter);
+      waiter.resolve();
+    }
   }
 
   /** Sends one heartbeat now; returns its sequence. */
@@ -407,7 +485,7 @@ export class Agent extends EventEmitter<{
       value: {
         sequence: this.sequence,
         metrics: toResourceMetrics(this.metrics.sample()),
-        sentAt: timestampNow(),
+        sentAt: timestampFromDate(this.clock.now()),
         draining: this.leaving,
       },
     });
@@ -477,10 +555,11 @@ export class Agent extends EventEmitter<{
   }
 
   private stopHeartbeats(): void {
-    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer?.cancel();
     this.heartbeatTimer = undefined;
   }
 
+  // Correlation ids are identifiers, so crypto rather than the injected (jitter) Random.
   private send(stream: AgentStream, payload: MessageInitShape<typeof AgentMessageSchema>['payload']): void {
     this.write(stream, create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
   }
@@ -523,7 +602,7 @@ export class Agent extends EventEmitter<{
 
 // grpc-js undoes the server's percent-encoding of status messages with
 // decodeURI, which leaves ":" and ";" encoded (%3A, %3B); finish the job.
-function statusMessage(error: ServiceError): string {
+function statusMessage(error: StreamError): string {
   const text = error.details || error.message;
   try {
     return decodeURIComponent(text);

@@ -8,8 +8,47 @@ import {
   WorkerService,
 } from '../gen/switchboard/v1/worker_pb.js';
 
-/** The agent's end of WorkerService.Connect. */
-export type AgentStream = grpc.ClientDuplexStream<AgentMessage, ControlMessage>;
+/**
+ * The agent's end of one WorkerService.Connect stream: the part of a grpc-js
+ * duplex call the agent uses, so tests can hand it an in-memory stream.
+ * Listeners are called after the call that caused them returns (grpc-js
+ * never calls them from inside write, end or cancel).
+ */
+export interface AgentStream {
+  /** False once the agent ended the stream or it closed: writes would go nowhere. */
+  readonly writable: boolean;
+  write(message: AgentMessage): void;
+  /** Half-closes: the agent sends nothing more, and the control plane ends its side in turn. */
+  end(): void;
+  /** Abandons the stream at once; it then fails with CANCELLED. */
+  cancel(): void;
+  on(event: 'data', listener: (message: ControlMessage) => void): unknown;
+  /** The stream failed with a gRPC status (CANCELLED after cancel()). */
+  on(event: 'error', listener: (error: StreamError) => void): unknown;
+  /** `end`: the control plane ended its side cleanly; `close`: the stream is gone either way. */
+  on(event: 'end' | 'close', listener: () => void): unknown;
+}
+
+/** How a stream failed: an Error with the gRPC status code and its message (grpc-js' ServiceError is one). */
+export type StreamError = Error & Pick<grpc.ServiceError, 'code' | 'details'>;
+
+/** Streams to one control-plane address; the agent keeps one per address and reuses it. */
+export interface ControlPlaneChannel {
+  openStream(): AgentStream;
+  close(): void;
+}
+
+/**
+ * Opens the channel to one control-plane address. The agent's one way to
+ * the control plane: gRPC in production (grpcConnector), an in-memory
+ * stream pair in tests.
+ */
+export type ControlPlaneConnector = (address: string) => ControlPlaneChannel;
+
+/** The production connector: a gRPC channel per address with these keepalive settings. */
+export function grpcConnector(options: ChannelOptions): ControlPlaneConnector {
+  return (address) => new ControlPlaneClient(address, options);
+}
 
 /** Channel settings that find dead connections behind proxies and load balancers. */
 export interface ChannelOptions {
@@ -37,7 +76,7 @@ const definition: grpc.ServiceDefinition = {
 const WorkerServiceClient = grpc.makeGenericClientConstructor(definition, WorkerService.typeName);
 
 /** A gRPC channel to the control plane; streams are opened on it as needed. */
-export class ControlPlaneClient {
+export class ControlPlaneClient implements ControlPlaneChannel {
   private readonly client: grpc.Client;
 
   constructor(address: string, options: ChannelOptions) {
@@ -52,7 +91,9 @@ export class ControlPlaneClient {
   }
 
   openStream(): AgentStream {
-    const open = (this.client as unknown as Record<string, () => AgentStream>)[connectMethod.localName];
+    const open = (
+      this.client as unknown as Record<string, () => grpc.ClientDuplexStream<AgentMessage, ControlMessage>>
+    )[connectMethod.localName];
     if (!open) throw new Error('generated WorkerService client has no connect method');
     return open.call(this.client);
   }

@@ -1,8 +1,15 @@
+import { systemClock } from '../lib/clock.js';
 import { createLogger } from '../lib/logger.js';
+import { systemRandom } from '../lib/random.js';
+import { systemScheduler } from '../lib/timers.js';
 import { Agent } from './agent.js';
 import { AgentConfigError, loadAgentConfig } from './config.js';
+import { grpcConnector } from './control-plane-client.js';
 
-/** Entry point of `npm run agent`: config -> Agent -> run until SIGTERM/SIGINT. */
+/**
+ * Entry point of `npm run agent`, and the agent's composition root: config ->
+ * Agent on real time and gRPC -> run until SIGTERM/SIGINT.
+ */
 async function main(): Promise<void> {
   let config;
   try {
@@ -17,7 +24,12 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, pretty: config.logFormat === 'pretty', name: 'agent' }).child({
     worker: config.workerName,
   });
-  const agent = new Agent(config, logger);
+  const agent = new Agent(config, logger, {
+    clock: systemClock,
+    scheduler: systemScheduler,
+    random: systemRandom,
+    connect: grpcConnector({ keepaliveTimeMs: config.keepaliveTimeMs, keepaliveTimeoutMs: config.keepaliveTimeoutMs }),
+  });
   logger.info(
     {
       controlPlane: config.controlPlaneAddress,

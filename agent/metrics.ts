@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { systemClock, type Clock } from '../lib/clock.js';
 
 /** One reading of the agent's own resource use (mirrors ResourceMetrics in the API). */
 export interface MetricsSample {
@@ -18,19 +19,24 @@ export interface MetricsSample {
 /**
  * Reads real process and host metrics. CPU and event-loop lag are measured
  * over the interval since the previous sample, so each heartbeat reports what
- * happened since the last one.
+ * happened since the last one; the interval is measured on the agent's
+ * injected clock, like every other duration it measures.
  */
 export class MetricsCollector {
   private lastCpu = process.cpuUsage();
-  private lastAt = performance.now();
+  private lastAt: number;
   private readonly loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
 
-  constructor(private readonly sessionCount: () => number = () => 0) {
+  constructor(
+    private readonly sessionCount: () => number = () => 0,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.lastAt = clock.monotonicMs();
     this.loopDelay.enable();
   }
 
   sample(): MetricsSample {
-    const now = performance.now();
+    const now = this.clock.monotonicMs();
     const cpu = process.cpuUsage(this.lastCpu);
     const elapsedMicros = Math.max(1, (now - this.lastAt) * 1000);
     this.lastCpu = process.cpuUsage();

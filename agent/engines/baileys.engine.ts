@@ -20,6 +20,7 @@ import {
   type WAVersion,
 } from '@whiskeysockets/baileys';
 import { systemClock, type Clock } from '../../lib/clock.js';
+import { systemScheduler, type Scheduler, type Timer } from '../../lib/timers.js';
 import { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { createAuthState, type CheckpointedAuthState } from './baileys-auth-state.js';
@@ -68,7 +69,10 @@ export type BaileysSocketFactory = (config: UserFacingSocketConfig) => BaileysSo
 export interface BaileysEngineOptions {
   /** Default: Baileys' makeWASocket (the real network). */
   socketFactory?: BaileysSocketFactory;
+  /** Default the system clock. Tests pass one ManualScheduler as both clock and scheduler. */
   clock?: Clock;
+  /** Runs the checkpoint debounce timer. Default real timers (setTimeout). */
+  scheduler?: Scheduler;
   /** Quiet time after the last auth change before a checkpoint goes out. Default 250 ms. */
   checkpointDebounceMs?: number;
   /** A stream of changes (history sync) still checkpoints at least this often. Default 2000 ms. */
@@ -103,6 +107,7 @@ export function createBaileysEngine(options: BaileysEngineOptions = {}): Baileys
   const compiled: CompiledOptions = {
     socketFactory: options.socketFactory ?? makeWASocket,
     clock: options.clock ?? systemClock,
+    scheduler: options.scheduler ?? systemScheduler,
     checkpointDebounceMs: options.checkpointDebounceMs ?? 250,
     checkpointMaxDelayMs: options.checkpointMaxDelayMs ?? 2_000,
     baileysLogLevel: options.baileysLogLevel ?? 'warn',
@@ -149,7 +154,7 @@ class BaileysSession implements EngineSession {
   private pairingWindow: Deferred | undefined;
   private checkpointDirty = false;
   private checkpointPendingSinceMs: number | undefined;
-  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointTimer: Timer | undefined;
 
   constructor(
     private readonly input: EngineSessionInput,
@@ -412,10 +417,10 @@ class BaileysSession implements EngineSession {
     const nowMs = this.options.clock.monotonicMs();
     this.checkpointPendingSinceMs ??= nowMs;
     const ceilingMs = this.checkpointPendingSinceMs + this.options.checkpointMaxDelayMs - nowMs;
-    clearTimeout(this.checkpointTimer);
-    this.checkpointTimer = setTimeout(
-      () => this.flushCheckpoint(),
+    this.checkpointTimer?.cancel();
+    this.checkpointTimer = this.options.scheduler.schedule(
       Math.max(0, Math.min(this.options.checkpointDebounceMs, ceilingMs)),
+      () => this.flushCheckpoint(),
     );
   }
 
@@ -425,7 +430,7 @@ class BaileysSession implements EngineSession {
    * the next start try to log in instead of pairing afresh.
    */
   private flushCheckpoint(): void {
-    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer?.cancel();
     this.checkpointTimer = undefined;
     this.checkpointPendingSinceMs = undefined;
     if (!this.checkpointDirty || !this.auth?.isLinked()) return;
@@ -434,7 +439,7 @@ class BaileysSession implements EngineSession {
   }
 
   private discardCheckpoint(): void {
-    clearTimeout(this.checkpointTimer);
+    this.checkpointTimer?.cancel();
     this.checkpointTimer = undefined;
     this.checkpointPendingSinceMs = undefined;
     this.checkpointDirty = false;

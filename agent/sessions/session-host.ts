@@ -108,6 +108,8 @@ type ResponseResult = ResponseInit['result'];
  */
 export class SessionHost {
   private readonly sessions = new Map<string, Hosted>();
+  /** Callers of whenIdle() waiting for the last session and command to finish. */
+  private readonly idleWaiters: (() => void)[] = [];
   /** The last queued command per session id, so commands for one session never interleave. */
   private readonly tails = new Map<string, Promise<void>>();
   /** Bumped by stopAll(): an assignment that was in progress then must not start anything afterwards. */
@@ -133,6 +135,16 @@ export class SessionHost {
   /** Sessions held now (for heartbeats and drain). */
   get count(): number {
     return this.sessions.size;
+  }
+
+  /**
+   * Resolves once no session is held and no command is still running (at
+   * once when so): a draining agent waits on it, so the answer to the
+   * StopSession that moved the last session goes up before the stream ends.
+   */
+  whenIdle(): Promise<void> {
+    if (this.idle()) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   /** Every session held now with its epoch, for Hello: the control plane reconciles from it. */
@@ -450,6 +462,15 @@ export class SessionHost {
 
   private remove(hosted: Hosted): void {
     if (this.sessions.get(hosted.sessionId) === hosted) this.sessions.delete(hosted.sessionId);
+    this.wakeIfIdle();
+  }
+
+  private idle(): boolean {
+    return this.sessions.size === 0 && this.tails.size === 0;
+  }
+
+  private wakeIfIdle(): void {
+    if (this.idle()) for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 
   private heldUnder(sessionId: string, epoch: number): Hosted {
@@ -492,6 +513,7 @@ export class SessionHost {
     this.tails.set(sessionId, run);
     void run.finally(() => {
       if (this.tails.get(sessionId) === run) this.tails.delete(sessionId);
+      this.wakeIfIdle();
     });
     return run;
   }

@@ -3,15 +3,22 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Agent, type AgentOptions } from '../../agent/agent.js';
+import { Agent, type AgentOptions, type AgentRuntime } from '../../agent/agent.js';
 import { defaultBackoff } from '../../agent/backoff.js';
 import { createLogger } from '../../lib/logger.js';
 
-/** An in-process agent with test-friendly timings; it enrols with `joinToken` and keeps its credential in a temp folder. */
+/**
+ * An in-process agent with test-friendly timings; it enrols with `joinToken`
+ * and keeps its credential in a temp folder. `runtime` puts it on a fake
+ * clock (one ManualScheduler as clock and scheduler), a pinned random and an
+ * in-memory control plane (tests/support/fake-control-plane.ts); default
+ * real time and gRPC.
+ */
 export function createTestAgent(
   controlPlaneAddress: string,
   joinToken: string | undefined,
   overrides: Partial<AgentOptions> = {},
+  runtime: Partial<AgentRuntime> = {},
 ): Agent {
   const stateDir = mkdtempSync(join(tmpdir(), 'sb-agent-'));
   const options: AgentOptions = {
@@ -33,6 +40,7 @@ export function createTestAgent(
   return new Agent(
     options,
     createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent', pretty: false, name: 'agent' }),
+    runtime,
   );
 }
 

@@ -17,7 +17,7 @@ import {
   type UserFacingSocketConfig,
   type WAMessage,
 } from '@whiskeysockets/baileys';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import {
   AuthSnapshotError,
   createAuthState,
@@ -36,7 +36,7 @@ import {
   type BaileysSocket,
 } from '../../agent/engines/baileys.engine.js';
 import type { EngineEvent, EngineStopReason } from '../../agent/engines/engine.js';
-import { ManualClock } from '../../lib/clock.js';
+import { ManualScheduler } from '../../lib/timers.js';
 import { createLogger } from '../../lib/logger.js';
 
 const logger = createLogger({ level: 'silent', pretty: false });
@@ -364,19 +364,14 @@ class FakeSocket implements BaileysSocket {
 }
 
 describe('Baileys engine on a fake socket', () => {
-  beforeEach(() => {
-    vi.useFakeTimers();
-  });
-  afterEach(() => {
-    vi.useRealTimers();
-  });
-
   function harness(authState: Uint8Array | null = null) {
-    const clock = new ManualClock();
+    // One fake clock and scheduler: the checkpoint timer runs only when the test advances it.
+    const clock = new ManualScheduler();
     const sockets: FakeSocket[] = [];
     const events: EngineEvent[] = [];
     const engine = createBaileysEngine({
       clock,
+      scheduler: clock,
       socketFactory: (config) => {
         const socket = new FakeSocket(config);
         sockets.push(socket);
@@ -393,10 +388,7 @@ describe('Baileys engine on a fake socket', () => {
       of: <K extends EngineEvent['kind']>(kind: K) =>
         events.filter((e): e is Extract<EngineEvent, { kind: K }> => e.kind === kind),
       /** Moves wall time, monotonic time and timers together. */
-      advance: (ms: number) => {
-        clock.advance(ms);
-        vi.advanceTimersByTime(ms);
-      },
+      advance: (ms: number) => clock.advance(ms),
       endedWith: (): EngineStopReason[] => events.flatMap((e) => (e.kind === 'ended' ? [e.reason] : [])),
     };
   }

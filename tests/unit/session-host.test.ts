@@ -559,6 +559,27 @@ describe('session host: ending sessions', () => {
     expect(h.host.count).toBe(0);
   });
 
+  it('is idle once no session is held and the command that stopped the last one was answered', async () => {
+    const h = harness();
+    await h.assign('a', 1);
+    await h.assign('b', 1);
+    let wireWhenIdle: number | undefined;
+    void h.host.whenIdle().then(() => {
+      wireWhenIdle = h.wire.length;
+    });
+
+    await h.stop('a', 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(wireWhenIdle).toBeUndefined();
+
+    await h.stop('b', 1);
+    await new Promise((resolve) => setImmediate(resolve));
+    // Not when `b` left the host, but after its ended and its ack went out.
+    expect(wireWhenIdle).toBe(h.wire.length);
+    expect(h.wire.at(-1)).toMatchObject({ kind: 'ack', ack: { accepted: true } });
+    await expect(h.host.whenIdle()).resolves.toBeUndefined();
+  });
+
   it('refuses an assignment received before stopAll ran but not yet carried out', async () => {
     const h = harness();
     await h.assign('s1', 1);
