@@ -30,6 +30,7 @@ async function serve(req: NodeRequest, res: NodeResponse, deps: HttpEndpointDepe
     res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
     res.end(JSON.stringify(body));
   };
+  if (path === '/') return reply(200, INDEX);
   if (path === '/healthz') return reply(200, { status: 'ok' });
   if (path === '/.well-known/jwks.json') return reply(200, deps.jwks());
   if (path === '/metrics') {
@@ -46,6 +47,26 @@ async function serve(req: NodeRequest, res: NodeResponse, deps: HttpEndpointDepe
   }
   return reply(404, { code: 'not_found', message: `no route for ${req.method ?? ''} ${path}` });
 }
+
+/** What `GET /` answers: where things are, for someone who opened the address in a browser. */
+const INDEX = {
+  service: 'Switchboard control plane',
+  api: {
+    connect: 'POST /<package>.<Service>/<Method> with JSON (content-type: application/json) or binary protobuf',
+    readOnly: 'GET /<package>.<Service>/<Get*|List*>?encoding=json&message=<url-encoded JSON>',
+    grpc: 'gRPC and gRPC-Web on this port over HTTP/1.1 where supported; gRPC over HTTP/2 on GRPC_PORT (default 50051)',
+    reflection:
+      'grpc.reflection.v1 on GRPC_PORT: npx buf curl --http2-prior-knowledge --list-services http://<host>:50051',
+    example: 'POST /switchboard.v1.AuthService/Login {"email":"…","password":"…"}',
+  },
+  endpoints: {
+    '/healthz': 'the process answers',
+    '/readyz': 'the database and the coordination store answer too',
+    '/.well-known/jwks.json': 'public keys that verify access tokens',
+    '/metrics': 'Prometheus metrics (counts only)',
+  },
+  docs: 'README.md and docs/ in the source tree',
+};
 
 /**
  * The readiness checks: each probe must answer within two seconds; a

@@ -68,6 +68,14 @@ describe('discovery for admins: gRPC reflection, grpc.health.v1 and HTTP probes'
     expect(viaBuf.status).toBe('SERVING');
   });
 
+  it('answers GET / with an index of what is served where, not a 404', async () => {
+    const index = await fetch(`${cp.httpUrl}/`);
+    expect(index.status).toBe(200);
+    const body = (await index.json()) as { endpoints: Record<string, string>; api: Record<string, string> };
+    expect(Object.keys(body.endpoints)).toEqual(['/healthz', '/readyz', '/.well-known/jwks.json', '/metrics']);
+    expect(body.api.connect).toMatch(/POST/);
+  });
+
   it('answers /healthz and /readyz on the HTTP port', async () => {
     const healthz = await fetch(`${cp.httpUrl}/healthz`);
     expect(healthz.status).toBe(200);
