@@ -43,6 +43,8 @@ export class MessageService {
       const result = await this.sessions.request(route, { kind: 'sendText', to: input.to, text: input.text });
       if (result.kind !== 'messageId') throw new DomainError('INTERNAL', 'the worker did not return a message id');
       message.whatsappMessageId = result.messageId;
+      // WhatsApp took it (it has an id): at least SENT, whatever receipt is still on its way.
+      if (message.status === 'PENDING') message.status = 'SENT';
       message.updatedAt = this.clock.now();
       await em.flush();
       return message;
