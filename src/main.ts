@@ -101,6 +101,9 @@ function startLocalAgent(app: App, grpcPort: number, joinToken: string): ChildPr
       'local-agent',
       '--labels',
       'zone=local',
+      // Both engines, so a real phone links from the default setup too (where WhatsApp is reachable).
+      '--engines',
+      'sandbox,baileys',
     ],
     {
       // The IPC channel closes when this process dies, however it dies; the

@@ -623,9 +623,22 @@ function statusCodeOf(error: unknown): number | undefined {
   return typeof output.statusCode === 'number' ? output.statusCode : undefined;
 }
 
-function describeDisconnect(statusCode: number | undefined, error: Error | undefined): string {
+// What a socket error says when the worker cannot reach WhatsApp at all (DNS, routing, firewall).
+const UNREACHABLE = /\b(ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT)\b/;
+
+/**
+ * Why the connection closed, for the tenant (it becomes the session's
+ * status reason). A worker that cannot reach WhatsApp says so plainly,
+ * since the fix is the worker's network, not the session.
+ */
+export function describeDisconnect(statusCode: number | undefined, error: Error | undefined): string {
+  const message = error?.message ?? 'connection closed';
+  const unreachable = UNREACHABLE.exec(message);
+  if (unreachable) {
+    return `this worker cannot reach WhatsApp (${unreachable[1] ?? 'network error'}: ${message}); check its network, DNS or proxy`;
+  }
   const name = statusCode === undefined ? 'no status' : (DisconnectReason[statusCode] ?? 'unknown');
-  return `${name} (${statusCode ?? '-'}): ${error?.message ?? 'connection closed'}`;
+  return `${name} (${statusCode ?? '-'}): ${message}`;
 }
 
 function messageOf(error: unknown): string {

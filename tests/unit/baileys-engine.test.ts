@@ -34,6 +34,7 @@ import {
   NEXT_QR_TTL_MS,
   toInboundMessage,
   type BaileysSocket,
+  describeDisconnect,
 } from '../../agent/engines/baileys.engine.js';
 import type { EngineEvent, EngineStopReason } from '../../agent/engines/engine.js';
 import { ManualScheduler } from '../../lib/timers.js';
@@ -245,6 +246,13 @@ describe('disconnect mapping', () => {
   it('calls a close without a status code, or an unknown one, a lost connection', () => {
     expect(mapDisconnect(undefined, unlinked)).toEqual({ action: 'end', reason: 'CONNECTION_LOST' });
     expect(mapDisconnect(599, unlinked)).toEqual({ action: 'end', reason: 'CONNECTION_LOST' });
+  });
+
+  it('says plainly when the worker cannot reach WhatsApp at all, and names the close reason otherwise', () => {
+    expect(describeDisconnect(408, new Error('WebSocket Error (getaddrinfo ENOTFOUND web.whatsapp.com)'))).toBe(
+      'this worker cannot reach WhatsApp (ENOTFOUND: WebSocket Error (getaddrinfo ENOTFOUND web.whatsapp.com)); check its network, DNS or proxy',
+    );
+    expect(describeDisconnect(428, new Error('Connection Closed'))).toBe('connectionClosed (428): Connection Closed');
   });
 });
 
