@@ -160,7 +160,7 @@ function printBanner(
     `  TOKEN=$(${login} | node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).tokens.accessToken')`,
     `  curl -s -X POST -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" ${urls.httpUrl}/switchboard.v1.AdminService/ListWorkers -d '{}'`,
     `  npx buf curl --http2-prior-knowledge --protocol grpc --list-services ${urls.grpcUrl}`,
-    `  grpcurl -plaintext ${grpcHost} list`,
+    `  (or, with grpcurl installed: grpcurl -plaintext ${grpcHost} list)`,
     '',
     'Link a WhatsApp session in the sandbox and send a message: README.md, "A tenant\'s first five minutes".',
     '',
