@@ -2,6 +2,7 @@ import { timestampDate } from '@bufbuild/protobuf/wkt';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../src/config.js';
 import type { AgentIdentity, FakeAgent } from '../support/fake-agent.js';
+import { TEST_ORIGIN } from '../support/factories.js';
 import { FleetHarness } from '../support/fleet-harness.js';
 
 /**
@@ -110,6 +111,23 @@ describe('fleet timing rules', () => {
     const worker = await harness.worker(agent.workerId);
     expect(worker.status).toBe('FAILED');
     expect(worker.statusReason).toBe('lease expired');
+  });
+
+  it('refuses a join token once its time to live is over, not before', async () => {
+    const ttlMs = 5000;
+    const { token } = await harness.replica.app.identity.joinTokens.create(
+      harness.em(),
+      undefined,
+      { description: 'short-lived', ttlMs, maxUses: 10 },
+      TEST_ORIGIN,
+    );
+    const createdAt = harness.nowMs;
+    await harness.advanceTo(createdAt + ttlMs - 1);
+    open.push(await harness.replica.connect('token-in-time', { joinToken: token }));
+    await harness.advanceTo(createdAt + ttlMs);
+    await expect(harness.replica.connect('token-too-late', { joinToken: token })).rejects.toMatchObject({
+      code: 'UNAUTHENTICATED',
+    });
   });
 
   // The age is jittered ±10% (0.9 + random × 0.2) so agents that connected together leave apart.

@@ -295,7 +295,14 @@ export class HarnessReplica {
   /** Connects a new agent (or an agent again, with its identity) and waits for its Welcome; it heartbeats on its own. */
   async connect(
     agent: string | AgentIdentity,
-    options: { beat?: boolean; held?: HeldSession[]; labels?: Record<string, string>; capacity?: number } = {},
+    options: {
+      beat?: boolean;
+      held?: HeldSession[];
+      labels?: Record<string, string>;
+      capacity?: number;
+      /** Enrol with this join token instead of the harness's pre-shared one. */
+      joinToken?: string;
+    } = {},
   ): Promise<FakeAgent> {
     const identity: AgentIdentity =
       typeof agent === 'string'
@@ -309,7 +316,7 @@ export class HarnessReplica {
           }
         : agent;
     const connection = new FakeAgent(this.handler, identity, this.harness.time);
-    connection.hello(HARNESS_JOIN_TOKEN, options.held);
+    connection.hello(options.joinToken ?? HARNESS_JOIN_TOKEN, options.held);
     const welcome = await connection.welcomed();
     const intervalMs =
       Number(welcome.heartbeatInterval?.seconds ?? 0n) * 1000 + (welcome.heartbeatInterval?.nanos ?? 0) / 1e6;
