@@ -90,6 +90,11 @@ export class FleetService {
     return this.sweeper.isLeader;
   }
 
+  /** The control plane's time: what an agent's message left untimed happened when it was received. */
+  now(): Date {
+    return this.resources.clock.now();
+  }
+
   /** Number of agent streams this replica holds. */
   get connectionCount(): number {
     return this.deps.streams.size;
