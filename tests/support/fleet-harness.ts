@@ -151,7 +151,10 @@ export class FleetHarness {
   /**
    * Waits, in real time, until no replica has database work in flight for
    * a few event-loop turns: the writes a timer or a message started are
-   * done. Not a timing rule: fake time does not move while it waits.
+   * done. Not a timing rule: fake time does not move while it waits. Work
+   * that waits on something else (token signing in the thread pool, an
+   * HTTP call) is not seen here; the test awaits that itself, as connect()
+   * awaits the Welcome.
    */
   async settle(): Promise<void> {
     const started = performance.now();
