@@ -53,6 +53,12 @@ export interface AppOverrides {
   /** Timers; pass the same ManualScheduler as `clock` to drive both in a test. */
   scheduler?: Scheduler;
   random?: Random;
+  /**
+   * A coordination store the caller opened and closes (the app leaves it
+   * open): replicas in one test process share one in-memory store on a fake
+   * clock, as real replicas share Redis.
+   */
+  store?: CoordinationStore;
   authenticator?: CredentialVerifier;
 }
 
@@ -107,6 +113,8 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
 /** The resources bag, with the database it was opened on. */
 interface PlatformResources extends Resources {
   database: Database;
+  /** Closes the coordination store if this app opened it (not one handed in by the caller). */
+  readonly closeStore: () => Promise<void>;
 }
 
 /** Logger, time, the database (migrated) and the coordination store. */
@@ -120,9 +128,11 @@ async function openPlatform(config: Config, overrides: AppOverrides): Promise<Pl
   let store: CoordinationStore;
   try {
     await migrate(database, log);
-    store = config.redisUrl
-      ? await RedisCoordinationStore.connect({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, logger: log })
-      : new MemoryCoordinationStore(clock);
+    store =
+      overrides.store ??
+      (config.redisUrl
+        ? await RedisCoordinationStore.connect({ url: config.redisUrl, keyPrefix: config.redisKeyPrefix, logger: log })
+        : new MemoryCoordinationStore(clock));
   } catch (error) {
     await database.close();
     throw error;
@@ -135,6 +145,7 @@ async function openPlatform(config: Config, overrides: AppOverrides): Promise<Pl
     random: overrides.random ?? systemRandom,
     logger: log,
     database,
+    closeStore: () => (overrides.store ? Promise.resolve() : store.close()),
   };
 }
 
@@ -154,7 +165,7 @@ async function createCapabilities(
     identity = await createIdentity(config, resources);
   } catch (error) {
     // A signing key this replica cannot open stops the start; release what is open.
-    await Promise.allSettled([resources.store.close(), resources.database.close()]);
+    await Promise.allSettled([resources.closeStore(), resources.database.close()]);
     throw error;
   }
   const { clock, logger } = resources;
@@ -196,7 +207,7 @@ function createLifecycle(
   parts: Capabilities & { health: ServiceHealth; handler: NodeHandlerFn; shutdown: AbortController },
 ): Pick<App, 'start' | 'close'> {
   const { identity, fleet, sessions, health } = parts;
-  const { logger: log, database, store } = resources;
+  const { logger: log, database, store, closeStore } = resources;
   let listeners: Listeners | undefined;
   let closing: Promise<void> | undefined;
   return {
@@ -232,7 +243,7 @@ function createLifecycle(
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
         await identity.stop();
-        await Promise.allSettled([store.close(), database.close()]);
+        await Promise.allSettled([closeStore(), database.close()]);
         log.info('shut down');
       })();
       return closing;

@@ -6,6 +6,9 @@ import { leaseKey, ownerReplica, replicaKey } from './lease.js';
 import type { LocalStreams, WorkerConnection } from './worker-connection.js';
 import type { WorkerRefusals } from './worker-refusals.js';
 
+/** How long a command waits for the agent's acknowledgement unless its sender says otherwise. */
+export const COMMAND_TIMEOUT_MS = 5000;
+
 /** Each replica listens on its own channel for commands to relay to its streams, and for replies. */
 const replicaChannel = (replicaId: string) => `fleet:replica:${replicaId}`;
 
@@ -61,7 +64,7 @@ export class CommandRouter {
   }
 
   /** Sends `command` to the worker and waits up to `timeoutMs` for its answer. */
-  async sendCommand(workerId: string, command: WorkerCommand, timeoutMs = 5000): Promise<CommandResult> {
+  async sendCommand(workerId: string, command: WorkerCommand, timeoutMs = COMMAND_TIMEOUT_MS): Promise<CommandResult> {
     const local = this.streams.get(workerId);
     if (local?.state === 'live') return this.sendLocal(local, command, timeoutMs);
     // The worker's lease names the replica holding its stream (the routing table);

@@ -85,6 +85,16 @@ export class FleetService {
     this.flushTimer = every(scheduler, this.options.metricsFlushIntervalMs, () => void this.flushHeartbeats());
   }
 
+  /** Whether this replica holds the fleet-wide sweeper role now (one replica at a time). */
+  get isSweepLeader(): boolean {
+    return this.sweeper.isLeader;
+  }
+
+  /** The control plane's time: what an agent's message left untimed happened when it was received. */
+  now(): Date {
+    return this.resources.clock.now();
+  }
+
   /** Number of agent streams this replica holds. */
   get connectionCount(): number {
     return this.deps.streams.size;
@@ -287,13 +297,16 @@ export class FleetService {
     const lastHeartbeat = this.deps.heartbeats.takeLatest(connection.workerId, connection.streamId);
     const { store, clock } = this.resources;
     try {
-      await store.releaseLease(leaseKey(connection.workerId), this.holder(connection));
       if (finalOutcome === 'rebalance') {
-        // The agent reconnects at once and takes over its row; if it does not,
-        // the sweeper finds an ONLINE worker without a lease and fails it.
+        // The agent reconnects at once (here or to another replica) and takes
+        // over its row. Its lease is left to run out, not released: released,
+        // the sweeper would find an ONLINE worker without a lease and fail it
+        // before the agent had a chance to come back; if it does not come back
+        // within the lease, the sweeper fails it then.
         this.log.info({ workerId: connection.workerId, worker: connection.workerName }, 'stream ended to rebalance');
         return;
       }
+      await store.releaseLease(leaseKey(connection.workerId), this.holder(connection));
       const now = clock.now();
       const event = await this.repository().detachStream({
         workerId: connection.workerId,
@@ -344,6 +357,7 @@ export class FleetService {
       .catch((error: unknown) => this.log.warn({ err: error }, "could not renew this replica's lease"));
     const { clock } = this.resources;
     const nowMs = clock.monotonicMs();
+    const ended: WorkerConnection[] = [];
     for (const connection of this.deps.streams.values()) {
       if (connection.state === 'live' && nowMs >= connection.endAtMs) {
         // GOAWAY alone would not end a running stream: end it ourselves.
@@ -352,6 +366,7 @@ export class FleetService {
           new DomainError('UNAVAILABLE', 'connection age limit reached; reconnect (possibly to another replica)'),
           'rebalance',
         );
+        ended.push(connection);
         continue;
       }
       if (connection.state === 'live' && isLeaseExpired(connection.lastRenewalMs, this.options.leaseTtlMs, nowMs)) {
@@ -360,8 +375,15 @@ export class FleetService {
           new DomainError('DEADLINE_EXCEEDED', `no heartbeat for ${this.options.leaseTtlMs} ms: lease expired`),
           'expired',
         );
+        ended.push(connection);
       }
     }
+    // What this replica decided about its own streams is recorded before the
+    // fleet-wide sweep: once a stream is gone from this replica, the sweeper
+    // would otherwise judge its worker as a stray of a replica that is gone.
+    await Promise.all(
+      ended.map((connection) => this.disconnect(connection, connection.endReason ?? 'ended by the sweep')),
+    );
     try {
       await this.sweeper.tick();
     } catch (error) {

@@ -119,13 +119,13 @@ class AgentStream {
         return undefined;
       case 'response':
         requireHello(connection.state);
-        router.responseReceived(connection, correlationId, resultFromProto(payload.value));
+        router.responseReceived(connection, correlationId, resultFromProto(payload.value, fleet.now()));
         return undefined;
       case 'sessionEvent':
         requireHello(connection.state);
         // A stream the fleet is ending (lease lost, superseded) must not change sessions any more.
         if (connection.state !== 'live') return undefined;
-        this.applyInOrder(connection.workerId, sessionEventFromProto(payload.value));
+        this.applyInOrder(connection.workerId, sessionEventFromProto(payload.value, fleet.now()));
         // An agent reporting faster than its events can be applied is held
         // back by the stream's flow control rather than buffered without
         // bound: at the limit, the next message is read once one is applied.
@@ -335,7 +335,8 @@ function actionToProto(action: RequestAction) {
   }
 }
 
-function resultFromProto(response: Response): RequestResult {
+/** `receivedAt` (the control plane's clock) stands in for a time the agent left out. */
+function resultFromProto(response: Response, receivedAt: Date): RequestResult {
   const { result } = response;
   switch (result.case) {
     case 'error':
@@ -346,7 +347,7 @@ function resultFromProto(response: Response): RequestResult {
       return {
         kind: 'pairingCode',
         code: result.value.code,
-        expiresAt: (result.value.expiresAt ? timestampDate(result.value.expiresAt) : new Date()).toISOString(),
+        expiresAt: (result.value.expiresAt ? timestampDate(result.value.expiresAt) : receivedAt).toISOString(),
       };
     case 'done':
       return { kind: 'done' };
@@ -356,8 +357,9 @@ function resultFromProto(response: Response): RequestResult {
   }
 }
 
-function sessionEventFromProto(message: SessionEvent): WorkerSessionEvent {
-  const at = (t: Timestamp | undefined) => (t ? timestampDate(t) : new Date());
+/** Times the agent left out are when the control plane received the event (`receivedAt`, its clock). */
+function sessionEventFromProto(message: SessionEvent, receivedAt: Date): WorkerSessionEvent {
+  const at = (t: Timestamp | undefined) => (t ? timestampDate(t) : receivedAt);
   const base = { sessionId: message.sessionId, epoch: message.epoch, occurredAt: at(message.occurredAt) };
   const { event } = message;
   switch (event.case) {

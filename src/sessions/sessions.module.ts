@@ -13,7 +13,7 @@ import { SessionService } from './session.service.js';
 import { WorkerReports, type MessageReports } from './worker-reports.service.js';
 
 /** How often every replica looks for sessions it can place, besides on every fleet change. */
-const PLACEMENT_INTERVAL_MS = 2000;
+export const PLACEMENT_INTERVAL_MS = 2000;
 /** Placement looks at this many waiting sessions per round (oldest first). */
 const PLACEMENT_BATCH = 500;
 

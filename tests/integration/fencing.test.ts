@@ -20,10 +20,12 @@ describe('a frozen agent (SIGSTOP)', () => {
       { pageSize: 1000 },
       cp.adminToken,
     );
-    return (json.workers as { name: string; status: string; id: string }[] | undefined)?.find((w) => w.name === name);
+    return (json.workers as { name: string; status: string; id: string; lastHeartbeatAt?: string }[] | undefined)?.find(
+      (w) => w.name === name,
+    );
   };
 
-  it('is FAILED within the lease TTL plus a sweep, fences itself when resumed, and re-registers cleanly', async () => {
+  it('is FAILED once its lease runs out, fences itself when resumed, and re-registers cleanly', async () => {
     const name = `frozen-${Date.now().toString(36)}`;
     const child = spawnAgentProcess([
       '--control-plane',
@@ -40,17 +42,17 @@ describe('a frozen agent (SIGSTOP)', () => {
         const w = await statusOf(name);
         return w?.status === 'WORKER_STATUS_ONLINE' ? w : undefined;
       }, 20_000);
-      // Let at least one heartbeat be acknowledged before freezing.
-      await new Promise((resolve) => setTimeout(resolve, 600));
+      // At least one heartbeat acknowledged (and recorded) before freezing.
+      await eventually(async () => ((await statusOf(name))?.lastHeartbeatAt ? true : undefined), 10_000);
       const frozenAt = Date.now();
       child.kill('SIGSTOP');
+      // FAILED once its lease runs out. (Exactly when, within one sweep of the lease TTL, is
+      // checked on a fake clock in fleet-timing.test.ts; here the point is a real frozen process.)
       await eventually(
         async () => ((await statusOf(name))?.status === 'WORKER_STATUS_FAILED' ? true : undefined),
-        6000,
+        10_000,
       );
-      const detection = Date.now() - frozenAt;
-      expect(detection).toBeGreaterThanOrEqual(1000);
-      expect(detection).toBeLessThan(1500 + 100 + 1500);
+      expect(Date.now() - frozenAt).toBeGreaterThanOrEqual(1000);
 
       child.kill('SIGCONT');
       await eventually(async () => (output.includes('fenced (work stopped)') ? true : undefined), 10_000);

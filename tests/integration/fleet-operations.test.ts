@@ -151,8 +151,8 @@ describe('operating single workers', () => {
       });
       restarted.start();
       try {
+        // Settled once connected: an agent's own drain is lifted before its Welcome is sent, an operator's kept.
         await restarted.connected();
-        await new Promise((resolve) => setTimeout(resolve, 300));
         expect((await api.named(agent.options.workerName))?.schedulability).toBe('SCHEDULABILITY_DRAINING');
       } finally {
         await restarted.stop();
@@ -183,83 +183,4 @@ describe('operating single workers', () => {
       await agent.stop();
     }
   });
-});
-
-describe('the mass-failure guard', () => {
-  let cp: TestControlPlane;
-  let api: ReturnType<typeof admin>;
-  beforeAll(async () => {
-    cp = await startControlPlane({
-      env: { ...TIMING, MASS_FAILURE_SHARE: '0.3', MASS_FAILURE_MIN_WORKERS: '2' },
-    });
-    api = admin(cp);
-  });
-  afterAll(async () => {
-    await cp?.close();
-  });
-
-  const hold = async () => {
-    const { json } = await api.call('GetFleetSummary', {});
-    return (json.reassignmentHold ?? {}) as { active?: boolean; reason?: string; failedWorkers?: number };
-  };
-
-  it('holds reassignment when a large share fails at once, clears when they return, and lets an operator release it', async () => {
-    const token = await cp.joinToken(20);
-    const suffix = Date.now().toString(36);
-    const agents = [0, 1, 2, 3].map((i) => {
-      const name = `mass-${suffix}-${i}`;
-      const stateDir = mkdtempSync(join(tmpdir(), 'sb-agent-'));
-      const args = ['--control-plane', cp.grpcAddress, '--name', name, '--join-token', token];
-      return { name, args, stateDir, child: spawnAgentProcess(args, { AGENT_STATE_DIR: stateDir }) };
-    });
-    try {
-      for (const agent of agents) await api.online(agent.name);
-      expect((await hold()).active ?? false).toBe(false);
-
-      // Two of four (50% > 30%) fail within one lease: held.
-      const kill = async (victims: typeof agents) => {
-        for (const victim of victims) victim.child.kill('SIGKILL');
-        for (const victim of victims) await waitForExit(victim.child);
-      };
-      await kill(agents.slice(0, 2));
-      const tripped = await eventually(async () => {
-        const current = await hold();
-        return current.active ? current : undefined;
-      }, 10_000);
-      expect(tripped.failedWorkers).toBe(2);
-      expect(tripped.reason).toContain('2 of 4 workers failed');
-      for (const victim of agents.slice(0, 2)) {
-        expect((await api.named(victim.name))?.status).toBe('WORKER_STATUS_FAILED');
-      }
-
-      // They come back: the situation cleared by itself.
-      for (const victim of agents.slice(0, 2)) {
-        victim.child = spawnAgentProcess(victim.args, { AGENT_STATE_DIR: victim.stateDir });
-      }
-      for (const victim of agents.slice(0, 2)) await api.online(victim.name);
-      await eventually(async () => ((await hold()).active ? undefined : true), 10_000);
-
-      // They fail again and stay failed: only an operator can release the hold.
-      await kill(agents.slice(0, 2));
-      await eventually(async () => ((await hold()).active ? true : undefined), 10_000);
-      await new Promise((resolve) => setTimeout(resolve, 2000)); // more than a lease: still held
-      expect((await hold()).active).toBe(true);
-      const released = await api.call('ReleaseReassignmentHold', { reason: 'rack lost power; confirmed' });
-      expect(released.status).toBe(200);
-      expect((released.json.reassignmentHold as { active?: boolean }).active ?? false).toBe(false);
-      expect((await hold()).active ?? false).toBe(false);
-      const again = await api.call('ReleaseReassignmentHold', { reason: 'twice' });
-      expect(again.json.code).toBe('failed_precondition');
-
-      const { json: audit } = await postJson(
-        cp.httpUrl,
-        'switchboard.v1.AuditService/ListAuditEvents',
-        { actionPrefix: 'fleet.reassignment_hold' },
-        cp.adminToken,
-      );
-      expect((audit.events as { action: string }[]).map((e) => e.action)).toEqual(['fleet.reassignment_hold_released']);
-    } finally {
-      for (const agent of agents) agent.child.kill('SIGKILL');
-    }
-  }, 120_000);
 });

@@ -311,54 +311,6 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     }
   });
 
-  it('backs off before placing again a session whose attempts keep failing', async () => {
-    const raw = new RawAgentStream(cp.grpcUrl, await cp.joinToken(1));
-    raw.hello(`flaky-${Date.now().toString(36)}`, { labels: { zone: 'flaky' } });
-    expect((await raw.next()).payload.case).toBe('welcome');
-    let sequence = 0n;
-    const beat = setInterval(() => raw.heartbeat((sequence += 1n)), 200);
-    const nextAssign = async () => {
-      for (;;) {
-        const message = await raw.next();
-        if (message.payload.case === 'assignSession') {
-          raw.acknowledge(message);
-          return message.payload.value;
-        }
-      }
-    };
-    try {
-      const { json } = await call(tenant.accessToken, 'SessionService/CreateSession', {
-        name: 'flaky',
-        engine: 'ENGINE_SANDBOX',
-        labelSelector: 'zone=flaky',
-      });
-      const id = (json.session as JsonSession).id;
-      let assigned = await nextAssign();
-      for (const attempt of [1, 2]) {
-        const failedAt = Date.now();
-        raw.send({
-          case: 'sessionEvent',
-          value: {
-            sessionId: id,
-            epoch: assigned.epoch,
-            event: { case: 'ended', value: { reason: 'CONNECTION_LOST', detail: 'network unreachable' } },
-          },
-        });
-        const pending = await until(tenant.accessToken, id, 'SESSION_STATUS_PENDING', 5000);
-        expect(pending.statusReason).toContain(`attempt ${attempt} failed: network unreachable`);
-        const next = await nextAssign();
-        expect(next.epoch).toBeGreaterThan(assigned.epoch);
-        // 1 s doubling, with equal jitter: at least half of it.
-        expect(Date.now() - failedAt).toBeGreaterThanOrEqual(500 * 2 ** (attempt - 1) - 50);
-        assigned = next;
-      }
-      await call(tenant.accessToken, 'SessionService/DeleteSession', { sessionId: id });
-    } finally {
-      clearInterval(beat);
-      raw.cancel();
-    }
-  });
-
   it('honours soft affinities: preferred labels attract a session, negative weights repel it', async () => {
     // Two empty workers that differ only in their zone; the loaded one is cordoned meanwhile.
     const admin = (method: string, body: unknown) =>
@@ -571,8 +523,8 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       });
       await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING', 5000);
 
-      // The worker vanishes while a SendText waits for it: UNAVAILABLE at once, not at the deadline.
-      const started = Date.now();
+      // The worker vanishes while a SendText waits for it: UNAVAILABLE (at once, not at the
+      // deadline: session-timing.test.ts checks that on a fake clock).
       const sending = call(tenant.accessToken, 'MessageService/SendText', {
         sessionId: id,
         to: '+15550002222',
@@ -586,7 +538,6 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       raw.cancel();
       const outcome = await sending;
       expect(outcome.json.code).toBe('unavailable');
-      expect(Date.now() - started).toBeLessThan(5000);
     } finally {
       clearInterval(beat);
       raw.cancel();

@@ -17,6 +17,9 @@ import { AsyncQueue } from '../../src/platform/async-queue.js';
 import { DomainError } from '../../lib/errors.js';
 import { peerKey } from '../../src/transport/context.js';
 
+/** The fleet's clock, as the handler reads it for times an agent left out. */
+const RECEIVED_AT = new Date('2026-06-01T12:00:00Z');
+
 /** How the handler ended a stream, as the fleet was told. */
 interface Ending {
   disconnected?: { reason: string; outcome: string | undefined };
@@ -37,7 +40,8 @@ function fakeFleet(connection: WorkerConnection, acked: string[], ending: Ending
     commandAcknowledged: (_connection, correlationId) => void acked.push(correlationId),
     responseReceived: () => undefined,
   };
-  const fleet: Pick<FleetService, 'openConnection' | 'accept' | 'heartbeat' | 'disconnect'> = {
+  const fleet: Pick<FleetService, 'openConnection' | 'accept' | 'heartbeat' | 'disconnect' | 'now'> = {
+    now: () => RECEIVED_AT,
     openConnection: () => connection,
     accept: async (conn, _hello, correlationId) => {
       conn.state = 'live';
@@ -83,6 +87,8 @@ function openStream(failWith?: Error) {
   const connection = new WorkerConnection('stream-1', '127.0.0.1:1');
   const acked: string[] = [];
   const applied: string[] = [];
+  /** Each applied event's time and its QR code's expiry. */
+  const stamps: { occurredAt: Date; expiresAt?: Date }[] = [];
   const ending: Ending = { protocolErrors: [], internalErrors: [] };
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
@@ -93,6 +99,10 @@ function openStream(failWith?: Error) {
       if (failWith !== undefined) throw failWith;
       if (applied.length === 0) await gate;
       applied.push(event.sessionId);
+      stamps.push({
+        occurredAt: event.occurredAt,
+        ...(event.event.kind === 'qr' ? { expiresAt: event.event.expiresAt } : {}),
+      });
     },
   });
   const requests = new AsyncQueue<AgentMessage>();
@@ -105,7 +115,7 @@ function openStream(failWith?: Error) {
     contextValues: createContextValues().set(peerKey, '127.0.0.1:1'),
   });
   const replies = handler.connect(requests, context)[Symbol.asyncIterator]() as AsyncIterator<ControlMessage>;
-  return { requests, replies, acked, applied, ending, release: () => release() };
+  return { requests, replies, acked, applied, stamps, ending, release: () => release() };
 }
 
 const heartbeat = (n: number) =>
@@ -131,6 +141,16 @@ describe('WorkerService.Connect handler', () => {
     await expect.poll(() => applied).toEqual(['session-1', 'session-2']);
     requests.close();
     expect((await replies.next()).done).toBe(true);
+  });
+
+  it('stamps what an agent left untimed with the control plane clock, not the machine’s', async () => {
+    const { requests, replies, stamps, release } = openStream();
+    release();
+    requests.push(envelope('hello-1', { case: 'hello', value: { workerName: 'w', capacity: 10 } }));
+    expect((await replies.next()).value?.payload.case).toBe('welcome');
+    requests.push(qrEvent(1));
+    await expect.poll(() => stamps).toEqual([{ occurredAt: RECEIVED_AT, expiresAt: RECEIVED_AT }]);
+    requests.close();
   });
 
   it('stops reading once too many session events wait, and reads on as they are applied', async () => {
