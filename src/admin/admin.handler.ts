@@ -191,7 +191,8 @@ function workerActions({ fleet, audit }: AdminHandlerDependencies) {
     },
 
     async removeWorker(req, ctx: HandlerContext) {
-      const worker = await adminAction(ctx, req.workerId, 'remove', '');
+      await fleet.admin.assertNotLastWorker(new WorkerRepository(requestEntityManager(ctx)), req.workerId, req.force);
+      const worker = await adminAction(ctx, req.workerId, 'remove', req.force ? 'forced: the last worker' : '');
       return create(RemoveWorkerResponseSchema, { worker: workerToProto(worker) });
     },
 

@@ -54,6 +54,23 @@ export class WorkerAdmin {
     return repository.metricsHistory(workerId, since);
   }
 
+  /**
+   * Removing the fleet's last worker leaves every session with nowhere to
+   * run: refused unless the operator says `force`, with what it would mean.
+   */
+  async assertNotLastWorker(repository: WorkerRepository, workerId: string, force: boolean): Promise<void> {
+    if (force) return;
+    const others = (await repository.findAll()).filter((w) => w.id !== workerId && w.status !== 'REMOVED');
+    if (others.length > 0) return;
+    const sessions = await repository.assignedSessionCount(workerId);
+    throw new DomainError(
+      'FAILED_PRECONDITION',
+      `this is the fleet's last worker: removed, it leaves no worker for any session (${sessions} run on it now; ` +
+        'every session would wait PENDING until a worker joins). Set force to remove it anyway.',
+      { details: { sessions } },
+    );
+  }
+
   /** Cordon, uncordon, drain or remove a worker; a removed worker's stream here ends at once. */
   async applyAdminAction(repository: WorkerRepository, input: AdminActionInput): Promise<Worker> {
     const { worker, event } = await repository.applyAdminAction({ ...input, now: this.resources.clock.now() });

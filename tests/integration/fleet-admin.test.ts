@@ -59,6 +59,33 @@ describe('fleet administration (PostgreSQL + Redis)', () => {
     stream.end();
   });
 
+  it("refuses to remove the fleet's last worker unless told to, saying what it would mean", async () => {
+    // A fleet of its own, so this worker is the only one.
+    const own = await startControlPlane();
+    try {
+      const ownAdmin = createClient(
+        AdminService,
+        createGrpcTransport({ baseUrl: own.grpcUrl, interceptors: [bearer(own.adminToken)] }),
+      );
+      const raw = new RawAgentStream(own.grpcUrl, await own.joinToken(1));
+      raw.hello('only-one');
+      const welcome = await raw.next();
+      const workerId = welcome.payload.case === 'welcome' ? welcome.payload.value.workerId : '';
+      raw.end();
+      await eventually(async () => {
+        const w = await ownAdmin.getWorker({ workerId });
+        return w.worker?.status === WorkerStatus.OFFLINE ? true : undefined;
+      });
+      const refused = await ownAdmin.removeWorker({ workerId }).catch((e: unknown) => ConnectError.from(e));
+      expect((refused as ConnectError).code).toBe(Code.FailedPrecondition);
+      expect((refused as ConnectError).rawMessage).toMatch(/last worker.*wait PENDING.*force/);
+      const removed = await ownAdmin.removeWorker({ workerId, force: true });
+      expect(removed.worker?.status).toBe(WorkerStatus.REMOVED);
+    } finally {
+      await own.close();
+    }
+  });
+
   it('keeps a worker cordoned across reconnects', async () => {
     const first = await connect('admin-sticky');
     await admin.cordonWorker({ workerId: first.workerId, reason: 'keep' });
