@@ -162,6 +162,23 @@ describe.each(['postgresql', 'pglite'] as const)('key rotation (npm run keys:rot
     expect(describeRotation(report).join('\n')).toContain(`cannot open 1 sealed with lost: ${unreadable}`);
   });
 
+  it('--check refuses a signing key sealed with a key id missing from the configuration, as the real run does', async () => {
+    const [local, s1] = [key('local-3f09c1d2'), key('s1')];
+    await new TokenService(database.orm, new ManualClock(), tokenOptions, logger, new SigningKeyVault([local])).start();
+    const [lost, a1] = [key('lost'), key('a1')];
+    const [unreadable] = (await sessionsWithAuthState(createAuthStateCipher([lost]), 1)).keys();
+    const keys = { signing: new SigningKeyVault([s1]), authStates: createAuthStateCipher([a1]) };
+    const refusal = /sealed with key local-3f09c1d2, which SIGNING_KEY_ENCRYPTION_KEYS does not contain \(it has s1\)/;
+    await expect(rotateKeys(database.orm, keys, { check: true })).rejects.toThrow(refusal);
+    await expect(rotateKeys(database.orm, keys, { check: false })).rejects.toThrow(refusal);
+
+    // With the signing key configured, --check names the auth states the real run could not open.
+    const withLocal = { signing: new SigningKeyVault([s1, local]), authStates: keys.authStates };
+    const check = await rotateKeys(database.orm, withLocal, { check: true });
+    expect(check.usages[1]?.unreadable).toEqual(new Map([['lost', [unreadable]]]));
+    expect(await keyIds()).toEqual({ signing: ['local-3f09c1d2'], authStates: ['lost'] });
+  });
+
   it('runs from the command line and exits 0 once everything is under the newest keys', async () => {
     const [s1, s2, a1, a2] = [key('s1'), key('s2'), key('a1'), key('a2')];
     await new TokenService(database.orm, new ManualClock(), tokenOptions, logger, new SigningKeyVault([s1])).start();
