@@ -36,7 +36,10 @@ export interface Config {
   readonly massFailure: { maxFailedShare: number; minFailures: number };
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
-  /** At most one warning per worker and cause of refusal within this long; the rest are only counted. */
+  /**
+   * At most one log line per worker (or, for requests that cannot be decoded,
+   * per address) and cause of refusal within this long; the rest are only counted.
+   */
   readonly workerWarningIntervalMs: number;
   readonly shutdownTimeoutMs: number;
   /** Largest request message accepted; bigger ones are refused before they are read whole. */
