@@ -23,8 +23,10 @@ interface CachedKey {
   role: TenantRole;
   /** Null for keys minted by other keys before only people could create them. */
   createdByUserId: string | null;
-  /** The creator's current role in the key's tenant; null once they are no longer an active member. */
+  /** The creator's current role in the key's tenant; null once they are no longer a member. */
   creatorRole: TenantRole | null;
+  /** The creator is suspended: the key is refused until they are reactivated. */
+  creatorSuspended: boolean;
   plan: TenantPlan;
   secretHash: string;
   expiresAt: Date | null;
@@ -154,15 +156,12 @@ export class ApiKeyService {
   }
 
   /**
-   * Revokes the keys a user created (in one tenant, or everywhere): keys do
-   * not outlive the authority of the person who made them.
+   * Revokes the keys a user created in a tenant they leave: keys do not
+   * outlive the authority of the person who made them. (A suspension revokes
+   * nothing: keys are refused while their creator is suspended.)
    */
-  async revokeCreatedBy(em: EntityManager, userId: string, tenantId: string | null): Promise<void> {
-    const keys = await em.find(ApiKey, {
-      createdByUserId: userId,
-      revokedAt: null,
-      ...(tenantId ? { tenantId } : {}),
-    });
+  async revokeCreatedBy(em: EntityManager, userId: string, tenantId: string): Promise<void> {
+    const keys = await em.find(ApiKey, { createdByUserId: userId, revokedAt: null, tenantId });
     const now = this.clock.now();
     for (const key of keys) key.revokedAt = now;
     await em.flush();
@@ -197,6 +196,12 @@ export class ApiKeyService {
     if (!key.creatorRole) {
       throw new DomainError('UNAUTHENTICATED', 'the creator of this API key can no longer act in its tenant');
     }
+    if (key.creatorSuspended) {
+      throw new DomainError(
+        'UNAUTHENTICATED',
+        'the creator of this API key is suspended; it works again if they are reactivated',
+      );
+    }
     this.lastUsed.set(id, now);
     const role = lesserRole(key.role, key.creatorRole);
     return {
@@ -226,7 +231,8 @@ export class ApiKeyService {
             tenantId: row.tenantId,
             role: row.role,
             createdByUserId: creatorId,
-            creatorRole: creator?.status === 'ACTIVE' ? (creatorMembership?.role ?? null) : null,
+            creatorRole: creator ? (creatorMembership?.role ?? null) : null,
+            creatorSuspended: creator?.status !== 'ACTIVE',
             plan: tenant.plan,
             secretHash: row.secretHash,
             expiresAt: row.expiresAt,
