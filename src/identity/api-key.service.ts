@@ -85,7 +85,10 @@ export class ApiKeyService {
     }
     if (input.name.trim() === '') throw DomainError.invalidArgument('name', 'must not be blank');
     if (!principal.role || !canGrantRole(principal.role, input.role)) {
-      throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot create a ${input.role} key`);
+      throw new DomainError(
+        'PERMISSION_DENIED',
+        `role ${principal.role ?? 'none'} cannot create ${withArticle(input.role)} key`,
+      );
     }
     const id = randomBytes(10).toString('hex').slice(0, 16);
     const secretPart = randomSecret(32);
@@ -140,7 +143,7 @@ export class ApiKeyService {
     const apiKey = await em.findOne(ApiKey, { id, tenantId });
     if (!apiKey) throw DomainError.notFound('API key', id);
     if (!principal.role || !canGrantRole(principal.role, apiKey.role)) {
-      throw new DomainError('PERMISSION_DENIED', `your role cannot revoke a ${apiKey.role} key`);
+      throw new DomainError('PERMISSION_DENIED', `your role cannot revoke ${withArticle(apiKey.role)} key`);
     }
     if (!apiKey.revokedAt) {
       apiKey.revokedAt = this.clock.now();
@@ -259,4 +262,9 @@ export class ApiKeyService {
 export function requireTenant(principal: Principal): string {
   if (!principal.tenantId) throw new DomainError('FAILED_PRECONDITION', 'this credential does not act in a tenant');
   return principal.tenantId;
+}
+
+/** "an ADMIN", "an OWNER", "a DEVELOPER", "a VIEWER": for messages naming a role. */
+function withArticle(role: TenantRole): string {
+  return `${/^[AEIOU]/.test(role) ? 'an' : 'a'} ${role}`;
 }

@@ -3,6 +3,7 @@ import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse 
 import type { DomainErrorDetails } from '../../lib/errors.js';
 import { originKey, peerKey } from './context.js';
 import { refusalCause, type RefusedRequests, type RequestRefusalCause } from './refused-requests.js';
+import { undecodableMessage } from './undecodable.js';
 
 /** Set by the outermost interceptor: the request reached our interceptors (which log and map its end). */
 export const interceptedKey = createContextKey<{ reached: boolean } | undefined>(undefined, {
@@ -45,11 +46,9 @@ function withRefusalsReported(handler: UniversalHandler, refusals: RefusedReques
     const protocol = protocolOf(req.header);
     const refusal = await readRefusal(res, protocol);
     if (!refusal) return res;
-    const decoding = refusal.code === 'internal' && refusal.message.startsWith('parse binary');
-    let code = decoding ? 'invalid_argument' : refusal.code;
-    let message = decoding
-      ? `the request is not a valid ${inputType}: ${refusal.message.replace(/^parse binary:\s*/, '')}`
-      : refusal.message;
+    const explained = undecodableMessage(inputType, refusal.code, refusal.message);
+    let code = explained === undefined ? refusal.code : 'invalid_argument';
+    let message = explained ?? refusal.message;
     let cause: RequestRefusalCause = refusalCause(code);
     const ip = req.contextValues?.get(originKey).ip ?? '';
     const limited = await refusals.overLimit(ip);
@@ -68,7 +67,7 @@ function withRefusalsReported(handler: UniversalHandler, refusals: RefusedReques
       refusals.logger.info({ ...fields, suppressed }, 'rpc refused before it was decoded'),
     );
     if (limited) return refusal.rewrite(code, message, limited.details);
-    return decoding ? refusal.rewrite(code, message) : refusal.response;
+    return explained === undefined ? refusal.response : refusal.rewrite(code, message);
   };
   return Object.assign(wrapped, {
     protocolNames: handler.protocolNames,

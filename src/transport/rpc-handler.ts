@@ -64,14 +64,23 @@ export function createRpcHandler(deps: RpcHandlerDependencies): NodeHandlerFn {
       createContextValues()
         .set(peerKey, remoteAddress(req))
         .set(originKey, { ip: req.socket.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '') })
-        .set(clientGoneKey, () => clientGone(req)),
+        .set(clientGoneKey, clientGone(req)),
     fallback: deps.fallback,
   });
 }
 
-/** The HTTP/2 stream (or, on HTTP/1.1, the connection) of the call is closed: only the client ends it before we answer. */
-function clientGone(req: Parameters<NodeHandlerFn>[0]): boolean {
-  return 'stream' in req ? req.stream.closed || req.stream.destroyed : req.socket.destroyed;
+/**
+ * Whether the HTTP/2 stream (or, on HTTP/1.1, the connection) of the call is
+ * closed: before we answer, only the client ends it. Taken now: Node lets go
+ * of `req.socket` later on.
+ */
+function clientGone(req: Parameters<NodeHandlerFn>[0]): () => boolean {
+  if ('stream' in req) {
+    const { stream } = req;
+    return () => stream.closed || stream.destroyed;
+  }
+  const { socket } = req;
+  return () => socket.destroyed;
 }
 
 function remoteAddress(req: Parameters<NodeHandlerFn>[0]): string {

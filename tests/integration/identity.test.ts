@@ -152,6 +152,7 @@ describe('identity and access (PostgreSQL + Redis)', () => {
         developer.token,
       );
       expect(tooHigh.status).toBe(403);
+      expect(tooHigh.json.message).toBe('role DEVELOPER cannot create an ADMIN key');
       const ok = await call(
         rpc('ApiKeyService', 'CreateApiKey'),
         { name: 'x', role: 'ROLE_DEVELOPER' },
@@ -289,6 +290,7 @@ describe('identity and access (PostgreSQL + Redis)', () => {
       const adminKeyId = (created.json.apiKey as { id: string }).id;
       const revoke = await call(rpc('ApiKeyService', 'RevokeApiKey'), { apiKeyId: adminKeyId }, developer.token);
       expect(revoke.status).toBe(403);
+      expect(revoke.json.message).toBe('your role cannot revoke an ADMIN key');
       expect((await call(rpc('AuthService', 'GetMe'), {}, parent)).status).toBe(200);
       const blank = await call(
         rpc('ApiKeyService', 'CreateApiKey'),

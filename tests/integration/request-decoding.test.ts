@@ -144,7 +144,25 @@ describe('requests that cannot be decoded (real PostgreSQL and Redis)', () => {
       body: bytes,
     });
     expect(invalid.status).toBe(400);
-    expect(((await invalid.json()) as { code: string }).code).toBe('invalid_argument');
+    // Says which request could not be read, not only what the UTF-8 decoder said.
+    expect(await invalid.json()).toEqual({
+      code: 'invalid_argument',
+      message: 'the request body is not valid JSON text (invalid UTF-8)',
+    });
+    // The same for a streaming request's message (decoded after the interceptors).
+    const envelope = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), Buffer.from('{"sessionId":"\u00ff"}', 'latin1')]);
+    envelope.writeUInt32BE(envelope.length - 5, 1);
+    const stream = await fetch(`${cp.httpUrl}/switchboard.v1.SessionService/WatchSession`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/connect+json',
+        authorization: `Bearer ${tenant.accessToken}`,
+      },
+      body: envelope,
+    });
+    expect(new TextDecoder().decode(await stream.arrayBuffer())).toContain(
+      'the request body is not valid JSON text (invalid UTF-8)',
+    );
 
     const surrogate = await fetch(`${cp.httpUrl}/switchboard.v1.AuthService/SignUp`, {
       method: 'POST',
