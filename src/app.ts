@@ -21,6 +21,7 @@ import { createSessions, type Sessions } from './sessions/sessions.module.js';
 import type { CredentialVerifier } from './transport/auth.interceptor.js';
 import { createHttpEndpoints, readinessChecks } from './transport/http-endpoints.js';
 import { listen, type Listeners, type NodeHandlerFn } from './transport/listeners.js';
+import { RefusedRequests } from './transport/refused-requests.js';
 import { createRoutes, SERVED_SERVICES } from './transport/routes.js';
 import { createRpcHandler } from './transport/rpc-handler.js';
 import { ServiceHealth } from './transport/service-health.js';
@@ -86,8 +87,14 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const shutdown = new AbortController();
   // Every in-flight RPC listens for shutdown; thousands at once are normal, not a leak.
   setMaxListeners(0, shutdown.signal);
+  const refusals = new RefusedRequests(metrics, {
+    clock: resources.clock,
+    logger: log.child({ component: 'rpc' }),
+    rateLimits: identity.rateLimits,
+    logIntervalMs: config.workerWarningIntervalMs,
+  });
   const handler = createRpcHandler({
-    routes: createRoutes({ ...capabilities, health, logger: log.child({ component: 'rpc' }) }),
+    routes: createRoutes({ ...capabilities, health, refusals }),
     logger: log.child({ component: 'rpc' }),
     authenticator: overrides.authenticator ?? identity.authenticator,
     rateLimits: identity.rateLimits,

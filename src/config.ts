@@ -36,7 +36,10 @@ export interface Config {
   readonly massFailure: { maxFailedShare: number; minFailures: number };
   /** How often buffered heartbeat metrics are written to PostgreSQL. */
   readonly metricsFlushIntervalMs: number;
-  /** At most one warning per worker and cause of refusal within this long; the rest are only counted. */
+  /**
+   * At most one log line per worker (or, for requests that cannot be decoded,
+   * per address) and cause of refusal within this long; the rest are only counted.
+   */
   readonly workerWarningIntervalMs: number;
   readonly shutdownTimeoutMs: number;
   /** Largest request message accepted; bigger ones are refused before they are read whole. */
@@ -68,8 +71,10 @@ export interface StreamConfig {
   readonly perCaller: { free: number; pro: number; enterprise: number };
   /** Concurrent streams per tenant, by plan. */
   readonly perTenant: { free: number; pro: number; enterprise: number };
-  /** Concurrent streams per client address without credentials. */
+  /** Concurrent streams per client address without credentials (health watch), reflection aside. */
   readonly anonymousPerIp: number;
+  /** Concurrent server reflection streams per client address (one per running grpcurl / buf curl call). */
+  readonly reflectionPerIp: number;
   /** A replica's stream slots expire this long after it stops renewing them (it died). */
   readonly slotTtlMs: number;
 }
@@ -252,6 +257,7 @@ const envSchema = z
     STREAMS_PER_TENANT_PRO: count(250, 1, 1_000_000),
     STREAMS_PER_TENANT_ENTERPRISE: count(2500, 1, 1_000_000),
     STREAMS_PER_IP_ANONYMOUS: count(20, 1, 1_000_000),
+    STREAMS_PER_IP_REFLECTION: count(200, 1, 1_000_000),
     BOOTSTRAP_JOIN_TOKEN: z
       .string()
       .regex(
@@ -427,6 +433,7 @@ function streamConfig(e: ParsedEnv): StreamConfig {
       enterprise: e.STREAMS_PER_TENANT_ENTERPRISE,
     },
     anonymousPerIp: e.STREAMS_PER_IP_ANONYMOUS,
+    reflectionPerIp: e.STREAMS_PER_IP_REFLECTION,
     slotTtlMs: 60_000,
   };
 }

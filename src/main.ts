@@ -6,6 +6,7 @@ import { User } from './identity/account.entity.js';
 import { createApp, type App } from './app.js';
 import { loadConfig } from './config.js';
 import { StartupError } from '../lib/errors.js';
+import { describeError } from './platform/loggable-error.js';
 
 /**
  * Entry point. `npm start` runs the developer setup (`--dev`): control plane
@@ -49,12 +50,11 @@ async function main(): Promise<void> {
   process.on('SIGINT', () => void stop('SIGINT'));
 }
 
+/** One line, whatever failed: a driver error's message quotes its statement (sealed keys, tokens). */
 function exitOnStartupError(error: unknown): never {
-  if (error instanceof StartupError) {
-    process.stderr.write(`switchboard: ${error.message}\n`);
-    process.exit(1);
-  }
-  throw error;
+  const line = error instanceof StartupError ? error.message : `could not start: ${describeError(error)}`;
+  process.stderr.write(`switchboard: ${line}\n`);
+  process.exit(1);
 }
 
 const DEV_ADMIN_EMAIL = 'admin@switchboard.local';

@@ -33,7 +33,8 @@ export interface RotationReport {
 
 /**
  * Brings every sealed secret under the newest key of its variable (or with
- * `check`, only reports), so older keys can be removed from configuration.
+ * `check`, only reports, refusing and naming what the real run would), so
+ * older keys can be removed from configuration.
  * Signing keys are all-or-nothing (a key this process cannot open stops the
  * run before anything changes, with KeyUnavailableError); auth states go row
  * by row and report the ones they cannot open.
@@ -47,7 +48,11 @@ export async function rotateKeys(
   const signingUsage = emptyUsage('signing keys', 'SIGNING_KEY_ENCRYPTION_KEYS', signing.kekIds);
   const statesUsage = emptyUsage('session auth states', authStates.variable, authStates.keyIds);
 
-  if (!options.check) {
+  if (options.check) {
+    // What the real run would refuse or fail to open, said the same way; nothing is written.
+    await signing.checkAll(orm.em.fork());
+    statesUsage.unreadable = (await reencryptAuthStates(orm.em.fork(), authStates, { dryRun: true })).unreadable;
+  } else {
     const sealed = await signing.sealAll(orm.em.fork());
     for (const [from, kids] of sealed.reencrypted) signingUsage.reencrypted.set(from, kids.length);
     if (sealed.plaintextSealed.length > 0) signingUsage.reencrypted.set('(plaintext)', sealed.plaintextSealed.length);

@@ -4,6 +4,7 @@ import { entities } from '../entities.js';
 import { loadSigningKeyEncryptionKeys, SigningKeyVault } from '../identity/signing-key-vault.js';
 import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
+import { describeError } from '../platform/loggable-error.js';
 import { StartupError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { createAuthStateCipher, loadStateKeys } from '../sessions/auth-state-cipher.js';
@@ -43,12 +44,11 @@ async function main(): Promise<number> {
   }
 }
 
+// One line whatever happens: a driver error's message quotes the statement, sealed keys included.
 try {
   process.exitCode = await main();
 } catch (error) {
-  if (error instanceof StartupError || error instanceof KeyUnavailableError) {
-    process.stderr.write(`switchboard keys:rotate: ${error.message}\n`);
-    process.exit(1);
-  }
-  throw error;
+  const expected = error instanceof StartupError || error instanceof KeyUnavailableError;
+  process.stderr.write(`switchboard keys:rotate: ${expected ? error.message : `failed: ${describeError(error)}`}\n`);
+  process.exit(1);
 }

@@ -3,6 +3,7 @@ import { entities } from '../entities.js';
 import { StartupError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
+import { describeError } from '../platform/loggable-error.js';
 
 /**
  * `npm run migrate`: applies pending migrations to DATABASE_URL (or the
@@ -24,9 +25,8 @@ try {
     await database.close();
   }
 } catch (error) {
-  if (error instanceof StartupError) {
-    process.stderr.write(`switchboard migrate: ${error.message}\n`);
-    process.exit(1);
-  }
-  throw error;
+  // One line whatever happens: a driver error's message quotes its statement.
+  const line = error instanceof StartupError ? error.message : `failed: ${describeError(error)}`;
+  process.stderr.write(`switchboard migrate: ${line}\n`);
+  process.exit(1);
 }

@@ -52,6 +52,7 @@ const MAX_THROTTLED_KEYS = 10_000;
  */
 export class WorkerRefusals {
   private readonly counter: Counter<'cause'>;
+  private readonly lateEnds: Counter;
   private readonly throttle: LogThrottle;
   private readonly log: Logger;
 
@@ -65,6 +66,13 @@ export class WorkerRefusals {
     });
     // Every cause shows from the start, so a rate over it never starts from "no data".
     for (const cause of CAUSES) this.counter.inc({ cause }, 0);
+    this.lateEnds = new Counter({
+      name: 'switchboard_worker_late_session_ends_total',
+      help:
+        'Session ends workers reported for an attempt the control plane had already ended (a stop, restart, ' +
+        'logout, delete or reassignment): the expected acknowledgement, not a refusal.',
+      registers: [registry],
+    });
     this.throttle = new LogThrottle({
       clock: options.clock,
       intervalMs: options.logIntervalMs,
@@ -80,6 +88,17 @@ export class WorkerRefusals {
   record(workerId: string, cause: RefusalCause, write: ThrottledWrite): void {
     this.counter.inc({ cause });
     this.throttle.log(`${workerId} ${cause}`, write);
+  }
+
+  /**
+   * A worker's end of an attempt that was already over on our side: not a
+   * refusal (no warning, not in the refusal counter), but counted apart and
+   * logged through `write` at most once per worker and interval, so a worker
+   * replaying them by the thousand still shows.
+   */
+  lateEnd(workerId: string, write: ThrottledWrite): void {
+    this.lateEnds.inc();
+    this.throttle.log(`${workerId} late_end`, write);
   }
 
   /**

@@ -10,6 +10,7 @@ import { MemoryCoordinationStore } from '../platform/coordination/memory-store.j
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
 import { StartupError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
+import { describeError } from '../platform/loggable-error.js';
 import { createIdentity } from './identity.module.js';
 
 /**
@@ -71,12 +72,11 @@ async function prompt(question: string): Promise<string> {
   }
 }
 
+// One line whatever happens: a driver error's message quotes the statement (the password hash included).
 try {
   await main();
 } catch (error) {
-  if (error instanceof StartupError || (error instanceof TypeError && 'code' in error)) {
-    process.stderr.write(`switchboard admin:create: ${error.message}\n`);
-    process.exit(1);
-  }
-  throw error;
+  const expected = error instanceof StartupError || (error instanceof TypeError && 'code' in error);
+  process.stderr.write(`switchboard admin:create: ${expected ? error.message : `failed: ${describeError(error)}`}\n`);
+  process.exit(1);
 }

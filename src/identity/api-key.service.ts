@@ -23,8 +23,10 @@ interface CachedKey {
   role: TenantRole;
   /** Null for keys minted by other keys before only people could create them. */
   createdByUserId: string | null;
-  /** The creator's current role in the key's tenant; null once they are no longer an active member. */
+  /** The creator's current role in the key's tenant; null once they are no longer a member. */
   creatorRole: TenantRole | null;
+  /** The creator is suspended: the key is refused until they are reactivated. */
+  creatorSuspended: boolean;
   plan: TenantPlan;
   secretHash: string;
   expiresAt: Date | null;
@@ -83,7 +85,10 @@ export class ApiKeyService {
     }
     if (input.name.trim() === '') throw DomainError.invalidArgument('name', 'must not be blank');
     if (!principal.role || !canGrantRole(principal.role, input.role)) {
-      throw new DomainError('PERMISSION_DENIED', `role ${principal.role ?? 'none'} cannot create a ${input.role} key`);
+      throw new DomainError(
+        'PERMISSION_DENIED',
+        `role ${principal.role ?? 'none'} cannot create ${withArticle(input.role)} key`,
+      );
     }
     const id = randomBytes(10).toString('hex').slice(0, 16);
     const secretPart = randomSecret(32);
@@ -138,7 +143,7 @@ export class ApiKeyService {
     const apiKey = await em.findOne(ApiKey, { id, tenantId });
     if (!apiKey) throw DomainError.notFound('API key', id);
     if (!principal.role || !canGrantRole(principal.role, apiKey.role)) {
-      throw new DomainError('PERMISSION_DENIED', `your role cannot revoke a ${apiKey.role} key`);
+      throw new DomainError('PERMISSION_DENIED', `your role cannot revoke ${withArticle(apiKey.role)} key`);
     }
     if (!apiKey.revokedAt) {
       apiKey.revokedAt = this.clock.now();
@@ -154,15 +159,12 @@ export class ApiKeyService {
   }
 
   /**
-   * Revokes the keys a user created (in one tenant, or everywhere): keys do
-   * not outlive the authority of the person who made them.
+   * Revokes the keys a user created in a tenant they leave: keys do not
+   * outlive the authority of the person who made them. (A suspension revokes
+   * nothing: keys are refused while their creator is suspended.)
    */
-  async revokeCreatedBy(em: EntityManager, userId: string, tenantId: string | null): Promise<void> {
-    const keys = await em.find(ApiKey, {
-      createdByUserId: userId,
-      revokedAt: null,
-      ...(tenantId ? { tenantId } : {}),
-    });
+  async revokeCreatedBy(em: EntityManager, userId: string, tenantId: string): Promise<void> {
+    const keys = await em.find(ApiKey, { createdByUserId: userId, revokedAt: null, tenantId });
     const now = this.clock.now();
     for (const key of keys) key.revokedAt = now;
     await em.flush();
@@ -197,6 +199,12 @@ export class ApiKeyService {
     if (!key.creatorRole) {
       throw new DomainError('UNAUTHENTICATED', 'the creator of this API key can no longer act in its tenant');
     }
+    if (key.creatorSuspended) {
+      throw new DomainError(
+        'UNAUTHENTICATED',
+        'the creator of this API key is suspended; it works again if they are reactivated',
+      );
+    }
     this.lastUsed.set(id, now);
     const role = lesserRole(key.role, key.creatorRole);
     return {
@@ -226,7 +234,8 @@ export class ApiKeyService {
             tenantId: row.tenantId,
             role: row.role,
             createdByUserId: creatorId,
-            creatorRole: creator?.status === 'ACTIVE' ? (creatorMembership?.role ?? null) : null,
+            creatorRole: creator ? (creatorMembership?.role ?? null) : null,
+            creatorSuspended: creator?.status !== 'ACTIVE',
             plan: tenant.plan,
             secretHash: row.secretHash,
             expiresAt: row.expiresAt,
@@ -253,4 +262,9 @@ export class ApiKeyService {
 export function requireTenant(principal: Principal): string {
   if (!principal.tenantId) throw new DomainError('FAILED_PRECONDITION', 'this credential does not act in a tenant');
   return principal.tenantId;
+}
+
+/** "an ADMIN", "an OWNER", "a DEVELOPER", "a VIEWER": for messages naming a role. */
+function withArticle(role: TenantRole): string {
+  return `${/^[AEIOU]/.test(role) ? 'an' : 'a'} ${role}`;
 }

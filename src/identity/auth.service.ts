@@ -41,8 +41,6 @@ export interface AuthDependencies {
   refreshTokenTtlMs: number;
   /** Called when sessions or users change so cached principals are dropped on every replica. */
   invalidate: (what: { userId?: string; sessionId?: string }) => Promise<void>;
-  /** Revokes the API keys a user created (on suspension). */
-  revokeKeysOf: (em: EntityManager, userId: string) => Promise<void>;
   /** Lets a person without an account sign up straight into the tenant that invited them. */
   invitations: Pick<InvitationService, 'redeem' | 'recordRefusal'>;
 }
@@ -310,10 +308,10 @@ export class AuthService {
       throw new DomainError('FAILED_PRECONDITION', 'you cannot suspend yourself');
     }
     user.status = input.status;
-    if (input.status === 'SUSPENDED') {
-      await this.revokeSessions(em, { userId: user.id }, 'user suspended');
-      await this.deps.revokeKeysOf(em, user.id);
-    }
+    // Their API keys are not revoked: a key is refused while its creator is
+    // suspended (ApiKeyService reads the creator's standing), and works again
+    // on reactivation unless someone revoked it meanwhile.
+    if (input.status === 'SUSPENDED') await this.revokeSessions(em, { userId: user.id }, 'user suspended');
     this.deps.audit.record(
       em,
       {

@@ -72,7 +72,6 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     audit,
     refreshTokenTtlMs: config.auth.refreshTokenTtlMs,
     invalidate: publish,
-    revokeKeysOf: (em, userId) => apiKeys.revokeCreatedBy(em, userId, null),
     invitations,
   });
   const authenticator = new Authenticator(orm, tokens, apiKeys, clock, config.auth.cacheTtlMs, invalidation);

@@ -11,7 +11,7 @@ import type { TenantRole } from './identity.types.js';
 import { Invitation } from './invitation.entity.js';
 import { assertCanGrant, lockTenant } from './member.service.js';
 import type { Principal, RequestOrigin } from './principal.js';
-import { canGrantRole } from './roles.js';
+import { canGrantRole, roleAllows } from './roles.js';
 import { normaliseEmail, randomSecret, sha256Hex } from './secrets.js';
 
 /** Greppable by secret scanners, like `sb_live_` keys and `sbj_` join tokens. */
@@ -259,7 +259,9 @@ export class InvitationService {
   /**
    * An invitation carries its inviter's authority, checked when it is used:
    * an inviter who was since demoted, removed or suspended cannot bring in
-   * someone they could no longer make a member themselves.
+   * someone they could no longer invite themselves: they must still manage
+   * members (a DEVELOPER or VIEWER does not, whatever role they would grant)
+   * and still be able to grant the role.
    */
   private async assertInviterMayStillGrant(tx: EntityManager, invitation: Invitation): Promise<void> {
     const inviterId = invitation.invitedByUserId;
@@ -269,12 +271,17 @@ export class InvitationService {
           tx.findOne(Membership, { tenantId: invitation.tenantId, userId: inviterId }),
         ])
       : [null, null];
-    if (inviter?.status !== 'ACTIVE' || !membership || !canGrantRole(membership.role, invitation.role)) {
+    const mayInvite =
+      inviter?.status === 'ACTIVE' &&
+      membership !== null &&
+      roleAllows(membership.role, 'members.manage') &&
+      canGrantRole(membership.role, invitation.role);
+    if (!mayInvite) {
       throw new InvitationRefused(
-        'the inviter can no longer grant the role',
+        'the inviter can no longer invite members with the role',
         invitation,
         'FAILED_PRECONDITION',
-        `the person who invited you can no longer grant the ${invitation.role} role; ask the tenant for a new invitation`,
+        `the person who invited you can no longer invite members as ${invitation.role}; ask the tenant for a new invitation`,
       );
     }
   }

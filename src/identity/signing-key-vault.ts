@@ -106,6 +106,30 @@ export class SigningKeyVault {
    * KeyUnavailableError names the keys and key-encryption key ids.
    */
   async sealAll(em: EntityManager): Promise<SealReport> {
+    const report: SealReport = { plaintextSealed: [], reencrypted: new Map() };
+    for (const { key, jwk } of await this.openAll(em)) {
+      if (key.legacyPrivateJwk) {
+        if (await this.sealPlaintext(em, key.kid, jwk)) report.plaintextSealed.push(key.kid);
+        continue;
+      }
+      // Only if no other replica re-sealed it meanwhile (each seal has a fresh iv).
+      const changed = await em.nativeUpdate(
+        SigningKey,
+        { kid: key.kid, privateKeyIv: key.privateKeyIv },
+        this.seal(key.kid, jwk),
+      );
+      if (changed > 0) group(report.reencrypted, key.privateKeyKekId ?? '', key.kid);
+    }
+    return report;
+  }
+
+  /** What sealAll() checks before it writes: throws the same KeyUnavailableError, changes nothing. */
+  async checkAll(em: EntityManager): Promise<void> {
+    await this.openAll(em);
+  }
+
+  /** Opens every stored key; returns those sealAll() must write, or refuses naming every key it cannot open. */
+  private async openAll(em: EntityManager): Promise<{ key: SigningKey; jwk: JWK }[]> {
     const keys = await em.find(SigningKey, {}, { populate: SECRET_COLUMNS, orderBy: { createdAt: 'asc' } });
     const missing = new Map<string, string[]>();
     const undecryptable = new Map<string, string[]>();
@@ -130,22 +154,7 @@ export class SigningKeyVault {
       }
     }
     if (missing.size > 0 || undecryptable.size > 0) throw this.refusal(missing, undecryptable);
-
-    const report: SealReport = { plaintextSealed: [], reencrypted: new Map() };
-    for (const { key, jwk } of work) {
-      if (key.legacyPrivateJwk) {
-        if (await this.sealPlaintext(em, key.kid, jwk)) report.plaintextSealed.push(key.kid);
-        continue;
-      }
-      // Only if no other replica re-sealed it meanwhile (each seal has a fresh iv).
-      const changed = await em.nativeUpdate(
-        SigningKey,
-        { kid: key.kid, privateKeyIv: key.privateKeyIv },
-        this.seal(key.kid, jwk),
-      );
-      if (changed > 0) group(report.reencrypted, key.privateKeyKekId ?? '', key.kid);
-    }
-    return report;
+    return work;
   }
 
   async census(em: EntityManager): Promise<SigningKeyCensus> {

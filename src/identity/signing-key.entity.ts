@@ -31,6 +31,9 @@ export class SigningKey {
 }
 
 const timestamptz = { type: 'datetime', columnType: 'timestamptz' } as const;
+// 'Buffer', not 'blob': it maps through BlobType, so rows hold Buffers on PGlite too (which
+// returns bytea as Uint8Array) and a Buffer in a where clause is sent as bytea, not as a list.
+const bytes = { type: 'Buffer' } as const;
 
 export const SigningKeySchema = new EntitySchema<SigningKey>({
   class: SigningKey,
@@ -40,9 +43,9 @@ export const SigningKeySchema = new EntitySchema<SigningKey>({
     algorithm: { type: 'text' },
     publicJwk: { type: 'json' },
     privateKeyKekId: { type: 'text', nullable: true },
-    privateKeyIv: { type: 'blob', nullable: true },
-    privateKeyCiphertext: { type: 'blob', nullable: true, lazy: true },
-    privateKeyTag: { type: 'blob', nullable: true },
+    privateKeyIv: { ...bytes, nullable: true },
+    privateKeyCiphertext: { ...bytes, nullable: true, lazy: true },
+    privateKeyTag: { ...bytes, nullable: true },
     legacyPrivateJwk: { type: 'json', nullable: true, lazy: true, fieldName: 'private_jwk' },
     createdAt: { ...timestamptz },
     signUntil: { ...timestamptz },

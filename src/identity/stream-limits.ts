@@ -13,10 +13,24 @@ export interface StreamLimitTable {
   perCaller: Record<TenantPlan, number>;
   /** Per tenant, all its users and keys together, by plan. */
   perTenant: Record<TenantPlan, number>;
-  /** Per client address, for calls without a credential (health watch, reflection). */
+  /** Per client address, for calls without a credential (health watch) other than reflection. */
   anonymousPerIp: number;
+  /**
+   * Per client address, for server reflection: grpcurl and buf curl hold a
+   * reflection stream for as long as each of their calls runs, so reflection
+   * has its own (larger) cap and never takes the slots other anonymous
+   * streams need, nor they its.
+   */
+  reflectionPerIp: number;
   /** A slot not renewed for this long is freed (its replica died). */
   slotTtlMs: number;
+}
+
+/** Who opens a stream: the caller (none without a credential), its address, and whether it is server reflection. */
+export interface StreamOpener {
+  principal: Principal | undefined;
+  ip: string;
+  reflection?: boolean;
 }
 
 /** An open stream's place under its limits; given back when the stream ends. */
@@ -65,14 +79,14 @@ export class StreamLimits {
   }
 
   /** Takes a slot for a new stream, or refuses with RESOURCE_EXHAUSTED naming the limit. */
-  async acquire(caller: { principal: Principal | undefined; ip: string }): Promise<StreamSlot> {
+  async acquire(caller: StreamOpener): Promise<StreamSlot> {
     const claims = this.claimsOf(caller);
     const member = randomUUID();
     const now = this.clock.now().getTime();
     const full = await this.store.acquireSlots(claims, member, now, now + this.table.slotTtlMs);
     if (full !== null)
       throw this.refusal(
-        caller.principal,
+        caller,
         claims.find((claim) => claim.key === full),
       );
     const keys = claims.map((claim) => claim.key);
@@ -91,8 +105,10 @@ export class StreamLimits {
     };
   }
 
-  private claimsOf(caller: { principal: Principal | undefined; ip: string }): SlotClaim[] {
+  private claimsOf(caller: StreamOpener): SlotClaim[] {
     const { principal } = caller;
+    // Reflection is public: credentials sent along (buf curl forwards -H) do not make it the caller's stream.
+    if (caller.reflection) return [{ key: `streams:reflection:ip:${caller.ip}`, limit: this.table.reflectionPerIp }];
     if (!principal) return [{ key: `streams:ip:${caller.ip}`, limit: this.table.anonymousPerIp }];
     const tier = principal.kind === 'user' && principal.platformAdmin ? 'enterprise' : principal.plan;
     const claims: SlotClaim[] = [{ key: `streams:${principalSubject(principal)}`, limit: this.table.perCaller[tier] }];
@@ -102,8 +118,17 @@ export class StreamLimits {
     return claims;
   }
 
-  private refusal(principal: Principal | undefined, claim: SlotClaim | undefined): DomainError {
+  private refusal(caller: StreamOpener, claim: SlotClaim | undefined): DomainError {
+    const { principal } = caller;
     const limit = claim?.limit ?? 0;
+    if (caller.reflection) {
+      return new DomainError(
+        'RESOURCE_EXHAUSTED',
+        `too many open server reflection streams from this address (at most ${limit}): ` +
+          'each running grpcurl or buf curl call holds one; let some finish',
+        { details: { limit, scope: 'reflection' } },
+      );
+    }
     const scope = !principal ? 'address' : claim?.key.startsWith('streams:tenant:') ? 'tenant' : 'caller';
     const whose =
       scope === 'address'

@@ -25,13 +25,15 @@ interface StoredState {
  * Re-encrypts every stored auth state not under the newest SESSION_STATE_KEYS
  * key, so older keys can be removed (`npm run keys:rotate`). Rows are read in
  * batches and each is rewritten only if no checkpoint replaced it meanwhile;
- * the version is kept, since the credentials did not change.
+ * the version is kept, since the credentials did not change. With `dryRun`
+ * (`--check`) it only opens them, to name the ones it could not re-encrypt.
  */
 export async function reencryptAuthStates(
   em: EntityManager,
   cipher: AuthStateCipher,
-  batchSize = 200,
+  options: { dryRun?: boolean; batchSize?: number } = {},
 ): Promise<AuthStateRotationReport> {
+  const { dryRun = false, batchSize = 200 } = options;
   const report: AuthStateRotationReport = { reencrypted: new Map(), changedMeanwhile: 0, unreadable: new Map() };
   const connection = em.getConnection();
   let after = '';
@@ -56,6 +58,7 @@ export async function reencryptAuthStates(
         report.unreadable.set(row.key_id, [...(report.unreadable.get(row.key_id) ?? []), row.session_id]);
         continue;
       }
+      if (dryRun) continue;
       const sealed = cipher.seal(row.session_id, plaintext);
       const result = await connection.execute<{ affectedRows: number }>(
         `update "session_auth_state" set "key_id" = ?, "iv" = ?, "ciphertext" = ?, "tag" = ?

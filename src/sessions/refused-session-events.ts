@@ -7,6 +7,20 @@ import type { Logger } from '../../lib/logger.js';
 export const SESSION_GONE = 'the session does not exist (deleted)';
 
 /**
+ * A worker's `ended` for an attempt the control plane had already ended: its
+ * epoch is older than the session's, or the session was deleted since. Every
+ * stop, restart, logout, delete and reassignment ends the attempt on our side
+ * first (the epoch goes up) and then tells the worker, whose "ended" report
+ * therefore always arrives stale: it is the expected acknowledgement that
+ * the worker let go, with nothing to refuse or stop. An `ended` carrying the
+ * current epoch from a worker that does not run the session is no such
+ * thing (that worker never ran this attempt) and stays a stale event.
+ */
+export function isLateEnd(report: WorkerSessionEvent, sessionEpoch: number | undefined): boolean {
+  return report.event.kind === 'ended' && (sessionEpoch === undefined || report.epoch < sessionEpoch);
+}
+
+/**
  * Session events the sessions capability refuses. A worker can send them by
  * the thousand (a bug, or a stale process replaying), so each is counted in
  * the fleet's refusal metric and warned about at most once per worker, cause
@@ -25,8 +39,22 @@ export class RefusedSessionEvents {
     private readonly log: Logger,
   ) {}
 
-  /** A stale event: counted, logged sparingly, and the worker told to stop what it runs without the right to. */
-  stale(workerId: string, report: WorkerSessionEvent, reason: string): void {
+  /**
+   * A stale event: counted, logged sparingly, and the worker told to stop
+   * what it runs without the right to. `sessionEpoch` is the session's epoch
+   * when it was read (undefined when it does not exist): a late end (see
+   * isLateEnd) is only noted.
+   */
+  stale(workerId: string, report: WorkerSessionEvent, reason: string, sessionEpoch?: number): void {
+    if (isLateEnd(report, sessionEpoch)) {
+      this.refusals.lateEnd(workerId, (suppressed) =>
+        this.log.debug(
+          { workerId, sessionId: report.sessionId, epoch: report.epoch, sessionEpoch, reason, suppressed },
+          'late end of an attempt already over',
+        ),
+      );
+      return;
+    }
     this.staleEvents += 1;
     this.refusals.record(workerId, reason === SESSION_GONE ? 'session_gone' : 'stale_event', (suppressed) =>
       this.log.warn(

@@ -97,9 +97,10 @@ export const SessionAuthStateSchema = new EntitySchema<SessionAuthState>({
     },
     version: { type: 'integer' },
     keyId: { type: 'text' },
-    iv: { type: 'blob' },
-    ciphertext: { type: 'blob' },
-    tag: { type: 'blob' },
+    // 'Buffer' maps through BlobType: Buffers on PGlite too, which returns bytea as Uint8Array.
+    iv: { type: 'Buffer' },
+    ciphertext: { type: 'Buffer' },
+    tag: { type: 'Buffer' },
     updatedAt: { type: 'datetime', columnType: 'timestamptz' },
   },
 });

@@ -63,8 +63,8 @@ export interface WorkerReportsDependencies {
  * What workers and the fleet tell the sessions capability: session events
  * (fenced by the assignment epoch: events of an earlier attempt, or from a
  * worker that does not run the session, are refused, counted and the
- * worker told to stop it), what a reconnecting worker still runs, and
- * workers lost, drained or back.
+ * worker told to stop it; an end of an attempt already over is only noted),
+ * what a reconnecting worker still runs, and workers lost, drained or back.
  */
 export class WorkerReports {
   private readonly log: Logger;
@@ -88,7 +88,10 @@ export class WorkerReports {
       return this.onMessageReport(workerId, report, event);
     }
     const now = this.resources.clock.now();
-    let outcome: { refused: string } | { changed: Session; effects: SessionEffect[]; qr?: ShownQr } | undefined;
+    let outcome:
+      | { refused: string; sessionEpoch?: number }
+      | { changed: Session; effects: SessionEffect[]; qr?: ShownQr }
+      | undefined;
     try {
       outcome = await this.resources.orm.em.fork().transactional(async (tx) => {
         const session = await new SessionRepository(tx).lock(report.sessionId);
@@ -96,7 +99,7 @@ export class WorkerReports {
         const stamp = { epoch: report.epoch, workerId };
         if (event.kind === 'authCheckpoint') {
           const fence = fenceAttempt(standingOf(session, false), stamp);
-          if (!fence.current) return { refused: fence.reason };
+          if (!fence.current) return { refused: fence.reason, sessionEpoch: session.epoch };
           await this.deps.authStates.write(tx, session.id, event.state, now);
           return undefined;
         }
@@ -123,7 +126,7 @@ export class WorkerReports {
           now,
           jitter: this.resources.random(),
         });
-        if (applied.outcome === 'stale') return { refused: applied.reason };
+        if (applied.outcome === 'stale') return { refused: applied.reason, sessionEpoch: session.epoch };
         applyStanding(session, applied.next, now);
         for (const effect of applied.effects) {
           if (effect.kind === 'wipeAuthState') await new SessionRepository(tx).wipeAuthState(session.id);
@@ -144,7 +147,7 @@ export class WorkerReports {
     }
     if (outcome === undefined) return;
     if ('refused' in outcome) {
-      this.deps.refused.stale(workerId, report, outcome.refused);
+      this.deps.refused.stale(workerId, report, outcome.refused, outcome.sessionEpoch);
       return;
     }
     await this.deps.effects.carryOut(report.sessionId, outcome.effects);

@@ -22,3 +22,10 @@ export const originKey = createContextKey<RequestOrigin>({ ip: '', userAgent: ''
 
 /** For streams: the caller as re-checked while the stream lives (a role change shows here). */
 export const liveCallerKey = createContextKey<LiveCaller | undefined>(undefined, { description: 'live caller' });
+
+/**
+ * Whether the client has closed the call (cancelled it, or its connection
+ * went away) — set per request from the Node request, so the logs can tell a
+ * client hanging up from a failure of ours.
+ */
+export const clientGoneKey = createContextKey<() => boolean>(() => false, { description: 'client closed the call' });

@@ -1,8 +1,8 @@
 import { randomUUID } from 'node:crypto';
-import { Code, type ConnectError, type HandlerContext, type Interceptor } from '@connectrpc/connect';
+import { Code, ConnectError, type HandlerContext, type Interceptor } from '@connectrpc/connect';
 import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../../lib/logger.js';
-import { entityManagerKey, peerKey, requestIdKey } from './context.js';
+import { clientGoneKey, entityManagerKey, peerKey, requestIdKey } from './context.js';
 import { loggableError } from '../platform/loggable-error.js';
 import { toConnectError } from './error-mapping.js';
 import { interceptedKey } from './request-refusals.js';
@@ -12,7 +12,9 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 /**
  * Outermost interceptor: assigns the request id, maps every error through the
  * one table, and logs each RPC once with its method, code and duration
- * (for streams, when the stream ends).
+ * (for streams, when the stream ends). A stream the client ended (cancelled,
+ * or its connection went away) is logged as `Canceled` at info, whatever the
+ * handler made of it (a premature close reading its requests is not ours).
  */
 export function createObservabilityInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
@@ -24,10 +26,19 @@ export function createObservabilityInterceptor(logger: Logger): Interceptor {
     req.contextValues.set(requestIdKey, requestId);
     const rpc = `${req.service.typeName}/${req.method.name}`;
     const base = { rpc, requestId, protocol: protocolOf(req.header), peer: req.contextValues.get(peerKey) };
+    const clientGone = req.stream ? req.contextValues.get(clientGoneKey) : () => false;
 
     const elapsed = () => Math.round((performance.now() - started) * 100) / 100;
-    const succeeded = () => logger.info({ ...base, code: 'ok', durationMs: elapsed() }, 'rpc');
+    const canceled = (): ConnectError => {
+      logger.info({ ...base, code: Code[Code.Canceled], durationMs: elapsed(), error: 'ended by the client' }, 'rpc');
+      return new ConnectError('the client ended the call', Code.Canceled);
+    };
+    const succeeded = () => {
+      if (clientGone()) canceled();
+      else logger.info({ ...base, code: 'ok', durationMs: elapsed() }, 'rpc');
+    };
     const failed = (thrown: unknown): ConnectError => {
+      if (clientGone()) return canceled();
       const { error, unexpected } = toConnectError(thrown, requestId);
       const fields = { ...base, code: Code[error.code], durationMs: elapsed() };
       if (unexpected) logger.error({ ...fields, err: loggableError(thrown) }, 'rpc failed unexpectedly');

@@ -1,7 +1,9 @@
 import { createContextKey, type ConnectRouter } from '@connectrpc/connect';
 import type { UniversalHandler, UniversalServerRequest, UniversalServerResponse } from '@connectrpc/connect/protocol';
-import type { Logger } from '../../lib/logger.js';
-import { peerKey } from './context.js';
+import type { DomainErrorDetails } from '../../lib/errors.js';
+import { originKey, peerKey } from './context.js';
+import { refusalCause, type RefusedRequests, type RequestRefusalCause } from './refused-requests.js';
+import { undecodableMessage } from './undecodable.js';
 
 /** Set by the outermost interceptor: the request reached our interceptors (which log and map its end). */
 export const interceptedKey = createContextKey<{ reached: boolean } | undefined>(undefined, {
@@ -14,24 +16,26 @@ export const interceptedKey = createContextKey<{ reached: boolean } | undefined>
  * (its binary serialization maps every decoding failure to Internal), bad
  * JSON with INVALID_ARGUMENT, and neither with a log line. A caller's bad
  * bytes are a caller error, so this wraps every unary handler: a request
- * that never reached the interceptors gets its refusal logged once, and a
- * decoding failure reported as INVALID_ARGUMENT, on all three protocols.
- * (Streaming requests are decoded inside the interceptor chain; the
- * validation interceptor maps their decoding failures.)
+ * that never reached the interceptors has a decoding failure reported as
+ * INVALID_ARGUMENT on all three protocols, counts against its address's
+ * anonymous rate limit (RESOURCE_EXHAUSTED with retry-after once over it),
+ * and is counted and logged (throttled) by RefusedRequests. (Streaming
+ * requests are decoded inside the interceptor chain; the validation
+ * interceptor maps their decoding failures.)
  *
  * The router's handler list is edited in place, inside `routes`, before the
  * Node adapter indexes it.
  */
-export function reportRequestRefusals(router: ConnectRouter, logger: Logger): void {
+export function reportRequestRefusals(router: ConnectRouter, refusals: RefusedRequests): void {
   const handlers = router.handlers;
   for (const [i, handler] of handlers.entries()) {
-    if (handler.method.methodKind === 'unary') handlers[i] = withRefusalsReported(handler, logger);
+    if (handler.method.methodKind === 'unary') handlers[i] = withRefusalsReported(handler, refusals);
   }
 }
 
 type Protocol = 'connect' | 'grpc' | 'grpc-web';
 
-function withRefusalsReported(handler: UniversalHandler, logger: Logger): UniversalHandler {
+function withRefusalsReported(handler: UniversalHandler, refusals: RefusedRequests): UniversalHandler {
   const rpc = `${handler.service.typeName}/${handler.method.name}`;
   const inputType = handler.method.input.typeName;
   const wrapped = async (req: UniversalServerRequest): Promise<UniversalServerResponse> => {
@@ -42,24 +46,28 @@ function withRefusalsReported(handler: UniversalHandler, logger: Logger): Univer
     const protocol = protocolOf(req.header);
     const refusal = await readRefusal(res, protocol);
     if (!refusal) return res;
-    const decoding = refusal.code === 'internal' && refusal.message.startsWith('parse binary');
-    const code = decoding ? 'invalid_argument' : refusal.code;
-    const message = decoding
-      ? `the request is not a valid ${inputType}: ${refusal.message.replace(/^parse binary:\s*/, '')}`
-      : refusal.message;
-    logger.info(
-      {
-        rpc,
-        protocol,
-        peer: req.contextValues?.get(peerKey),
-        requestId: req.header.get('x-request-id') ?? undefined,
-        // Spelt as the observability interceptor spells codes, so one query finds both.
-        code: code.replace(/(^|_)([a-z])/g, (_m, _sep: string, letter: string) => letter.toUpperCase()),
-        error: message,
-      },
-      'rpc refused before it was decoded',
+    const explained = undecodableMessage(inputType, refusal.code, refusal.message);
+    let code = explained === undefined ? refusal.code : 'invalid_argument';
+    let message = explained ?? refusal.message;
+    let cause: RequestRefusalCause = refusalCause(code);
+    const ip = req.contextValues?.get(originKey).ip ?? '';
+    const limited = await refusals.overLimit(ip);
+    if (limited) [code, message, cause] = ['resource_exhausted', limited.message, 'rate_limited'];
+    const fields = {
+      rpc,
+      protocol,
+      peer: req.contextValues?.get(peerKey),
+      requestId: req.header.get('x-request-id') ?? undefined,
+      cause,
+      // Spelt as the observability interceptor spells codes, so one query finds both.
+      code: code.replace(/(^|_)([a-z])/g, (_m, _sep: string, letter: string) => letter.toUpperCase()),
+      error: message,
+    };
+    refusals.record(ip, cause, (suppressed) =>
+      refusals.logger.info({ ...fields, suppressed }, 'rpc refused before it was decoded'),
     );
-    return decoding ? refusal.rewrite(code, message) : refusal.response;
+    if (limited) return refusal.rewrite(code, message, limited.details);
+    return explained === undefined ? refusal.response : refusal.rewrite(code, message);
   };
   return Object.assign(wrapped, {
     protocolNames: handler.protocolNames,
@@ -85,7 +93,8 @@ interface Refusal {
   message: string;
   /** The response as it was (its body already read). */
   response: UniversalServerResponse;
-  rewrite(code: string, message: string): UniversalServerResponse;
+  /** The same response with another code and message, and `metadata` (retry-after...) where the protocol puts it. */
+  rewrite(code: string, message: string, metadata?: DomainErrorDetails): UniversalServerResponse;
 }
 
 /**
@@ -105,9 +114,9 @@ async function readRefusal(res: UniversalServerResponse, protocol: Protocol): Pr
         code: parsed.code,
         message: parsed.message,
         response,
-        rewrite: (code, message) => {
+        rewrite: (code, message, metadata) => {
           const bytes = new TextEncoder().encode(JSON.stringify({ code, message }));
-          const header = new Headers(res.header);
+          const header = withMetadata(new Headers(res.header), metadata);
           header.set('content-length', String(bytes.byteLength));
           return { ...res, status: HTTP_STATUS[code] ?? res.status, header, body: once(bytes) };
         },
@@ -122,8 +131,8 @@ async function readRefusal(res: UniversalServerResponse, protocol: Protocol): Pr
         code: GRPC_CODES[Number(status)] ?? 'unknown',
         message: decodeGrpcMessage(trailer.get('grpc-message') ?? ''),
         response,
-        rewrite: (code, message) => {
-          const rewritten = new Headers(trailer);
+        rewrite: (code, message, metadata) => {
+          const rewritten = withMetadata(new Headers(trailer), metadata);
           rewritten.set('grpc-status', String(GRPC_CODES.indexOf(code)));
           rewritten.set('grpc-message', encodeURIComponent(message));
           return res.trailer ? { ...response, trailer: rewritten } : { ...response, header: rewritten };
@@ -141,7 +150,8 @@ async function readRefusal(res: UniversalServerResponse, protocol: Protocol): Pr
         code: GRPC_CODES[Number(status)] ?? 'unknown',
         message: decodeGrpcMessage(trailer.get('grpc-message') ?? ''),
         response,
-        rewrite: (code, message) => {
+        rewrite: (code, message, metadata) => {
+          withMetadata(trailer, metadata);
           trailer.set('grpc-status', String(GRPC_CODES.indexOf(code)));
           trailer.set('grpc-message', encodeURIComponent(message));
           return { ...response, body: once(trailerFrame(trailer)) };
@@ -173,7 +183,13 @@ const GRPC_CODES = [
 ];
 
 /** The HTTP status of a Connect unary error, for the codes this module writes. */
-const HTTP_STATUS: Record<string, number> = { invalid_argument: 400 };
+const HTTP_STATUS: Record<string, number> = { invalid_argument: 400, resource_exhausted: 429 };
+
+/** Adds an error's details as headers (retry-after and ratelimit-*, the only ones rate limits carry). */
+function withMetadata(headers: Headers, metadata: DomainErrorDetails | undefined): Headers {
+  for (const [key, value] of Object.entries(metadata ?? {})) headers.set(key, String(value));
+  return headers;
+}
 
 function parseJson(bytes: Uint8Array): { code: string; message: string } | undefined {
   try {

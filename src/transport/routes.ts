@@ -11,7 +11,6 @@ import { MessageService as MessageServiceDesc } from '../../gen/switchboard/v1/m
 import { SandboxService } from '../../gen/switchboard/v1/sandbox_pb.js';
 import { SessionService as SessionServiceDesc } from '../../gen/switchboard/v1/session_pb.js';
 import { WorkerService } from '../../gen/switchboard/v1/worker_pb.js';
-import type { Logger } from '../../lib/logger.js';
 import { createAdminServiceHandler } from '../admin/admin.handler.js';
 import { createAuditHandler } from '../audit/audit.handler.js';
 import type { Fleet } from '../fleet/fleet.module.js';
@@ -28,6 +27,7 @@ import type { Sessions } from '../sessions/sessions.module.js';
 import { createApiRegistry } from './api-registry.js';
 import { registerHealth } from './health.handler.js';
 import { registerReflection } from './reflection.handler.js';
+import type { RefusedRequests } from './refused-requests.js';
 import { reportRequestRefusals } from './request-refusals.js';
 import type { ServiceHealth } from './service-health.js';
 
@@ -54,7 +54,8 @@ export interface RouteDependencies {
   sessions: Sessions;
   messages: MessageService;
   health: ServiceHealth;
-  logger: Logger;
+  /** Unary requests Connect refuses before our interceptors: limited, counted and logged here. */
+  refusals: RefusedRequests;
 }
 
 /** The route table: every service on its handler, the same on both ports and all three protocols. */
@@ -84,6 +85,6 @@ export function createRoutes(deps: RouteDependencies): (router: ConnectRouter) =
     router.service(AuditService, createAuditHandler(identity.audit));
     registerHealth(router, deps.health);
     registerReflection(router, registry, () => SERVED_SERVICES);
-    reportRequestRefusals(router, deps.logger);
+    reportRequestRefusals(router, deps.refusals);
   };
 }

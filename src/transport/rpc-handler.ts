@@ -7,7 +7,7 @@ import type { LiveAccess } from '../identity/live-access.js';
 import type { RateLimits } from '../identity/rate-limits.js';
 import type { StreamLimits } from '../identity/stream-limits.js';
 import { createAuthInterceptor, type CredentialVerifier } from './auth.interceptor.js';
-import { originKey, peerKey } from './context.js';
+import { clientGoneKey, originKey, peerKey } from './context.js';
 import { createEntityManagerInterceptor, createObservabilityInterceptor } from './interceptors.js';
 import type { NodeHandlerFn } from './listeners.js';
 import { createStreamGuardInterceptor } from './stream-guard.interceptor.js';
@@ -63,9 +63,24 @@ export function createRpcHandler(deps: RpcHandlerDependencies): NodeHandlerFn {
     contextValues: (req) =>
       createContextValues()
         .set(peerKey, remoteAddress(req))
-        .set(originKey, { ip: req.socket.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '') }),
+        .set(originKey, { ip: req.socket.remoteAddress ?? '', userAgent: String(req.headers['user-agent'] ?? '') })
+        .set(clientGoneKey, clientGone(req)),
     fallback: deps.fallback,
   });
+}
+
+/**
+ * Whether the HTTP/2 stream (or, on HTTP/1.1, the connection) of the call is
+ * closed: before we answer, only the client ends it. Taken now: Node lets go
+ * of `req.socket` later on.
+ */
+function clientGone(req: Parameters<NodeHandlerFn>[0]): () => boolean {
+  if ('stream' in req) {
+    const { stream } = req;
+    return () => stream.closed || stream.destroyed;
+  }
+  const { socket } = req;
+  return () => socket.destroyed;
 }
 
 function remoteAddress(req: Parameters<NodeHandlerFn>[0]): string {

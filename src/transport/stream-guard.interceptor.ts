@@ -12,7 +12,8 @@ import { requirePrincipal } from './auth.interceptor.js';
 /**
  * Runs after authentication on every streaming RPC except the agents' own
  * stream (workers prove themselves inside it and are fenced by leases):
- * takes a slot under the caller's concurrent-stream limits, then watches
+ * takes a slot under the caller's concurrent-stream limits (server
+ * reflection under its own per-address cap), then watches
  * the caller for as long as the stream lives. When the caller loses access
  * (revoked key, logout, removal, suspension, a role without the RPC's
  * permission, an expired credential) or the stream reaches its maximum
@@ -26,7 +27,11 @@ export function createStreamGuardInterceptor(liveAccess: LiveAccess, limits: Str
     const access = RPC_ACCESS[rpc];
     if (access?.kind === 'worker') return next(req);
     const principal = req.contextValues.get(principalKey);
-    const slot = await limits.acquire({ principal, ip: req.contextValues.get(originKey).ip });
+    const slot = await limits.acquire({
+      principal,
+      ip: req.contextValues.get(originKey).ip,
+      reflection: req.service.typeName.startsWith('grpc.reflection.'),
+    });
     let caller: LiveCaller | undefined;
     const abort = new AbortController();
     try {

@@ -3,6 +3,7 @@ import { reflect, type ReflectMessage } from '@bufbuild/protobuf/reflect';
 import { Code, ConnectError, type Interceptor } from '@connectrpc/connect';
 import { createValidator, type Validator, type Violation } from '@bufbuild/protovalidate';
 import { DomainError } from '../../lib/errors.js';
+import { undecodableMessage } from './undecodable.js';
 
 /**
  * Checks every request message against the protovalidate rules declared in
@@ -78,19 +79,18 @@ function describeViolation(violation: Violation): string {
 }
 
 /**
- * Connect reports a stream message it cannot decode as binary protobuf with
- * INTERNAL; it is the caller's bytes that are wrong, so INVALID_ARGUMENT.
+ * A stream message Connect could not decode, as the caller should hear it
+ * (see undecodable.ts): INVALID_ARGUMENT saying what could not be read.
  * (Unary requests are decoded before any interceptor: see request-refusals.ts.)
  */
 function undecodable(schema: DescMessage, error: unknown): unknown {
-  if (error instanceof ConnectError && error.code === Code.Internal && error.rawMessage.startsWith('parse binary')) {
-    return new DomainError(
-      'INVALID_ARGUMENT',
-      `the request is not a valid ${schema.typeName}: ${error.rawMessage.replace(/^parse binary:\s*/, '')}`,
-      { cause: error },
-    );
-  }
-  return error;
+  if (!(error instanceof ConnectError)) return error;
+  const code = Code[error.code].replace(
+    /[A-Z]/g,
+    (letter, at: number) => `${at > 0 ? '_' : ''}${letter.toLowerCase()}`,
+  );
+  const message = undecodableMessage(schema.typeName, code, error.rawMessage);
+  return message === undefined ? error : new DomainError('INVALID_ARGUMENT', message, { cause: error });
 }
 
 /**

@@ -152,6 +152,7 @@ describe('identity and access (PostgreSQL + Redis)', () => {
         developer.token,
       );
       expect(tooHigh.status).toBe(403);
+      expect(tooHigh.json.message).toBe('role DEVELOPER cannot create an ADMIN key');
       const ok = await call(
         rpc('ApiKeyService', 'CreateApiKey'),
         { name: 'x', role: 'ROLE_DEVELOPER' },
@@ -289,6 +290,7 @@ describe('identity and access (PostgreSQL + Redis)', () => {
       const adminKeyId = (created.json.apiKey as { id: string }).id;
       const revoke = await call(rpc('ApiKeyService', 'RevokeApiKey'), { apiKeyId: adminKeyId }, developer.token);
       expect(revoke.status).toBe(403);
+      expect(revoke.json.message).toBe('your role cannot revoke an ADMIN key');
       expect((await call(rpc('AuthService', 'GetMe'), {}, parent)).status).toBe(200);
       const blank = await call(
         rpc('ApiKeyService', 'CreateApiKey'),
@@ -298,7 +300,7 @@ describe('identity and access (PostgreSQL + Redis)', () => {
       expect(blank.status).toBe(400);
     });
 
-    it('revokes the keys of a member who is removed or suspended', async () => {
+    it('revokes the keys of a member who is removed from the tenant', async () => {
       const member = await addMember(cp.httpUrl, acme, 'DEVELOPER');
       const key = await call(rpc('ApiKeyService', 'CreateApiKey'), { name: 'm', role: 'ROLE_VIEWER' }, member.token);
       const secret = key.json.secret as string;
@@ -306,19 +308,59 @@ describe('identity and access (PostgreSQL + Redis)', () => {
       const removed = await call(rpc('MemberService', 'RemoveMember'), { userId: member.userId }, acme.accessToken);
       expect(removed.json).toEqual({});
       expect((await call(rpc('AuthService', 'GetMe'), {}, secret)).json).toMatchObject({ code: 'unauthenticated' });
+      const listed = await call(rpc('ApiKeyService', 'ListApiKeys'), { includeInactive: true }, acme.accessToken);
+      const row = (listed.json.apiKeys as { id: string; revokedAt?: string }[]).find(
+        (k) => k.id === (key.json.apiKey as { id: string }).id,
+      );
+      expect(row?.revokedAt).toBeDefined();
+    });
 
-      const owner = await signUp(cp.httpUrl, 'suspended-keys');
-      const ownKey = await call(
-        rpc('ApiKeyService', 'CreateApiKey'),
-        { name: 'o', role: 'ROLE_VIEWER' },
-        owner.accessToken,
+    it('makes the keys of a suspended user inactive in every tenant; reactivation brings back those nobody revoked', async () => {
+      const dana = await signUp(cp.httpUrl, 'dana');
+      const invited = await call(
+        rpc('MemberService', 'InviteMember'),
+        { email: dana.email, role: 'ROLE_DEVELOPER' },
+        acme.accessToken,
       );
-      await call(
-        rpc('AdminService', 'SetUserStatus'),
-        { userId: owner.ownerId, status: 'USER_STATUS_SUSPENDED' },
-        cp.adminToken,
+      await call(rpc('MemberService', 'AcceptInvitation'), { token: invited.json.token }, dana.accessToken);
+      const inAcme = await login(cp.httpUrl, dana.email, dana.password, acme.tenantId);
+      const createKey = async (token: string) => {
+        const { json } = await call(rpc('ApiKeyService', 'CreateApiKey'), { name: 'd', role: 'ROLE_VIEWER' }, token);
+        return { id: (json.apiKey as { id: string }).id, secret: json.secret as string };
+      };
+      const [own, acmeKey, revokedMeanwhile] = [
+        await createKey(dana.accessToken),
+        await createKey(inAcme),
+        await createKey(inAcme),
+      ];
+      const getMe = (secret: string) => call(rpc('AuthService', 'GetMe'), {}, secret);
+      const setStatus = (status: string) =>
+        call(rpc('AdminService', 'SetUserStatus'), { userId: dana.ownerId, status }, cp.adminToken);
+
+      expect((await setStatus('USER_STATUS_SUSPENDED')).status).toBe(200);
+      for (const key of [own, acmeKey, revokedMeanwhile]) {
+        expect((await getMe(key.secret)).json).toMatchObject({
+          code: 'unauthenticated',
+          message: expect.stringMatching(/suspended/) as unknown,
+        });
+      }
+      // Inactive, not revoked: the tenant sees them as they were, and may still revoke one.
+      const listed = await call(rpc('ApiKeyService', 'ListApiKeys'), { includeInactive: true }, acme.accessToken);
+      const rows = (listed.json.apiKeys as { id: string; revokedAt?: string }[]).filter((k) =>
+        [acmeKey.id, revokedMeanwhile.id].includes(k.id),
       );
-      expect((await call(rpc('AuthService', 'GetMe'), {}, ownKey.json.secret as string)).status).toBe(401);
+      expect(rows.map((k) => k.revokedAt)).toEqual([undefined, undefined]);
+      const revoked = await call(
+        rpc('ApiKeyService', 'RevokeApiKey'),
+        { apiKeyId: revokedMeanwhile.id },
+        acme.accessToken,
+      );
+      expect(revoked.status).toBe(200);
+
+      expect((await setStatus('USER_STATUS_ACTIVE')).status).toBe(200);
+      expect((await getMe(own.secret)).status).toBe(200);
+      expect((await getMe(acmeKey.secret)).status).toBe(200);
+      expect((await getMe(revokedMeanwhile.secret)).json).toMatchObject({ code: 'unauthenticated' });
     });
 
     it('lets an API key never reach platform RPCs nor user-only ones', async () => {

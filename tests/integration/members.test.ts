@@ -423,6 +423,48 @@ describe('members and the API keys of members (PostgreSQL + Redis)', () => {
       expect((await accept(forGrace.token, grace.accessToken)).json.code).toBe('not_found');
     });
 
+    it('refuses an invitation whose inviter was demoted to a role that may not manage members, even for a role they still hold', async () => {
+      const admin = await addMember(cp.httpUrl, acme, 'ADMIN');
+      const heidi = await signUp(cp.httpUrl, 'heidi');
+      const forHeidi = await invite(admin.token, heidi.email, 'ROLE_DEVELOPER');
+      const newcomer = `ivan-${hex()}@example.com`;
+      const forNewcomer = await invite(admin.token, newcomer, 'ROLE_VIEWER');
+      const password = 'a-long-enough-password';
+      const signUpInvited = () =>
+        call('AuthService/SignUp', {
+          email: newcomer,
+          password,
+          displayName: 'Ivan',
+          invitationToken: forNewcomer.token,
+        });
+
+      for (const demotedTo of ['ROLE_DEVELOPER', 'ROLE_VIEWER']) {
+        await call('MemberService/UpdateMemberRole', { userId: admin.userId, role: demotedTo }, acme.accessToken);
+        const accepted = await accept(forHeidi.token, heidi.accessToken);
+        expect({ status: accepted.status, code: accepted.json.code }).toEqual({
+          status: 400,
+          code: 'failed_precondition',
+        });
+        const signedUp = await signUpInvited();
+        expect({ status: signedUp.status, code: signedUp.json.code }).toEqual({
+          status: 400,
+          code: 'failed_precondition',
+        });
+      }
+      // Nothing changed: no member, no account, both invitations still pending.
+      expect(await roleOf(heidi.ownerId)).toBeUndefined();
+      expect(await tenantsOf(heidi.accessToken)).toEqual([heidi.tenantId]);
+      expect((await call('AuthService/Login', { email: newcomer, password })).status).toBe(401);
+      expect((await pendingInvitations()).map((i) => i.id)).toEqual(
+        expect.arrayContaining([forHeidi.id, forNewcomer.id]),
+      );
+
+      // Their standing, not the invitation, was the obstacle.
+      await call('MemberService/UpdateMemberRole', { userId: admin.userId, role: 'ROLE_ADMIN' }, acme.accessToken);
+      expect((await accept(forHeidi.token, heidi.accessToken)).status).toBe(200);
+      expect((await signUpInvited()).status).toBe(200);
+    });
+
     it('lists pending invitations page by page, never with their tokens', async () => {
       const first = await invite(acme.accessToken, `list-a-${hex()}@example.com`);
       const second = await invite(acme.accessToken, `list-b-${hex()}@example.com`);

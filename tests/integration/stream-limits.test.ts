@@ -3,6 +3,7 @@ import { Code, createClient } from '@connectrpc/connect';
 import { createConnectTransport, createGrpcTransport } from '@connectrpc/connect-node';
 import { SessionService } from '../../gen/switchboard/v1/session_pb.js';
 import { Health } from '../../gen/grpc/health/v1/health_pb.js';
+import { ServerReflection } from '../../gen/grpc/reflection/v1/reflection_pb.js';
 import { bearer } from '../support/clients.js';
 import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { collect } from '../support/streams.js';
@@ -19,7 +20,12 @@ describe('concurrent stream limits (two replicas, real PostgreSQL and Redis)', (
   let b: TestControlPlane;
   let tenant: TestTenant;
   let sessionId: string;
-  const env = { STREAMS_PER_CALLER_FREE: '2', STREAMS_PER_TENANT_FREE: '3', STREAMS_PER_IP_ANONYMOUS: '2' };
+  const env = {
+    STREAMS_PER_CALLER_FREE: '2',
+    STREAMS_PER_TENANT_FREE: '3',
+    STREAMS_PER_IP_ANONYMOUS: '2',
+    STREAMS_PER_IP_REFLECTION: '3',
+  };
 
   const watchOn = (cp: TestControlPlane, token: string, protocol: 'grpc' | 'connect' = 'grpc') => {
     const abort = new AbortController();
@@ -118,6 +124,52 @@ describe('concurrent stream limits (two replicas, real PostgreSQL and Redis)', (
     const { error } = (await three?.ended) ?? {};
     expect(error?.code).toBe(Code.ResourceExhausted);
     expect(error?.rawMessage).toMatch(/from this address/);
+    for (const abort of aborts) abort.abort();
+  });
+
+  /** A reflection stream as grpcurl and buf curl hold one: a question answered, then kept open until closed. */
+  const reflect = (cp: TestControlPlane) => {
+    const abort = new AbortController();
+    let done = () => {};
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    async function* requests() {
+      yield { messageRequest: { case: 'listServices' as const, value: '' } };
+      await finished;
+    }
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: cp.grpcUrl }));
+    const stream = collect(client.serverReflectionInfo(requests(), { signal: abort.signal }));
+    const opened = Promise.race([
+      stream.frame(() => true).then(() => undefined),
+      stream.ended.then((end) => end.error),
+    ]);
+    return { opened, close: () => (done(), abort.abort()) };
+  };
+
+  it('gives server reflection its own cap per address, so running grpcurl / buf curl calls leave the other anonymous slots alone', async () => {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: a.grpcUrl }));
+    const aborts = [new AbortController(), new AbortController()];
+    const watches = aborts.map((abort) => collect(health.watch({ service: '' }, { signal: abort.signal })));
+    for (const watch of watches) await watch.frame(() => true);
+    // Both anonymous slots are taken; three reflection streams still open, on either replica.
+    const reflections = [reflect(a), reflect(b), reflect(a)];
+    for (const reflection of reflections) expect(await reflection.opened).toBeUndefined();
+
+    const fourth = reflect(b);
+    const refused = await fourth.opened;
+    expect(refused?.code).toBe(Code.ResourceExhausted);
+    expect(refused?.rawMessage).toMatch(/server reflection streams from this address \(at most 3\)/);
+    fourth.close();
+
+    // One finishing gives its slot back.
+    reflections[0]?.close();
+    await eventually(async () => {
+      const next = reflect(a);
+      const error = await next.opened;
+      if (error) next.close();
+      else reflections.push(next);
+      return error ? undefined : true;
+    });
+    for (const reflection of reflections) reflection.close();
     for (const abort of aborts) abort.abort();
   });
 });

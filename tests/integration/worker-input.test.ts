@@ -9,6 +9,7 @@ import { HeartbeatBuffer } from '../../src/fleet/heartbeat-buffer.js';
 import { WorkerRepository } from '../../src/fleet/worker.repository.js';
 import { bearer } from '../support/clients.js';
 import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
+import { createTestAgent } from '../support/agents.js';
 import { RawAgentStream } from '../support/raw-stream.js';
 import { signUp, type TestTenant } from '../support/tenants.js';
 
@@ -95,13 +96,14 @@ describe('input from workers (PostgreSQL + Redis)', () => {
     await cp?.close();
   });
 
-  /** The refusal counter for `cause` as GET /metrics shows it (NaN when it does not). */
-  const refusedTotal = async (cause: string) => {
+  /** A series as GET /metrics shows it (NaN when it does not). */
+  const metric = async (series: string) => {
     const text = await (await fetch(`${cp.httpUrl}/metrics`)).text();
-    const series = `switchboard_worker_events_refused_total{cause="${cause}"} `;
-    const line = text.split('\n').find((l) => l.startsWith(series));
-    return line === undefined ? Number.NaN : Number(line.slice(series.length));
+    const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+    return line === undefined ? Number.NaN : Number(line.slice(series.length + 1));
   };
+  /** The refusal counter for `cause`. */
+  const refusedTotal = (cause: string) => metric(`switchboard_worker_events_refused_total{cause="${cause}"}`);
   const workerStatus = async (workerId: string) => (await admin.getWorker({ workerId })).worker;
   const rollupsOf = async (workerId: string) =>
     (await admin.getWorker({ workerId, historyMinutes: 60 })).metricsHistory;
@@ -280,6 +282,68 @@ describe('input from workers (PostgreSQL + Redis)', () => {
     expect(received.filter((m) => m.payload.case === 'stopSession')).toHaveLength(1);
     worker.stream.cancel();
     await reading;
+  });
+
+  it('takes the old attempt’s late end after a RestartSession as expected: no warning, not refused, counted apart; a stale QR still is', async () => {
+    const agent = createTestAgent(cp.grpcAddress, joinToken, { labels: { zone: 'restart' } });
+    agent.start();
+    await agent.connected();
+    try {
+      const created = await postJson(
+        cp.httpUrl,
+        'switchboard.v1.SessionService/CreateSession',
+        { name: 'restarted', engine: 'ENGINE_SANDBOX', labelSelector: 'zone=restart' },
+        tenant.accessToken,
+      );
+      const sessionId = (created.json.session as { id: string }).id;
+      const inScanQr = async () => {
+        const { json } = await postJson(
+          cp.httpUrl,
+          'switchboard.v1.SessionService/GetSession',
+          { sessionId },
+          tenant.accessToken,
+        );
+        const session = json.session as { status: string; epoch: string };
+        return session.status === 'SESSION_STATUS_SCAN_QR' ? Number(session.epoch) : undefined;
+      };
+      const first = await eventually(inScanQr);
+      const [staleBefore, refusedBefore, lateBefore] = [
+        cp.app.sessions.reports.staleEvents,
+        await refusedTotal('stale_event'),
+        await metric('switchboard_worker_late_session_ends_total'),
+      ];
+      const warnedAbout = () =>
+        lines.filter((l) => l.msg === 'stale session event refused' && l.sessionId === sessionId);
+
+      const restart = await postJson(
+        cp.httpUrl,
+        'switchboard.v1.SessionService/RestartSession',
+        { sessionId },
+        tenant.accessToken,
+      );
+      expect(restart.status).toBe(200);
+      // The agent's "ended: STOPPED" of the first attempt arrives after the epoch moved on.
+      await eventually(async () =>
+        (await metric('switchboard_worker_late_session_ends_total')) > lateBefore ? true : undefined,
+      );
+      expect(await eventually(async () => (((await inScanQr()) ?? 0) > first ? true : undefined))).toBe(true);
+      expect(warnedAbout()).toEqual([]);
+      expect(cp.app.sessions.reports.staleEvents).toBe(staleBefore);
+      expect(await refusedTotal('stale_event')).toBe(refusedBefore);
+
+      // A QR code of the first attempt is another matter: the worker would still be running it.
+      await cp.app.sessions.reports.onWorkerEvent(agent.workerId, {
+        sessionId,
+        epoch: first,
+        occurredAt: new Date(),
+        event: { kind: 'qr', payload: 'old,a,b,c', expiresAt: new Date(), sequence: 9 },
+      });
+      expect(cp.app.sessions.reports.staleEvents).toBe(staleBefore + 1);
+      expect(await refusedTotal('stale_event')).toBe(refusedBefore + 1);
+      expect(warnedAbout()).toHaveLength(1);
+    } finally {
+      await agent.stop();
+    }
   });
 
   it('serves the refusal counter at GET /metrics in Prometheus text format, by cause only', async () => {

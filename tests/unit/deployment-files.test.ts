@@ -493,3 +493,20 @@ describe('Dockerfile', () => {
     for (const source of copied) expect(existsSync(resolve(root, source)), source).toBe(true);
   });
 });
+
+describe('package.json scripts', () => {
+  const scripts = () => (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
+
+  // The tsx CLI runs the program in a child process and relays signals to it:
+  // a child that does not confirm a signal within 30 ms (busy shutting down,
+  // or simply not scheduled yet on a loaded machine) is killed with SIGKILL,
+  // so Ctrl-C sometimes skipped the graceful shutdown. `exec` replaces npm's
+  // shell, which a terminal's SIGINT would otherwise kill (npm then exits 130
+  // while node is still shutting down).
+  it.each(['start', 'serve', 'agent'])(
+    'runs the long-lived `%s` as node itself (exec, --import tsx), so it gets signals and shuts down gracefully',
+    (name) => {
+      expect(scripts()[name]).toMatch(/^exec node --import tsx (src|agent)\/main\.ts( --dev)?$/);
+    },
+  );
+});

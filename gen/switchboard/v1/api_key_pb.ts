@@ -33,7 +33,8 @@ export type ApiKey = Message<"switchboard.v1.ApiKey"> & {
 
   /**
    * The most the key may do: it acts with the lesser of this role and its
-   * creator's current role in the tenant, and not at all once they leave it.
+   * creator's current role in the tenant, not at all while they are
+   * suspended, and never again once they leave the tenant (it is revoked).
    *
    * @generated from field: switchboard.v1.Role role = 3;
    */
