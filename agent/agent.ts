@@ -14,7 +14,7 @@ import { systemClock, type Clock } from '../lib/clock.js';
 import type { Logger } from '../lib/logger.js';
 import { systemRandom, type Random } from '../lib/random.js';
 import { every, systemScheduler, type Scheduler, type Timer } from '../lib/timers.js';
-import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { backoffDelay, type BackoffPolicy } from '../lib/backoff.js';
 import {
   grpcConnector,
   type AgentStream,

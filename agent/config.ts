@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { defaultBackoff } from './backoff.js';
+import { defaultBackoff } from '../lib/backoff.js';
 import type { AgentOptions } from './agent.js';
 
 /** Agent settings plus how it logs; flags win over environment variables. */

@@ -13,6 +13,7 @@ import type { CoordinationStore } from './platform/coordination/coordination-sto
 import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
 import { databaseTarget, migrate, openDatabase, type Database } from './platform/db/database.js';
+import { localFilesDir } from './platform/db/local-files.js';
 import type { Resources } from './platform/resources.js';
 import { createAuthStateCipher, loadStateKeys } from './sessions/auth-state-cipher.js';
 import { AuthStates } from './sessions/auth-states.js';
@@ -31,6 +32,12 @@ export interface App {
   readonly config: Config;
   readonly logger: Logger;
   readonly database: Database;
+  /** Files kept with this database on this machine (platform/db/local-files.ts). */
+  readonly localDir: string;
+  /** Time, timers and jitter as the app was built with (the developer setup's supervisor uses them too). */
+  readonly clock: Clock;
+  readonly scheduler: Scheduler;
+  readonly random: Random;
   readonly store: CoordinationStore;
   readonly fleet: Fleet;
   readonly sessions: Sessions;
@@ -114,7 +121,21 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     }),
   });
   const lifecycle = createLifecycle(config, resources, { ...capabilities, health, handler, shutdown });
-  return { config, logger: log, database, store, fleet, sessions, identity, metrics, ...lifecycle };
+  return {
+    config,
+    logger: log,
+    database,
+    localDir: resources.localDir,
+    clock: resources.clock,
+    scheduler: resources.scheduler,
+    random: resources.random,
+    store,
+    fleet,
+    sessions,
+    identity,
+    metrics,
+    ...lifecycle,
+  };
 }
 
 /** The resources bag, with the database it was opened on. */
@@ -133,8 +154,10 @@ async function openPlatform(config: Config, overrides: AppOverrides): Promise<Pl
   const log = logger.child({ replicaId: config.replicaId });
   const database = await openDatabase(databaseTarget(config), entities, log);
   let store: CoordinationStore;
+  let localDir: string;
   try {
     await migrate(database, log);
+    localDir = await localFilesDir(database, config.dataDir, log);
     store =
       overrides.store ??
       (config.redisUrl
@@ -152,6 +175,7 @@ async function openPlatform(config: Config, overrides: AppOverrides): Promise<Pl
     random: overrides.random ?? systemRandom,
     logger: log,
     database,
+    localDir,
     closeStore: () => (overrides.store ? Promise.resolve() : store.close()),
   };
 }
@@ -178,7 +202,7 @@ async function createCapabilities(
   const { clock, logger } = resources;
   const authStates = new AuthStates(
     resources.orm,
-    createAuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, logger)),
+    createAuthStateCipher(loadStateKeys(config.sessionStateKeys, resources.localDir, logger)),
   );
   const fleet = createFleet(
     config,

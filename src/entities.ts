@@ -2,6 +2,7 @@ import { auditEntities } from './audit/audit.entities.js';
 import { fleetEntities } from './fleet/fleet.entities.js';
 import { identityEntities } from './identity/identity.entities.js';
 import { messagingEntities } from './messaging/messaging.entities.js';
+import { platformEntities } from './platform/db/installation.entity.js';
 import { sessionsEntities } from './sessions/sessions.entities.js';
 
 /**
@@ -10,6 +11,7 @@ import { sessionsEntities } from './sessions/sessions.entities.js';
  * infrastructure and knows no capability; each capability lists its own.
  */
 export const entities = [
+  ...platformEntities,
   ...fleetEntities,
   ...sessionsEntities,
   ...messagingEntities,

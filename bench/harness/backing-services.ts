@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 
@@ -19,7 +22,7 @@ export interface BackingServices {
   database: BenchDatabase;
   redisUrl: string;
   keyPrefix: string;
-  /** DATABASE_URL, REDIS_URL and REDIS_KEY_PREFIX for the control plane. */
+  /** DATABASE_URL, REDIS_URL, REDIS_KEY_PREFIX and DATA_DIR (the run's generated keys) for the control plane. */
   env: Record<string, string>;
   description: string;
   /** The PostgreSQL backends (pids) connected to the run's database now, for CPU accounting. */
@@ -74,11 +77,12 @@ export async function createBackingServices(options: {
   const database = await createBenchDatabase(options.postgresUrl, `sb_bench_${options.runId}`);
   const keyPrefix = `sb-bench-${options.runId}:`;
   const { postgresUrl, redisUrl } = options;
+  const dataDir = mkdtempSync(join(tmpdir(), `sb-bench-${options.runId}-`));
   return {
     database,
     redisUrl,
     keyPrefix,
-    env: { DATABASE_URL: database.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix },
+    env: { DATABASE_URL: database.url, REDIS_URL: redisUrl, REDIS_KEY_PREFIX: keyPrefix, DATA_DIR: dataDir },
     description: `PostgreSQL (database ${database.name}) + Redis (prefix ${keyPrefix})`,
     databaseBackends: async () =>
       (
@@ -96,6 +100,7 @@ export async function createBackingServices(options: {
     },
     dispose: async () => {
       await database.drop();
+      rmSync(dataDir, { recursive: true, force: true });
       const deleted = await deleteRedisKeys(redisUrl, keyPrefix);
       options.progress(`dropped database ${database.name}; deleted ${deleted} Redis keys under ${keyPrefix}`);
     },

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pino } from 'pino';
 import { Agent } from '../../agent/agent.js';
-import { defaultBackoff } from '../../agent/backoff.js';
+import { defaultBackoff } from '../../lib/backoff.js';
 import { createSandboxEngine } from '../../agent/engines/sandbox.engine.js';
 import { Engine } from '../../gen/switchboard/v1/fleet_pb.js';
 import { SessionStatus, type Session } from '../../gen/switchboard/v1/session_pb.js';

@@ -4,6 +4,7 @@ import { entities } from '../entities.js';
 import { loadSigningKeyEncryptionKeys, SigningKeyVault } from '../identity/signing-key-vault.js';
 import { KeyUnavailableError } from '../platform/crypto/envelope-cipher.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
+import { localFilesDir } from '../platform/db/local-files.js';
 import { describeError } from '../platform/loggable-error.js';
 import { StartupError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
@@ -27,15 +28,16 @@ async function main(): Promise<number> {
   }
   const config = loadConfig(process.env);
   const logger = createLogger({ level: 'warn', pretty: false, name: 'keys-rotate' });
-  const keys = {
-    signing: new SigningKeyVault(
-      loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, logger),
-    ),
-    authStates: createAuthStateCipher(loadStateKeys(config.sessionStateKeys, config.dataDir, logger)),
-  };
   const database = await openDatabase(databaseTarget(config), entities, logger);
   try {
     await migrate(database, logger);
+    const localDir = await localFilesDir(database, config.dataDir, logger);
+    const keys = {
+      signing: new SigningKeyVault(
+        loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, localDir, logger),
+      ),
+      authStates: createAuthStateCipher(loadStateKeys(config.sessionStateKeys, localDir, logger)),
+    };
     const report = await rotateKeys(database.orm, keys, { check });
     process.stdout.write(`${describeRotation(report).join('\n')}\n`);
     return report.done ? 0 : 1;

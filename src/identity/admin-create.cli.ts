@@ -8,6 +8,7 @@ import { systemClock } from '../../lib/clock.js';
 import { systemScheduler } from '../../lib/timers.js';
 import { MemoryCoordinationStore } from '../platform/coordination/memory-store.js';
 import { databaseTarget, migrate, openDatabase } from '../platform/db/database.js';
+import { localFilesDir } from '../platform/db/local-files.js';
 import { StartupError } from '../../lib/errors.js';
 import { createLogger } from '../../lib/logger.js';
 import { describeError } from '../platform/loggable-error.js';
@@ -44,6 +45,7 @@ async function main(): Promise<void> {
       scheduler: systemScheduler,
       random: Math.random,
       logger,
+      localDir: await localFilesDir(database, config.dataDir, logger),
     });
     const { user, created } = await identity.auth.ensurePlatformAdmin(database.orm.em.fork(), {
       email: values.email,

@@ -122,7 +122,7 @@ async function startTokenService(config: Config, resources: Resources, log: Logg
       keyRotationMs: config.auth.signingKeyRotationMs,
     },
     log,
-    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, config.dataDir, log)),
+    new SigningKeyVault(loadSigningKeyEncryptionKeys(config.auth.signingKeyEncryptionKeys, resources.localDir, log)),
   );
   await tokens.start();
   return tokens;

@@ -17,4 +17,9 @@ export interface Resources {
   /** Uniform in [0, 1), for jitter; seeded in tests that need repeatable runs. */
   readonly random: () => number;
   readonly logger: Logger;
+  /**
+   * Where this replica keeps files that belong with its database (generated
+   * development keys, the local agent's state): see platform/db/local-files.ts.
+   */
+  readonly localDir: string;
 }

@@ -16,6 +16,18 @@ const CODES: Record<DomainErrorCode, Code> = {
   INTERNAL: Code.Internal,
 };
 
+/**
+ * A call's outcome as every log line spells it: gRPC's canonical status
+ * name (OK, INVALID_ARGUMENT, RESOURCE_EXHAUSTED), as grpc-status tools,
+ * `buf curl` and the domain error codes spell it, so one query finds a code
+ * whichever path logged it. (Connect's JSON says invalid_argument on the
+ * wire; logs do not follow the protocol of the call.)
+ */
+export function logCode(code: Code | 'ok'): string {
+  if (code === 'ok') return 'OK';
+  return Code[code].replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
 const STANDARD_HEADERS = new Set(['retry-after', 'ratelimit-limit', 'ratelimit-remaining', 'ratelimit-reset']);
 
 /** Result of classifying a thrown value: the error to send, and whether it was expected. */

@@ -4,7 +4,7 @@ import type { EntityManager, MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from '../../lib/logger.js';
 import { clientGoneKey, entityManagerKey, peerKey, requestIdKey } from './context.js';
 import { loggableError } from '../platform/loggable-error.js';
-import { toConnectError } from './error-mapping.js';
+import { logCode, toConnectError } from './error-mapping.js';
 import { interceptedKey } from './request-refusals.js';
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -30,17 +30,20 @@ export function createObservabilityInterceptor(logger: Logger): Interceptor {
 
     const elapsed = () => Math.round((performance.now() - started) * 100) / 100;
     const canceled = (): ConnectError => {
-      logger.info({ ...base, code: Code[Code.Canceled], durationMs: elapsed(), error: 'ended by the client' }, 'rpc');
+      logger.info(
+        { ...base, code: logCode(Code.Canceled), durationMs: elapsed(), error: 'ended by the client' },
+        'rpc',
+      );
       return new ConnectError('the client ended the call', Code.Canceled);
     };
     const succeeded = () => {
       if (clientGone()) canceled();
-      else logger.info({ ...base, code: 'ok', durationMs: elapsed() }, 'rpc');
+      else logger.info({ ...base, code: logCode('ok'), durationMs: elapsed() }, 'rpc');
     };
     const failed = (thrown: unknown): ConnectError => {
       if (clientGone()) return canceled();
       const { error, unexpected } = toConnectError(thrown, requestId);
-      const fields = { ...base, code: Code[error.code], durationMs: elapsed() };
+      const fields = { ...base, code: logCode(error.code), durationMs: elapsed() };
       if (unexpected) logger.error({ ...fields, err: loggableError(thrown) }, 'rpc failed unexpectedly');
       else logger.info({ ...fields, error: error.rawMessage }, 'rpc');
       error.metadata.set('x-request-id', requestId);

@@ -59,8 +59,8 @@ function withRefusalsReported(handler: UniversalHandler, refusals: RefusedReques
       peer: req.contextValues?.get(peerKey),
       requestId: req.header.get('x-request-id') ?? undefined,
       cause,
-      // Spelt as the observability interceptor spells codes, so one query finds both.
-      code: code.replace(/(^|_)([a-z])/g, (_m, _sep: string, letter: string) => letter.toUpperCase()),
+      // Connect's wire name (invalid_argument), spelt as every log line spells codes (logCode).
+      code: code.toUpperCase(),
       error: message,
     };
     refusals.record(ip, cause, (suppressed) =>

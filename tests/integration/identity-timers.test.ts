@@ -115,6 +115,7 @@ describe('identity timers on a fake clock', () => {
       scheduler: own,
       random: () => 0.5,
       logger,
+      localDir: cp.app.localDir,
     });
     await identity.start();
     await identity.stop();

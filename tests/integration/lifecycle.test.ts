@@ -11,7 +11,14 @@ import { loadConfig } from '../../src/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { createTestAgent, waitForExit } from '../support/agents.js';
 import { eventually, login, postJson } from '../support/control-plane.js';
-import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix, type TestDatabase } from '../support/services.js';
+import {
+  createTestDatabase,
+  TEST_DATA_DIR,
+  TEST_POSTGRES_URL,
+  TEST_REDIS_URL,
+  uniqueRedisPrefix,
+  type TestDatabase,
+} from '../support/services.js';
 
 const mainTs = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
@@ -46,6 +53,12 @@ async function within<T>(promise: Promise<T>, timeoutMs: number): Promise<T> {
   }
 }
 
+function withDatabase(url: string, name: string): string {
+  const target = new URL(url);
+  target.pathname = `/${name}`;
+  return target.toString();
+}
+
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
     const server = createServer();
@@ -68,8 +81,9 @@ describe('starting and stopping the control plane', () => {
       /DATABASE_URL: expected a URL starting with postgres:\/\/ or postgresql:\/\//,
     ],
     [
-      { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/sb_no_such_database' },
-      /^switchboard: Cannot reach PostgreSQL at .*sb_no_such_database .*does not exist/,
+      { DATABASE_URL: withDatabase(TEST_POSTGRES_URL, 'sb_no_such_database') },
+      // The server answers: the fix is to create the database, and the line gives the command.
+      /^switchboard: PostgreSQL at .*sb_no_such_database answers, but has no database "sb_no_such_database"\. Create it \(createdb -h \S+ -p \d+( -U \S+)? sb_no_such_database, or in psql: CREATE DATABASE "sb_no_such_database";\)/,
     ],
     [
       { DATABASE_URL: 'postgres://postgres:secret@127.0.0.1:1/nowhere' },
@@ -95,10 +109,47 @@ describe('starting and stopping the control plane', () => {
         REDIS_URL: 'redis://127.0.0.1:1',
       });
       expect((await waitForExit(child)).code).toBe(1);
-      expect(output().stderr.trim()).toMatch(
-        /^switchboard: Cannot reach Redis at redis:\/\/127\.0\.0\.1:1.*unset REDIS_URL/,
-      );
+      // One line: no second one from ioredis about the same refused connection.
+      expect(output().stderr.trim().split('\n')).toEqual([
+        expect.stringMatching(
+          /^switchboard: Cannot reach Redis at redis:\/\/127\.0\.0\.1:1 \(connect ECONNREFUSED .*unset REDIS_URL/,
+        ),
+      ]);
     } finally {
+      await database.drop();
+    }
+  });
+
+  // A server that accepts connections and never answers (a wrong port, a stalled proxy) must
+  // fail start-up with the same one line instead of hanging it; the wait is bounded by the
+  // connect timeout, not asserted here (a timing rule on real time would be flaky).
+  it.each([
+    [
+      'PostgreSQL',
+      (port: number) => ({ DATABASE_URL: `postgres://postgres@127.0.0.1:${port}/test` }),
+      /^switchboard: Cannot reach PostgreSQL at .* \(timeout expired\)/,
+    ],
+    [
+      'Redis',
+      (port: number) => ({ REDIS_URL: `redis://127.0.0.1:${port}` }),
+      /^switchboard: Cannot reach Redis at .* \(no answer within 3000 ms\)/,
+    ],
+  ])('says in one line when %s accepts the connection but never answers', async (_name, env, message) => {
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as { port: number }).port;
+    const database = await createTestDatabase();
+    try {
+      const { child, output } = startMain([], {
+        HTTP_PORT: '0',
+        GRPC_PORT: '0',
+        DATABASE_URL: database.url,
+        ...env(port),
+      });
+      expect((await waitForExit(child)).code).toBe(1);
+      expect(output().stderr.trim().split('\n')).toEqual([expect.stringMatching(message)]);
+    } finally {
+      silent.close();
       await database.drop();
     }
   });
@@ -148,7 +199,7 @@ describe('starting and stopping the control plane', () => {
             async () => {
               const { json } = await postJson(httpUrl, 'switchboard.v1.AdminService/ListWorkers', {}, token);
               const workers = json.workers as
-                { name: string; status: string; metrics?: { rssBytes?: string } }[] | undefined;
+                { id: string; name: string; status: string; metrics?: { rssBytes?: string } }[] | undefined;
               const local = workers?.find((w) => w.name === 'local-agent');
               return local?.status === 'WORKER_STATUS_ONLINE' && Number(local.metrics?.rssBytes) > 0
                 ? local
@@ -159,6 +210,47 @@ describe('starting and stopping the control plane', () => {
           ),
         );
         expect(worker.name).toBe('local-agent');
+        expect(output().stdout).toMatch(/draining it stops its sessions until UncordonWorker/);
+
+        // The only worker told to shut down, then removed: the developer setup brings it back each time.
+        const localAgent = async (): Promise<{ id: string; status: string; connectedSince?: string } | undefined> => {
+          const { json } = await postJson(httpUrl, 'switchboard.v1.AdminService/ListWorkers', {}, token);
+          const workers = json.workers as { id: string; name: string; status: string; connectedSince?: string }[];
+          return workers.find((w) => w.name === 'local-agent');
+        };
+        const backOnline = (after: string | undefined) => (timeoutMs: number) =>
+          eventually(
+            async () => {
+              const local = await localAgent();
+              return local?.status === 'WORKER_STATUS_ONLINE' && local.connectedSince !== after ? local : undefined;
+            },
+            timeoutMs,
+            250,
+          );
+        const before = await localAgent();
+        await postJson(
+          httpUrl,
+          'switchboard.v1.AdminService/ShutdownWorker',
+          { workerId: worker.id, reason: 'test' },
+          token,
+        );
+        const restarted = await step('the local agent back after ShutdownWorker', backOnline(before?.connectedSince));
+        // Only a drained (or offline) worker can be removed; being the last one, it takes force.
+        await postJson(
+          httpUrl,
+          'switchboard.v1.AdminService/DrainWorker',
+          { workerId: restarted.id, reason: 'test' },
+          token,
+        );
+        const { json: removed } = await postJson(
+          httpUrl,
+          'switchboard.v1.AdminService/RemoveWorker',
+          { workerId: restarted.id, force: true },
+          token,
+        );
+        expect(removed).toMatchObject({ worker: { status: 'WORKER_STATUS_REMOVED' } });
+        await step('the local agent enrolled again after RemoveWorker', backOnline(restarted.connectedSince));
+        expect(output().stdout + output().stderr).toMatch(/local agent exited: it was removed from the fleet/);
         child.kill('SIGTERM');
         const { code } = await step('the exit after SIGTERM', (timeoutMs) => within(waitForExit(child), timeoutMs));
         expect(code).toBe(0);
@@ -188,6 +280,7 @@ describe('starting and stopping the control plane', () => {
         DATABASE_URL: database.url,
         REDIS_URL: TEST_REDIS_URL,
         REDIS_KEY_PREFIX: prefix,
+        DATA_DIR: TEST_DATA_DIR,
         LOG_LEVEL: 'silent',
       });
       const app = await createApp(config, { logger: createLogger({ level: 'silent', pretty: false }) });

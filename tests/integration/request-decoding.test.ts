@@ -75,7 +75,7 @@ describe('requests that cannot be decoded (real PostgreSQL and Redis)', () => {
   const refusalsLogged = (rpc: string) =>
     logs
       .lines()
-      .filter((line) => line.rpc === rpc && line.code === 'InvalidArgument' && typeof line.error === 'string');
+      .filter((line) => line.rpc === rpc && line.code === 'INVALID_ARGUMENT' && typeof line.error === 'string');
 
   beforeAll(async () => {
     cp = await startControlPlane({ overrides: { logger: logs.logger } });
@@ -267,8 +267,8 @@ describe('requests that cannot be decoded count against the caller’s address (
 
     const lines = logs.lines().filter((line) => line.msg === 'rpc refused before it was decoded');
     expect(lines.map((line) => [line.cause, line.code])).toEqual([
-      ['undecodable', 'InvalidArgument'],
-      ['rate_limited', 'ResourceExhausted'],
+      ['undecodable', 'INVALID_ARGUMENT'],
+      ['rate_limited', 'RESOURCE_EXHAUSTED'],
     ]);
     expect(await refusedTotal(cp.httpUrl, 'undecodable')).toBe(2);
     expect(await refusedTotal(cp.httpUrl, 'rate_limited')).toBe(5);

@@ -68,7 +68,7 @@ describe('logging of streams the client ends (real PostgreSQL and Redis)', () =>
     const health = await endLines('grpc.health.v1.Health/Watch', 1);
     const watches = await endLines('switchboard.v1.SessionService/WatchSession', 2);
     for (const line of [...health, ...watches]) {
-      expect(line, JSON.stringify(line)).toMatchObject({ level: 30, code: 'Canceled' });
+      expect(line, JSON.stringify(line)).toMatchObject({ level: 30, code: 'CANCELED' });
       expect(line.err).toBeUndefined();
     }
     expect(watches.map((line) => line.protocol).sort()).toEqual(['connect', 'grpc']);
@@ -91,7 +91,7 @@ describe('logging of streams the client ends (real PostgreSQL and Redis)', () =>
     session.destroy(); // as when buf curl or grpcurl exits (Ctrl-C)
 
     const lines = (await endLines(rpc, before + 1)).slice(before);
-    expect(lines).toEqual([expect.objectContaining({ level: 30, code: 'Canceled' })]);
+    expect(lines).toEqual([expect.objectContaining({ level: 30, code: 'CANCELED' })]);
     expect(lines[0]?.err).toBeUndefined();
   });
 });

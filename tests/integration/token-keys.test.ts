@@ -150,6 +150,8 @@ async function startTokens(database: Database, keys: string, clock: Clock): Prom
     scheduler: systemScheduler,
     random: Math.random,
     logger,
+    // Unused: the keys are configured.
+    localDir: '/nonexistent',
   });
   return identity.tokens;
 }

@@ -178,7 +178,7 @@ describe('input from workers (PostgreSQL + Redis)', () => {
           l.rpc === 'switchboard.v1.WorkerService/Connect' &&
           String(l.error).includes('session_event.session_id'),
       );
-      return rpc ? expect(rpc.code).toBe('InvalidArgument') : undefined;
+      return rpc ? expect(rpc.code).toBe('INVALID_ARGUMENT') : undefined;
     }, 5000);
     const refused = lines.find(
       (l) => l.msg === 'worker stream ended: protocol error' && l.workerId === broken.workerId,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Agent, type AgentOptions, type AgentRuntime } from '../../agent/agent.js';
-import { defaultBackoff } from '../../agent/backoff.js';
+import { defaultBackoff } from '../../lib/backoff.js';
 import { createLogger } from '../../lib/logger.js';
 
 /**

@@ -10,7 +10,7 @@ import { createApp, type App, type AppOverrides } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import type { Clock } from '../../lib/clock.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
-import { createTestDatabase, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
+import { createTestDatabase, TEST_DATA_DIR, TEST_REDIS_URL, uniqueRedisPrefix } from './services.js';
 
 /** A control plane started in-process on free ports, with what the test needs to reach and stop it. */
 export interface TestControlPlane {
@@ -56,7 +56,7 @@ export async function startControlPlane(
     GRPC_PORT: '0',
     LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     ...(database ? { DATABASE_URL: database.url, REDIS_URL: TEST_REDIS_URL, REDIS_KEY_PREFIX: prefix } : {}),
-    ...(dataDir ? { DATA_DIR: dataDir } : {}),
+    DATA_DIR: dataDir ?? TEST_DATA_DIR,
     ...options.env,
   });
   const logger = options.logger ?? createLogger({ level: config.logLevel, pretty: false, name: 'control-plane' });

@@ -16,7 +16,7 @@ import { MemoryCoordinationStore } from '../../src/platform/coordination/memory-
 import { Session } from '../../src/sessions/session.entity.js';
 import { login } from './control-plane.js';
 import { FakeAgent, type AgentIdentity } from './fake-agent.js';
-import { createTestDatabase, type TestDatabase } from './services.js';
+import { createTestDatabase, TEST_DATA_DIR, type TestDatabase } from './services.js';
 
 /** The pre-shared join token every harness replica accepts (BOOTSTRAP_JOIN_TOKEN). */
 export const HARNESS_JOIN_TOKEN = 'sbj_0123456789abcdef_harnessharnessharnessharnessharnessharnessh';
@@ -101,6 +101,7 @@ export class FleetHarness {
       GRPC_PORT: '0',
       LOG_LEVEL: 'silent',
       DATABASE_URL: this.database.url,
+      DATA_DIR: TEST_DATA_DIR,
       DATABASE_POOL_MAX: '5',
       REPLICA_ID: id,
       BOOTSTRAP_JOIN_TOKEN: HARNESS_JOIN_TOKEN,

@@ -17,13 +17,18 @@ import pg from 'pg';
  * redis-server it stops with one line saying how to install one.
  *
  * The URLs reach the test processes through the environment: vitest starts
- * them after this runs.
+ * them after this runs. So does DATA_DIR, a folder for this run: each test
+ * database keeps its generated keys there (DATA_DIR/databases/<id>), not in
+ * the repository's data/.
  */
 const DEFAULT_POSTGRES = 'postgres://postgres@127.0.0.1:5432/test';
 const DEFAULT_REDIS = 'redis://127.0.0.1:6379';
 
 export default async function setup(): Promise<() => Promise<void>> {
   const stops: (() => Promise<void>)[] = [];
+  const dataDir = mkdtempSync(join(tmpdir(), 'switchboard-test-data-'));
+  process.env.DATA_DIR = dataDir;
+  stops.push(() => Promise.resolve(rmSync(dataDir, { recursive: true, force: true })));
   const postgresUrl = process.env.TEST_DATABASE_URL ?? DEFAULT_POSTGRES;
   if (!(await postgresAnswers(postgresUrl))) {
     const started = await startEmbeddedPostgres();

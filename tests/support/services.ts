@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pg from 'pg';
 
 /**
@@ -8,6 +10,8 @@ import pg from 'pg';
  */
 export const TEST_POSTGRES_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 export const TEST_REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+/** This run's DATA_DIR (global-setup.ts makes it): generated keys of each test database go under it. */
+export const TEST_DATA_DIR = process.env.DATA_DIR ?? join(tmpdir(), 'switchboard-test-data');
 
 export interface TestDatabase {
   url: string;

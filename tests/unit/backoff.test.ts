@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay, defaultBackoff } from '../../agent/backoff.js';
+import { backoffDelay, defaultBackoff } from '../../lib/backoff.js';
 
 describe('reconnect backoff', () => {
   const policy = { initialMs: 500, maxMs: 30_000, multiplier: 2 };

@@ -176,16 +176,33 @@ export class RedisCoordinationStore implements CoordinationStore {
 
   /** Connects and proves the server answers, or fails with one line that says how to fix it. */
   static async connect(options: RedisStoreOptions): Promise<RedisCoordinationStore> {
-    const client = createClient(options);
+    const timeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+    // Until Redis has answered once, connection errors are start-up's to
+    // report (one line, below), not a warning each retry.
+    let firstError: unknown;
+    let ready = false;
+    const client = createClient(options, (error) => {
+      firstError ??= error;
+      return !ready;
+    });
+    let deadline: NodeJS.Timeout | undefined;
     try {
-      await client.connect();
-      await client.ping();
+      await Promise.race([
+        client.connect().then(() => client.ping()),
+        new Promise((_, reject) => {
+          // A server that accepts the connection but never answers must not hang start-up.
+          deadline = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      ready = true;
     } catch (cause) {
       client.disconnect();
       throw new StartupError(
-        `Cannot reach Redis at ${redactUrl(options.url)} (${describe(cause)}). ` +
+        `Cannot reach Redis at ${redactUrl(options.url)} (${describe(firstError ?? cause)}). ` +
           'Start Redis there, fix REDIS_URL, or unset REDIS_URL to use the in-process store (single replica only).',
       );
+    } finally {
+      clearTimeout(deadline);
     }
     return new RedisCoordinationStore(client, options);
   }
@@ -363,16 +380,21 @@ interface SlotPipeline {
   renewSlot(key: string, member: string, expiresAtMs: number, ttlMs: number): void;
 }
 
-function createClient(options: RedisStoreOptions): Redis {
+/** How long start-up waits for Redis to answer. */
+const CONNECT_TIMEOUT_MS = 3000;
+
+/** `quiet` says whether a connection error is already reported elsewhere (start-up) and needs no warning. */
+function createClient(options: RedisStoreOptions, quiet: (error: Error) => boolean = () => false): Redis {
   const client = new Redis(options.url, {
     lazyConnect: true,
-    connectTimeout: options.connectTimeoutMs ?? 3000,
+    connectTimeout: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     maxRetriesPerRequest: 2,
     // Reconnect forever after start-up, with a capped delay; start-up itself
     // fails fast through connect() above.
     retryStrategy: (attempt) => Math.min(attempt * 200, 2000),
   });
   client.on('error', (error: Error) => {
+    if (quiet(error)) return;
     options.logger.warn({ err: describe(error) }, 'redis connection error');
   });
   return client;

@@ -53,6 +53,9 @@ const shared = {
   allowGlobalContext: false,
 } satisfies Partial<Options>;
 
+/** How long start-up waits for PostgreSQL to answer. */
+const CONNECT_TIMEOUT_MS = 3000;
+
 /** Opens the database (failing with one clear line when it cannot be reached). */
 export async function openDatabase(target: DatabaseTarget, entities: EntityList, logger: Logger): Promise<Database> {
   const log = logger.child({ component: 'db' });
@@ -73,17 +76,20 @@ export async function openDatabase(target: DatabaseTarget, entities: EntityList,
         ...shared,
         entities,
         clientUrl: target.url,
+        // Connect once, below: MikroORM's own connect check would try again
+        // (doubling the wait) and log a second line about the same failure.
+        connect: false,
         // A mistyped database name must fail, not silently create a new database.
         ensureDatabase: false,
         pool: { min: 0, max: target.poolMax },
+        // A server that accepts the connection but never answers (a wrong
+        // port, a stalled proxy) fails within this instead of hanging.
+        driverOptions: { connection: { connectionTimeoutMillis: CONNECT_TIMEOUT_MS } },
         loggerFactory,
       });
       await orm.em.getConnection().execute('select 1');
     } catch (cause) {
-      throw new StartupError(
-        `Cannot reach PostgreSQL at ${location} (${describe(cause)}). ` +
-          'Start PostgreSQL there, fix DATABASE_URL, or unset DATABASE_URL to use the embedded database.',
-      );
+      throw new StartupError(postgresUnavailable(target.url, cause));
     }
     return wrap(orm, 'postgresql', location, async () => {});
   }
@@ -151,6 +157,29 @@ export async function migrate(database: Database, logger: Logger): Promise<strin
   } finally {
     if (database.kind === 'postgresql') await connection.execute(`select pg_advisory_unlock(${lockKey})`);
   }
+}
+
+/** PostgreSQL's code for "database … does not exist". */
+const INVALID_CATALOG_NAME = '3D000';
+
+/** The one line start-up prints when PostgreSQL cannot be used, saying what to do. */
+export function postgresUnavailable(url: string, cause: unknown): string {
+  const location = redactUrl(url);
+  const code = (cause as { code?: unknown } | null)?.code;
+  if (code === INVALID_CATALOG_NAME) {
+    const { hostname, port, username, pathname } = new URL(url);
+    const name = decodeURIComponent(pathname.slice(1));
+    const user = username ? ` -U ${decodeURIComponent(username)}` : '';
+    return (
+      `PostgreSQL at ${location} answers, but has no database "${name}". ` +
+      `Create it (createdb -h ${hostname} -p ${port || '5432'}${user} ${name}, ` +
+      `or in psql: CREATE DATABASE "${name}";) or fix DATABASE_URL.`
+    );
+  }
+  return (
+    `Cannot reach PostgreSQL at ${location} (${describe(cause)}). ` +
+    'Start PostgreSQL there, fix DATABASE_URL, or unset DATABASE_URL to use the embedded database.'
+  );
 }
 
 function describe(error: unknown): string {

@@ -10,6 +10,7 @@ import { Migration20261126040000SessionRetryBackoff } from './Migration202611260
 import { Migration20261127010000ApiKeysWithoutCreator } from './Migration20261127010000ApiKeysWithoutCreator.js';
 import { Migration20261127020000Invitations } from './Migration20261127020000Invitations.js';
 import { Migration20261127030000SigningKeyEncryption } from './Migration20261127030000SigningKeyEncryption.js';
+import { Migration20261130000000Installation } from './Migration20261130000000Installation.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -27,4 +28,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127010000ApiKeysWithoutCreator', class: Migration20261127010000ApiKeysWithoutCreator },
   { name: 'Migration20261127020000Invitations', class: Migration20261127020000Invitations },
   { name: 'Migration20261127030000SigningKeyEncryption', class: Migration20261127030000SigningKeyEncryption },
+  { name: 'Migration20261130000000Installation', class: Migration20261130000000Installation },
 ];

@@ -1,6 +1,6 @@
-import type { Random } from '../lib/random.js';
+import type { Random } from './random.js';
 
-/** How reconnect delays grow; compiled once from agent options. */
+/** How reconnect delays grow; the agent's reconnects and the developer setup's agent restarts. */
 export interface BackoffPolicy {
   initialMs: number;
   maxMs: number;
@@ -13,7 +13,7 @@ export const defaultBackoff: BackoffPolicy = { initialMs: 500, maxMs: 30_000, mu
  * Delay before reconnect attempt `attempt` (0-based): exponential growth,
  * capped, with "equal jitter" (half fixed, half random) so a fleet that lost
  * its control plane at once does not come back in lockstep, yet no agent
- * retries in a tight loop. `random` is the agent's injected jitter source,
+ * retries in a tight loop. `random` is the injected jitter source,
  * so a test can pin the delays.
  */
 export function backoffDelay(attempt: number, policy: BackoffPolicy, random: Random): number {
