@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { parseArgs, stripVTControlCharacters } from 'node:util';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * `npm run bench:suite-under-load [-- --runs 3 --burners N]`: runs the test
@@ -18,6 +20,9 @@ const { values } = parseArgs({
   },
 });
 const runs = Number(values.runs);
+/** Each run's whole output, for the failures' details. */
+const LOG_DIR = join('.tmp', 'suite-under-load');
+mkdirSync(LOG_DIR, { recursive: true });
 const burners = Number(values.burners);
 
 interface RunResult {
@@ -37,9 +42,16 @@ function runSuite(label: string): Promise<RunResult> {
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('exit', (code) => {
       const plain = stripVTControlCharacters(output);
-      const summary = [/Test Files .*/.exec(plain)?.[0], /Tests .*/.exec(plain)?.[0]].filter(Boolean).join('; ');
-      if (code !== 0) process.stdout.write(`--- ${label} failed; its output:\n${plain.slice(-20_000)}\n`);
-      resolve({ label, seconds: (performance.now() - started) / 1000, passed: code === 0, summary });
+      const log = join(LOG_DIR, `${label.replace(/\s+/g, '-')}.log`);
+      writeFileSync(log, plain);
+      // vitest's closing summary: the last "Test Files" and "Tests" lines (a "Failed Tests" banner comes earlier).
+      const last = (pattern: RegExp) => [...plain.matchAll(pattern)].at(-1)?.[1]?.trim();
+      const summary = [last(/^\s*Test Files\s+(.*)$/gm), last(/^\s*Tests\s+(\d.*)$/gm)].filter(Boolean).join('; ');
+      const failures = [...plain.matchAll(/^\s*(?:FAIL|×)\s+(.*)$/gm)].map((match) => match[1]);
+      const passed = code === 0 && failures.length === 0;
+      if (!passed)
+        process.stdout.write(`--- ${label} failed (exit ${code}):\n  ${[...new Set(failures)].join('\n  ')}\n`);
+      resolve({ label, seconds: (performance.now() - started) / 1000, passed, summary: `${summary} (${log})` });
     });
   });
 }
