@@ -1,5 +1,6 @@
 import type { CommandSender, WorkerSessionEvent } from '../fleet/fleet.types.js';
 import type { WorkerRefusals } from '../fleet/worker-refusals.js';
+import type { Clock } from '../../lib/clock.js';
 import type { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 
@@ -25,18 +26,21 @@ export function isLateEnd(report: WorkerSessionEvent, sessionEpoch: number | und
  * the thousand (a bug, or a stale process replaying), so each is counted in
  * the fleet's refusal metric and warned about at most once per worker, cause
  * and interval; and a worker running a session it has no right to is told
- * to stop it once, not once per event.
+ * to stop it once per interval (`resendStopAfterMs`), not once per event:
+ * within the interval the first StopSession stands, answered or not, so how
+ * long a flood takes to read changes nothing.
  */
 export class RefusedSessionEvents {
   /** Events refused because they carried a stale epoch or came from the wrong worker. */
   staleEvents = 0;
-  /** StopSession commands sent for stale events and not answered yet ("worker session epoch"). */
-  private readonly stopsUnderWay = new Set<string>();
+  /** When (monotonic ms) a StopSession went out for a stale attempt, by "worker session epoch". */
+  private readonly stopsSent = new Map<string, number>();
 
   constructor(
     private readonly commands: CommandSender,
     private readonly refusals: WorkerRefusals,
     private readonly log: Logger,
+    private readonly timing: { clock: Clock; resendStopAfterMs: number },
   ) {}
 
   /**
@@ -64,8 +68,11 @@ export class RefusedSessionEvents {
     );
     if (report.event.kind === 'ended') return;
     const stop = `${workerId} ${report.sessionId} ${report.epoch}`;
-    if (this.stopsUnderWay.has(stop)) return;
-    this.stopsUnderWay.add(stop);
+    const now = this.timing.clock.monotonicMs();
+    const sentAt = this.stopsSent.get(stop);
+    if (sentAt !== undefined && now - sentAt < this.timing.resendStopAfterMs) return;
+    this.forgetStopsBefore(now - this.timing.resendStopAfterMs);
+    this.stopsSent.set(stop, now);
     void this.commands
       .sendCommand(workerId, {
         kind: 'stopSession',
@@ -73,8 +80,12 @@ export class RefusedSessionEvents {
         epoch: report.epoch,
         reason: `no longer yours: ${reason}`,
       })
-      .catch(() => undefined)
-      .finally(() => this.stopsUnderWay.delete(stop));
+      .catch(() => undefined);
+  }
+
+  /** Bounds the memory of stops sent: entries older than the interval no longer suppress anything. */
+  private forgetStopsBefore(cutoffMs: number): void {
+    for (const [stop, sentAt] of this.stopsSent) if (sentAt < cutoffMs) this.stopsSent.delete(stop);
   }
 
   /** A Hello listed a session the worker runs without the right to (the caller tells it to stop). */

@@ -51,7 +51,10 @@ export function createSessions(
     effects,
     authStates: deps.authStates,
     messages: deps.messages,
-    refused: new RefusedSessionEvents(router, deps.fleet.refusals, log),
+    refused: new RefusedSessionEvents(router, deps.fleet.refusals, log, {
+      clock: resources.clock,
+      resendStopAfterMs: config.workerWarningIntervalMs,
+    }),
     commands: router,
     holds: deps.fleet.holds,
     placement: { request: () => placement.request(), placePending: () => placement.placePending() },
