@@ -88,7 +88,7 @@ export async function createIdentity(config: Config, resources: Resources): Prom
     joinTokens: new JoinTokenService(clock, audit),
     audit,
     authenticator,
-    rateLimits: new RateLimits(store, config.auth.rateLimits),
+    rateLimits: new RateLimits(store, clock, config.auth.rateLimits),
     liveAccess,
     streamLimits,
     async start() {

@@ -166,20 +166,56 @@ describe.each(adapters)('coordination store contract: %s', (_name, make) => {
 
   it('counts attempts up to the limit, then blocks for blockMs and starts a new window', async () => {
     const spec = { windowMs: 60_000, limit: 2, blockMs: 10_000 };
-    expect(await store.countAttempt('a1', t, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
-    expect(await store.countAttempt('a1', t + 1, spec)).toEqual({ allowed: true, count: 2, retryAtMs: 0 });
-    expect(await store.countAttempt('a1', t + 2, spec)).toEqual({ allowed: false, count: 2, retryAtMs: t + 10_002 });
+    expect(await store.countAttempt('a1', t, spec)).toEqual({
+      allowed: true,
+      count: 1,
+      retryAtMs: 0,
+      windowEndsAtMs: t + 60_000,
+    });
+    expect(await store.countAttempt('a1', t + 1, spec)).toEqual({
+      allowed: true,
+      count: 2,
+      retryAtMs: 0,
+      windowEndsAtMs: t + 60_000,
+    });
+    // The block is the window now: it ends with the block.
+    expect(await store.countAttempt('a1', t + 2, spec)).toEqual({
+      allowed: false,
+      count: 2,
+      retryAtMs: t + 10_002,
+      windowEndsAtMs: t + 10_002,
+    });
     // Asking again during the block neither counts nor extends it.
-    expect(await store.countAttempt('a1', t + 5000, spec)).toEqual({ allowed: false, count: 2, retryAtMs: t + 10_002 });
-    expect(await store.countAttempt('a1', t + 10_002, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    expect(await store.countAttempt('a1', t + 5000, spec)).toEqual({
+      allowed: false,
+      count: 2,
+      retryAtMs: t + 10_002,
+      windowEndsAtMs: t + 10_002,
+    });
+    expect(await store.countAttempt('a1', t + 10_002, spec)).toEqual({
+      allowed: true,
+      count: 1,
+      retryAtMs: 0,
+      windowEndsAtMs: t + 70_002,
+    });
     expect(await store.countAttempt('other', t, spec)).toMatchObject({ allowed: true, count: 1 });
   });
 
   it('forgets attempts when their window ends, refuses until then without blockMs, and counts forever without a limit', async () => {
     const spec = { windowMs: 1000, limit: 1 };
     expect((await store.countAttempt('a2', t, spec)).allowed).toBe(true);
-    expect(await store.countAttempt('a2', t + 10, spec)).toEqual({ allowed: false, count: 1, retryAtMs: t + 1000 });
-    expect(await store.countAttempt('a2', t + 1000, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    expect(await store.countAttempt('a2', t + 10, spec)).toEqual({
+      allowed: false,
+      count: 1,
+      retryAtMs: t + 1000,
+      windowEndsAtMs: t + 1000,
+    });
+    expect(await store.countAttempt('a2', t + 1000, spec)).toEqual({
+      allowed: true,
+      count: 1,
+      retryAtMs: 0,
+      windowEndsAtMs: t + 2000,
+    });
     for (let i = 1; i <= 5; i++)
       expect(await store.countAttempt('a3', t, { windowMs: 1000 })).toMatchObject({ count: i });
   });
@@ -194,7 +230,12 @@ describe.each(adapters)('coordination store contract: %s', (_name, make) => {
     await store.uncountAttempt('a4', t + 4);
     expect((await store.countAttempt('a4', t + 5, spec)).allowed).toBe(false);
     await store.clearAttempts('a4');
-    expect(await store.countAttempt('a4', t + 6, spec)).toEqual({ allowed: true, count: 1, retryAtMs: 0 });
+    expect(await store.countAttempt('a4', t + 6, spec)).toEqual({
+      allowed: true,
+      count: 1,
+      retryAtMs: 0,
+      windowEndsAtMs: t + 60_006,
+    });
     await store.uncountAttempt('never-counted', t);
     expect(await store.countAttempt('never-counted', t, spec)).toMatchObject({ count: 1 });
   });

@@ -1,17 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Code, ConnectError } from '@connectrpc/connect';
+import { ManualClock } from '../../lib/clock.js';
 import { eventually, postJson, startControlPlane, type TestControlPlane } from '../support/control-plane.js';
 import { RawAgentStream } from '../support/raw-stream.js';
 import { signUp } from '../support/tenants.js';
 
 const BOOTSTRAP_TOKEN = 'sbj_0123456789abcdef_bootstrapbootstrapbootstrapbootstrapbootstr';
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const rpc = (service: string, method: string) => `switchboard.v1.${service}/${method}`;
 
 describe('guard rails: rate limits, lock-outs and worker credentials', () => {
   let cp: TestControlPlane;
+  // Rate-limit windows follow this clock (on real Redis); nothing else here depends on time passing.
+  const clock = new ManualClock(new Date());
   beforeAll(async () => {
     cp = await startControlPlane({
+      clock,
       env: {
         RATE_LIMIT_WINDOW_MS: '2000',
         RATE_LIMIT_FREE_PER_MINUTE: '5',
@@ -39,8 +42,8 @@ describe('guard rails: rate limits, lock-outs and worker credentials', () => {
     expect(refused?.json.code).toBe('resource_exhausted');
     expect(Number(refused?.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect(refused?.headers.get('ratelimit-limit')).toBe('5');
-    // Real time: the limiter keeps the coordination store's own clock (Redis), which no fake clock drives.
-    await sleep(Number(refused?.headers.get('retry-after')) * 1000 + 100);
+    // The window is counted on the control plane's clock: move it past retry-after instead of sleeping.
+    clock.advance(Number(refused?.headers.get('retry-after')) * 1000);
     const recovered = await postJson(cp.httpUrl, rpc('AuthService', 'GetMe'), {}, tenant.accessToken);
     expect(recovered.status).toBe(200);
     expect(recovered.headers.get('ratelimit-remaining')).toBe('4');

@@ -275,7 +275,6 @@ export class HarnessReplica {
         const value: unknown = Reflect.get(target, property, receiver);
         if (typeof value !== 'function') return value;
         const method = value as (...args: unknown[]) => unknown;
-        if (property === 'createRateLimiter') return method.bind(target);
         if (property === 'subscribe') {
           return (channel: string, onMessage: (message: string) => void) =>
             target.subscribe(channel, (message) => void pass().then(() => onMessage(message)));

@@ -1,14 +1,3 @@
-import type { RateLimiterAbstract } from 'rate-limiter-flexible';
-
-/** A counter window shared by every replica (per-caller rate limits). */
-export interface RateLimiterSpec {
-  keyPrefix: string;
-  points: number;
-  durationSeconds: number;
-  /** Once over the limit, refuse for this long. */
-  blockSeconds?: number;
-}
-
 /** A bounded set of slots (e.g. a caller's concurrent streams): how many members it may hold. */
 export interface SlotClaim {
   key: string;
@@ -31,6 +20,8 @@ export interface AttemptCount {
   count: number;
   /** When a refused caller may try again, on the caller's clock; 0 when allowed. */
   retryAtMs: number;
+  /** When the current window ends (the count starts again), on the caller's clock. */
+  windowEndsAtMs: number;
 }
 
 /** The answer to holding a gate. */
@@ -98,12 +89,9 @@ export interface CoordinationStore {
   /** Live slots under `key` at `nowMs`. */
   countSlots(key: string, nowMs: number): Promise<number>;
 
-  /** A rate limiter (rate-limiter-flexible) whose counters live in this store. */
-  createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract;
-
   // Attempt counters and gates take every time from the caller (the injected
-  // clock), not from the store: rate-limiter-flexible keeps Redis's time, so
-  // rules built on it cannot be tested with a fake clock. Every call is atomic.
+  // clock), not from the store (Redis's own time would put the rules built on
+  // them out of a fake clock's reach). Every call is atomic.
 
   /** Counts one attempt at `nowMs` unless the key is blocked or already at its limit (which starts the block). */
   countAttempt(key: string, nowMs: number, spec: AttemptCounterSpec): Promise<AttemptCount>;

@@ -1,13 +1,5 @@
 import type { Clock } from '../../../lib/clock.js';
-import { RateLimiterMemory, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type {
-  AttemptCount,
-  AttemptCounterSpec,
-  CoordinationStore,
-  GateHold,
-  RateLimiterSpec,
-  SlotClaim,
-} from './coordination-store.js';
+import type { AttemptCount, AttemptCounterSpec, CoordinationStore, GateHold, SlotClaim } from './coordination-store.js';
 
 interface Lease {
   holder: string;
@@ -152,20 +144,13 @@ export class MemoryCoordinationStore implements CoordinationStore {
     return this.liveSlots(key, nowMs).size;
   }
 
-  createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract {
-    return new RateLimiterMemory({
-      keyPrefix: spec.keyPrefix,
-      points: spec.points,
-      duration: spec.durationSeconds,
-      blockDuration: spec.blockSeconds ?? 0,
-    });
-  }
-
   async countAttempt(key: string, nowMs: number, spec: AttemptCounterSpec): Promise<AttemptCount> {
     this.assertOpen();
     this.pruneExpired(nowMs);
     const state = this.attempts.get(key) ?? { count: 0, resetAtMs: 0, blockedUntilMs: 0 };
-    if (nowMs < state.blockedUntilMs) return { allowed: false, count: state.count, retryAtMs: state.blockedUntilMs };
+    if (nowMs < state.blockedUntilMs) {
+      return { allowed: false, count: state.count, retryAtMs: state.blockedUntilMs, windowEndsAtMs: state.resetAtMs };
+    }
     if (nowMs >= state.resetAtMs) {
       state.count = 0;
       state.resetAtMs = nowMs + spec.windowMs;
@@ -174,10 +159,10 @@ export class MemoryCoordinationStore implements CoordinationStore {
     if (spec.limit !== undefined && state.count >= spec.limit) {
       if (spec.blockMs) state.resetAtMs = nowMs + spec.blockMs;
       state.blockedUntilMs = state.resetAtMs;
-      return { allowed: false, count: state.count, retryAtMs: state.blockedUntilMs };
+      return { allowed: false, count: state.count, retryAtMs: state.blockedUntilMs, windowEndsAtMs: state.resetAtMs };
     }
     state.count += 1;
-    return { allowed: true, count: state.count, retryAtMs: 0 };
+    return { allowed: true, count: state.count, retryAtMs: 0, windowEndsAtMs: state.resetAtMs };
   }
 
   async uncountAttempt(key: string, nowMs: number): Promise<void> {

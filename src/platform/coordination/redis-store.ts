@@ -1,15 +1,7 @@
 import { Redis } from 'ioredis';
 import { StartupError } from '../../../lib/errors.js';
 import type { Logger } from '../../../lib/logger.js';
-import { RateLimiterRedis, type RateLimiterAbstract } from 'rate-limiter-flexible';
-import type {
-  AttemptCount,
-  AttemptCounterSpec,
-  CoordinationStore,
-  GateHold,
-  RateLimiterSpec,
-  SlotClaim,
-} from './coordination-store.js';
+import type { AttemptCount, AttemptCounterSpec, CoordinationStore, GateHold, SlotClaim } from './coordination-store.js';
 
 // Compare-and-set scripts: a lease is only touched by the holder it names,
 // atomically, so a replica that lost a lease can never extend or delete the
@@ -86,7 +78,7 @@ local state = redis.call('HMGET', KEYS[1], 'count', 'resetAt', 'blockedUntil')
 local count = tonumber(state[1]) or 0
 local resetAt = tonumber(state[2]) or 0
 local blockedUntil = tonumber(state[3]) or 0
-if now < blockedUntil then return {0, count, blockedUntil} end
+if now < blockedUntil then return {0, count, blockedUntil, resetAt} end
 if now >= resetAt then
   count = 0
   resetAt = now + tonumber(ARGV[2])
@@ -102,8 +94,8 @@ else
 end
 redis.call('HSET', KEYS[1], 'count', count, 'resetAt', resetAt, 'blockedUntil', blockedUntil)
 redis.call('PEXPIRE', KEYS[1], math.max(1, resetAt - now))
-if allowed == 1 then return {1, count, 0} end
-return {0, count, blockedUntil}`;
+if allowed == 1 then return {1, count, 0, resetAt} end
+return {0, count, blockedUntil, resetAt}`;
 const UNCOUNT_ATTEMPT = `
 local state = redis.call('HMGET', KEYS[1], 'count', 'resetAt')
 if (tonumber(state[1]) or 0) > 0 and tonumber(ARGV[1]) < (tonumber(state[2]) or 0) then
@@ -309,25 +301,20 @@ export class RedisCoordinationStore implements CoordinationStore {
     };
   }
 
-  createRateLimiter(spec: RateLimiterSpec): RateLimiterAbstract {
-    return new RateLimiterRedis({
-      storeClient: this.client,
-      keyPrefix: this.key(spec.keyPrefix),
-      points: spec.points,
-      duration: spec.durationSeconds,
-      blockDuration: spec.blockSeconds ?? 0,
-    });
-  }
-
   async countAttempt(key: string, nowMs: number, spec: AttemptCounterSpec): Promise<AttemptCount> {
-    const [allowed, count, retryAtMs] = await this.scripts.countAttempt(
+    const [allowed, count, retryAtMs, windowEndsAtMs] = await this.scripts.countAttempt(
       this.key(`attempts:${key}`),
       Math.round(nowMs),
       Math.round(spec.windowMs),
       spec.limit ?? -1,
       Math.round(spec.blockMs ?? 0),
     );
-    return { allowed: allowed === 1, count: count ?? 0, retryAtMs: retryAtMs ?? 0 };
+    return {
+      allowed: allowed === 1,
+      count: count ?? 0,
+      retryAtMs: retryAtMs ?? 0,
+      windowEndsAtMs: windowEndsAtMs ?? 0,
+    };
   }
 
   async uncountAttempt(key: string, nowMs: number): Promise<void> {
