@@ -441,6 +441,10 @@ export class Agent extends EventEmitter<{
           this.reply(stream, message.correlationId, { case: 'response', value: response }),
         );
         break;
+      case 'dispatchMessages':
+        // The send pipeline lands next (docs/messaging.md); until then the control plane sends none.
+        this.log.warn({ messages: message.payload.value.messages.length }, 'DispatchMessages not handled yet');
+        break;
       case undefined:
         this.log.warn({ correlationId: message.correlationId }, 'control message without payload ignored');
         break;

@@ -1,4 +1,5 @@
 import { auditEntities } from './audit/audit.entities.js';
+import { eventsEntities } from './events/events.entities.js';
 import { fleetEntities } from './fleet/fleet.entities.js';
 import { identityEntities } from './identity/identity.entities.js';
 import { messagingEntities } from './messaging/messaging.entities.js';
@@ -15,6 +16,7 @@ export const entities = [
   ...fleetEntities,
   ...sessionsEntities,
   ...messagingEntities,
+  ...eventsEntities,
   ...identityEntities,
   ...auditEntities,
 ];

@@ -71,6 +71,7 @@ function routes(router: ConnectRouter): void {
             case 'heartbeat':
             case 'commandAck':
             case 'sessionEvent':
+            case 'sessionEvents':
               // The floor agent sends none of these.
               break;
             case undefined:
@@ -132,7 +133,7 @@ function routes(router: ConnectRouter): void {
           whatsappMessageId: response.result.value,
           chat: request.to,
           text: request.text,
-          status: MessageStatus.PENDING,
+          status: MessageStatus.SENT,
           createdAt: now,
           updatedAt: now,
         },

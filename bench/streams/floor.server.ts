@@ -50,6 +50,7 @@ function routes(router: ConnectRouter): void {
             break;
           case 'commandAck':
           case 'sessionEvent':
+          case 'sessionEvents':
           case 'response':
             // The floor sends no commands and runs no sessions: nothing to do.
             break;

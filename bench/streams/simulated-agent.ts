@@ -173,6 +173,7 @@ export class SimulatedAgent {
       case 'stopSession':
       case 'logoutSession':
       case 'request':
+      case 'dispatchMessages':
         throw new Error(`unexpected ${message.payload.case} command during the benchmark`);
       case undefined:
         throw new Error('control message without payload');

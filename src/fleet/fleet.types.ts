@@ -99,7 +99,9 @@ export interface WorkerSessionEvent {
     | { kind: 'authCheckpoint'; state: Uint8Array }
     | { kind: 'ended'; reason: string; detail: string }
     | { kind: 'inbound'; messageId: string; from: string; text: string; at: Date }
-    | { kind: 'messageStatus'; messageId: string; status: string; at: Date };
+    | { kind: 'messageStatus'; messageId: string; status: string; at: Date }
+    | { kind: 'messageSent'; messageId: string; whatsappMessageId: string }
+    | { kind: 'messageFailed'; messageId: string; code: string; reason: string };
 }
 
 /** Filters for listing workers. */

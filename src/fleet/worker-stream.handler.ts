@@ -126,19 +126,32 @@ class AgentStream {
         // A stream the fleet is ending (lease lost, superseded) must not change sessions any more.
         if (connection.state !== 'live') return undefined;
         this.applyInOrder(connection.workerId, sessionEventFromProto(payload.value, fleet.now()));
-        // An agent reporting faster than its events can be applied is held
-        // back by the stream's flow control rather than buffered without
-        // bound: at the limit, the next message is read once one is applied.
-        if (this.queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) return undefined;
-        return new Promise<void>((resolve) => (this.belowLimit = resolve)).then(() => {
-          this.belowLimit = undefined;
-        });
+        return this.heldBackAtLimit();
+      case 'sessionEvents': {
+        requireHello(connection.state);
+        if (connection.state !== 'live') return undefined;
+        const receivedAt = fleet.now();
+        // Converted first: one malformed event refuses the whole batch before any of it applies.
+        const events = payload.value.events.map((event) => sessionEventFromProto(event, receivedAt));
+        for (const event of events) this.applyInOrder(connection.workerId, event);
+        return this.heldBackAtLimit();
+      }
       case undefined:
         throw DomainError.invalidArgument('payload', 'envelope has no payload');
       default:
         payload satisfies never;
         return undefined;
     }
+  }
+
+  private heldBackAtLimit(): Promise<void> | undefined {
+    // An agent reporting faster than its events can be applied is held
+    // back by the stream's flow control rather than buffered without
+    // bound: at the limit, the next message is read once one is applied.
+    if (this.queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) return undefined;
+    return new Promise<void>((resolve) => (this.belowLimit = resolve)).then(() => {
+      this.belowLimit = undefined;
+    });
   }
 
   private applyInOrder(workerId: string, event: WorkerSessionEvent): void {
@@ -406,6 +419,25 @@ function sessionEventFromProto(message: SessionEvent, receivedAt: Date): WorkerS
           messageId: event.value.messageId,
           status: event.value.status,
           at: at(event.value.at),
+        },
+      };
+    case 'messageSent':
+      return {
+        ...base,
+        event: {
+          kind: 'messageSent',
+          messageId: event.value.messageId,
+          whatsappMessageId: event.value.whatsappMessageId,
+        },
+      };
+    case 'messageFailed':
+      return {
+        ...base,
+        event: {
+          kind: 'messageFailed',
+          messageId: event.value.messageId,
+          code: event.value.code,
+          reason: event.value.reason,
         },
       };
     case undefined:

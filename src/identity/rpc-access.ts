@@ -61,6 +61,11 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.SessionService/WatchSession': tenant('sessions.read'),
   'switchboard.v1.MessageService/SendText': tenant('messages.send'),
   'switchboard.v1.MessageService/GetMessage': tenant('messages.read'),
+  'switchboard.v1.MessageService/ListMessages': tenant('messages.read'),
+  'switchboard.v1.MessageService/ListChats': tenant('messages.read'),
+  'switchboard.v1.MessageService/GetSendPolicy': tenant('messages.read'),
+  // The policy protects the number: changing it is managing the session.
+  'switchboard.v1.MessageService/SetSendPolicy': tenant('sessions.manage'),
   'switchboard.v1.SandboxService/ScanQr': tenant('sessions.manage'),
   'switchboard.v1.SandboxService/InjectInbound': tenant('sessions.manage'),
 

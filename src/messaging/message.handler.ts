@@ -15,7 +15,7 @@ import type { Message, MessageStatus } from './message.entity.js';
 import type { MessageService } from './message.service.js';
 
 const MESSAGE_STATUS: Record<MessageStatus, MessageStatusProto> = {
-  PENDING: MessageStatusProto.PENDING,
+  QUEUED: MessageStatusProto.QUEUED,
   SENT: MessageStatusProto.SENT,
   DELIVERED: MessageStatusProto.DELIVERED,
   READ: MessageStatusProto.READ,
@@ -38,7 +38,7 @@ function messageToProto(message: Message) {
 }
 
 /** MessageService: protobuf <-> domain only. */
-export function createMessageHandler(messages: MessageService): ServiceImpl<typeof MessageServiceDesc> {
+export function createMessageHandler(messages: MessageService): Partial<ServiceImpl<typeof MessageServiceDesc>> {
   return {
     async sendText(req, ctx) {
       const message = await messages.sendText(requestEntityManager(ctx), requirePrincipal(ctx), {

@@ -4,7 +4,7 @@ import { Message, type MessageStatus } from './message.entity.js';
 
 /** Outbound statuses only move forward; FAILED ends a message. */
 export const STATUS_RANK: Record<MessageStatus, number> = {
-  PENDING: 0,
+  QUEUED: 0,
   SENT: 1,
   DELIVERED: 2,
   READ: 3,
@@ -35,12 +35,37 @@ export class MessageRepository {
    * never overwrites READ, nothing overwrites FAILED). Returns whether it applied.
    */
   async advanceStatus(session: MessageSession, whatsappId: string, status: MessageStatus, now: Date): Promise<boolean> {
-    const rank = `case "status" when 'PENDING' then 0 when 'SENT' then 1 when 'DELIVERED' then 2 when 'READ' then 3 else 4 end`;
+    const rank = `case "status" when 'QUEUED' then 0 when 'SENT' then 1 when 'DELIVERED' then 2 when 'READ' then 3 else 4 end`;
     const updated = await this.em.getConnection().execute<{ affectedRows: number }>(
       `update "message" set "status" = ?, "updated_at" = ?
         where "session_id" = ? and "whatsapp_message_id" = ? and "direction" = 'OUTBOUND'
           and "status" <> 'FAILED' and ${rank} < ?`,
       [status, now, session.id, whatsappId, STATUS_RANK[status]],
+      'run',
+      this.em.getTransactionContext(),
+    );
+    return updated.affectedRows > 0;
+  }
+
+  /** Our message went out with WhatsApp's id: SENT unless a receipt already took it further. */
+  async markSent(session: MessageSession, id: string, whatsappId: string, now: Date): Promise<boolean> {
+    const updated = await this.em.getConnection().execute<{ affectedRows: number }>(
+      `update "message" set "whatsapp_message_id" = ?, "status" = case when "status" = 'QUEUED' then 'SENT' else "status" end,
+              "sent_at" = coalesce("sent_at", ?), "updated_at" = ?
+        where "id" = ? and "session_id" = ? and "direction" = 'OUTBOUND' and "status" <> 'FAILED'`,
+      [whatsappId, now, now, id, session.id],
+      'run',
+      this.em.getTransactionContext(),
+    );
+    return updated.affectedRows > 0;
+  }
+
+  /** Our message could not be sent; only a message not yet sent can fail. */
+  async markFailed(session: MessageSession, id: string, reason: string, now: Date): Promise<boolean> {
+    const updated = await this.em.getConnection().execute<{ affectedRows: number }>(
+      `update "message" set "status" = 'FAILED', "failure_reason" = ?, "failed_at" = ?, "updated_at" = ?
+        where "id" = ? and "session_id" = ? and "direction" = 'OUTBOUND' and "status" = 'QUEUED'`,
+      [reason, now, now, id, session.id],
       'run',
       this.em.getTransactionContext(),
     );

@@ -44,7 +44,7 @@ export class MessageService {
       if (result.kind !== 'messageId') throw new DomainError('INTERNAL', 'the worker did not return a message id');
       message.whatsappMessageId = result.messageId;
       // WhatsApp took it (it has an id): at least SENT, whatever receipt is still on its way.
-      if (message.status === 'PENDING') message.status = 'SENT';
+      if (message.status === 'QUEUED') message.status = 'SENT';
       message.updatedAt = this.clock.now();
       await em.flush();
       return message;
@@ -88,6 +88,23 @@ export class MessageService {
     }
   }
 
+  /** A dispatched message went out (statuses only move forward) or failed (unless already further). */
+  async recordDispatchOutcome(
+    em: EntityManager,
+    session: MessageSession,
+    event:
+      | { kind: 'messageSent'; messageId: string; whatsappMessageId: string }
+      | { kind: 'messageFailed'; messageId: string; code: string; reason: string },
+    now: Date,
+  ): Promise<void> {
+    const messages = new MessageRepository(em);
+    const applied =
+      event.kind === 'messageSent'
+        ? await messages.markSent(session, event.messageId, event.whatsappMessageId, now)
+        : await messages.markFailed(session, event.messageId, `${event.code}: ${event.reason}`, now);
+    if (!applied) this.log.debug({ sessionId: session.id, messageId: event.messageId }, 'dispatch outcome not applied');
+  }
+
   /** An inbound message; a repeated report is stored once. */
   async recordInbound(
     em: EntityManager,
@@ -119,7 +136,7 @@ export class MessageService {
       whatsappMessageId: null,
       chat: input.to,
       text: input.text,
-      status: 'PENDING',
+      status: 'QUEUED',
       idempotencyKey: key,
       createdAt: now,
       updatedAt: now,
@@ -150,12 +167,11 @@ export class MessageService {
       );
     }
     if (earlier.whatsappMessageId !== null) return earlier;
-    const inFlight =
-      earlier.status === 'PENDING' && now.getTime() - earlier.updatedAt.getTime() < this.requestTimeoutMs;
+    const inFlight = earlier.status === 'QUEUED' && now.getTime() - earlier.updatedAt.getTime() < this.requestTimeoutMs;
     if (inFlight) {
       throw new DomainError('ABORTED', 'a send with this idempotency key is still in progress; retry shortly');
     }
-    earlier.status = 'PENDING';
+    earlier.status = 'QUEUED';
     earlier.updatedAt = now;
     await em.flush();
     return earlier;

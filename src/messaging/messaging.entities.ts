@@ -1,4 +1,4 @@
-import { MessageSchema } from './message.entity.js';
+import { ChatSchema, MessageSchema } from './message.entity.js';
 
 /** The messaging capability's tables, for the ORM list assembled in src/entities.ts. */
-export const messagingEntities = [MessageSchema];
+export const messagingEntities = [MessageSchema, ChatSchema];

@@ -32,6 +32,10 @@ export class Session {
   failedAttempts!: number;
   /** Not placed before this (backoff after failed attempts); null means at once. */
   placeAfter!: Date | null;
+  /** When the account was last linked (by QR or pairing code): the send governor's warm-up starts there. */
+  linkedAt!: Date | null;
+  /** The tenant's send governor settings; null keeps the plan's defaults. */
+  sendPolicy!: Record<string, number> | null;
   createdAt!: Date;
   updatedAt!: Date;
 }
@@ -57,6 +61,8 @@ export const SessionSchema = new EntitySchema<Session>({
     pendingSince: { type: 'datetime', columnType: 'timestamptz', nullable: true },
     failedAttempts: { type: 'integer', default: 0 },
     placeAfter: { type: 'datetime', columnType: 'timestamptz', nullable: true },
+    linkedAt: { type: 'datetime', columnType: 'timestamptz', nullable: true },
+    sendPolicy: { type: 'json', columnType: 'jsonb', nullable: true },
     createdAt: { type: 'datetime', columnType: 'timestamptz' },
     updatedAt: { type: 'datetime', columnType: 'timestamptz' },
   },

@@ -101,6 +101,8 @@ export class SessionService {
         qrExpiresAt: null,
         qrSequence: 0,
         pendingSince: null,
+        linkedAt: null,
+        sendPolicy: null,
         createdAt: now,
         updatedAt: now,
       });

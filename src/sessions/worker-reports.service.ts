@@ -39,6 +39,15 @@ export interface MessageReports {
     event: { messageId: string; from: string; text: string; at: Date },
     now: Date,
   ): Promise<void>;
+  /** The worker sent (or could not send) a message it was dispatched; `messageId` is ours. */
+  recordDispatchOutcome(
+    em: EntityManager,
+    session: Session,
+    event:
+      | { kind: 'messageSent'; messageId: string; whatsappMessageId: string }
+      | { kind: 'messageFailed'; messageId: string; code: string; reason: string },
+    now: Date,
+  ): Promise<void>;
 }
 
 /** Placement, as the reports need it: ask for a round, or run one and wait. */
@@ -84,7 +93,12 @@ export class WorkerReports {
   /** A session event from the worker holding `workerId`'s stream on this replica. */
   async onWorkerEvent(workerId: string, report: WorkerSessionEvent): Promise<void> {
     const { event } = report;
-    if (event.kind === 'messageStatus' || event.kind === 'inbound') {
+    if (
+      event.kind === 'messageStatus' ||
+      event.kind === 'inbound' ||
+      event.kind === 'messageSent' ||
+      event.kind === 'messageFailed'
+    ) {
       return this.onMessageReport(workerId, report, event);
     }
     const now = this.resources.clock.now();
@@ -235,7 +249,10 @@ export class WorkerReports {
   private async onMessageReport(
     workerId: string,
     report: WorkerSessionEvent,
-    event: Extract<WorkerSessionEvent['event'], { kind: 'messageStatus' | 'inbound' }>,
+    event: Extract<
+      WorkerSessionEvent['event'],
+      { kind: 'messageStatus' | 'inbound' | 'messageSent' | 'messageFailed' }
+    >,
   ): Promise<void> {
     const em = this.resources.orm.em.fork();
     const session = await em.findOne(Session, { id: report.sessionId }, { disableIdentityMap: true });
@@ -251,7 +268,9 @@ export class WorkerReports {
     if (!fence.current) return this.deps.refused.stale(workerId, report, fence.reason);
     const now = this.resources.clock.now();
     if (event.kind === 'inbound') await this.deps.messages.recordInbound(em, session, event, now);
-    else await this.deps.messages.recordStatus(em, session, event.messageId, event.status, now);
+    else if (event.kind === 'messageStatus')
+      await this.deps.messages.recordStatus(em, session, event.messageId, event.status, now);
+    else await this.deps.messages.recordDispatchOutcome(em, session, event, now);
   }
 
   /**

@@ -13,7 +13,7 @@ import type { Message as Message$1 } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/message.proto.
  */
 export const file_switchboard_v1_message: GenFile = /*@__PURE__*/
-  fileDesc("Chxzd2l0Y2hib2FyZC92MS9tZXNzYWdlLnByb3RvEg5zd2l0Y2hib2FyZC52MSKmAgoHTWVzc2FnZRIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEjMKCWRpcmVjdGlvbhgDIAEoDjIgLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2VEaXJlY3Rpb24SGwoTd2hhdHNhcHBfbWVzc2FnZV9pZBgEIAEoCRIMCgRjaGF0GAUgASgJEgwKBHRleHQYBiABKAkSLQoGc3RhdHVzGAcgASgOMh0uc3dpdGNoYm9hcmQudjEuTWVzc2FnZVN0YXR1cxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKEAQoPU2VuZFRleHRSZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhUKAnRvGAIgASgJQgm6SAZyBBABGGQSGQoEdGV4dBgDIAEoCUILukgIcgYQARiAgAQSIQoPaWRlbXBvdGVuY3lfa2V5GAQgASgJQgi6SAVyAxjIASI8ChBTZW5kVGV4dFJlc3BvbnNlEigKB21lc3NhZ2UYASABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlIjEKEUdldE1lc3NhZ2VSZXF1ZXN0EhwKCm1lc3NhZ2VfaWQYASABKAlCCLpIBXIDsAEBIj4KEkdldE1lc3NhZ2VSZXNwb25zZRIoCgdtZXNzYWdlGAEgASgLMhcuc3dpdGNoYm9hcmQudjEuTWVzc2FnZSrTAQoNTWVzc2FnZVN0YXR1cxIeChpNRVNTQUdFX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFk1FU1NBR0VfU1RBVFVTX1BFTkRJTkcQARIXChNNRVNTQUdFX1NUQVRVU19TRU5UEAISHAoYTUVTU0FHRV9TVEFUVVNfREVMSVZFUkVEEAMSFwoTTUVTU0FHRV9TVEFUVVNfUkVBRBAEEhkKFU1FU1NBR0VfU1RBVFVTX0ZBSUxFRBAFEhsKF01FU1NBR0VfU1RBVFVTX1JFQ0VJVkVEEAYqdAoQTWVzc2FnZURpcmVjdGlvbhIhCh1NRVNTQUdFX0RJUkVDVElPTl9VTlNQRUNJRklFRBAAEh4KGk1FU1NBR0VfRElSRUNUSU9OX09VVEJPVU5EEAESHQoZTUVTU0FHRV9ESVJFQ1RJT05fSU5CT1VORBACMrkBCg5NZXNzYWdlU2VydmljZRJNCghTZW5kVGV4dBIfLnN3aXRjaGJvYXJkLnYxLlNlbmRUZXh0UmVxdWVzdBogLnN3aXRjaGJvYXJkLnYxLlNlbmRUZXh0UmVzcG9uc2USWAoKR2V0TWVzc2FnZRIhLnN3aXRjaGJvYXJkLnYxLkdldE1lc3NhZ2VSZXF1ZXN0GiIuc3dpdGNoYm9hcmQudjEuR2V0TWVzc2FnZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
+  fileDesc("Chxzd2l0Y2hib2FyZC92MS9tZXNzYWdlLnByb3RvEg5zd2l0Y2hib2FyZC52MSL1BAoHTWVzc2FnZRIKCgJpZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEjMKCWRpcmVjdGlvbhgDIAEoDjIgLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2VEaXJlY3Rpb24SGwoTd2hhdHNhcHBfbWVzc2FnZV9pZBgEIAEoCRIMCgRjaGF0GAUgASgJEgwKBHRleHQYBiABKAkSLQoGc3RhdHVzGAcgASgOMh0uc3dpdGNoYm9hcmQudjEuTWVzc2FnZVN0YXR1cxIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIXCg9pZGVtcG90ZW5jeV9rZXkYCiABKAkSDgoGc2VuZGVyGAsgASgJEgwKBHR5cGUYDCABKAkSKwoHc2VudF9hdBgNIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMZGVsaXZlcmVkX2F0GA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgdyZWFkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBItCglmYWlsZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhYKDmZhaWx1cmVfcmVhc29uGBEgASgJEi4KCmhlbGRfdW50aWwYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhMKC2hlbGRfcmVhc29uGBMgASgJIoQBCg9TZW5kVGV4dFJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESFQoCdG8YAiABKAlCCbpIBnIEEAEYZBIZCgR0ZXh0GAMgASgJQgu6SAhyBhABGICABBIhCg9pZGVtcG90ZW5jeV9rZXkYBCABKAlCCLpIBXIDGMgBIjwKEFNlbmRUZXh0UmVzcG9uc2USKAoHbWVzc2FnZRgBIAEoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2UiMQoRR2V0TWVzc2FnZVJlcXVlc3QSHAoKbWVzc2FnZV9pZBgBIAEoCUIIukgFcgOwAQEiPgoSR2V0TWVzc2FnZVJlc3BvbnNlEigKB21lc3NhZ2UYASABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlIvICChNMaXN0TWVzc2FnZXNSZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhYKBGNoYXQYAiABKAlCCLpIBXIDGIABEj0KCWRpcmVjdGlvbhgDIAEoDjIgLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2VEaXJlY3Rpb25CCLpIBYIBAhABEkIKCHN0YXR1c2VzGAQgAygOMh0uc3dpdGNoYm9hcmQudjEuTWVzc2FnZVN0YXR1c0IRukgOkgELEAYiB4IBBBABIAASMQoNY3JlYXRlZF9hZnRlchgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoOY3JlYXRlZF9iZWZvcmUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh0KCXBhZ2Vfc2l6ZRgHIAEoBUIKukgHGgUY9AMoABIcCgpwYWdlX3Rva2VuGAggASgJQgi6SAVyAxiABCJaChRMaXN0TWVzc2FnZXNSZXNwb25zZRIpCghtZXNzYWdlcxgBIAMoCzIXLnN3aXRjaGJvYXJkLnYxLk1lc3NhZ2USFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIm0KEExpc3RDaGF0c1JlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHQoJcGFnZV9zaXplGAIgASgFQgq6SAcaBRj0AygAEhwKCnBhZ2VfdG9rZW4YAyABKAlCCLpIBXIDGIAEIqMBCgRDaGF0EhIKCnNlc3Npb25faWQYASABKAkSDAoEY2hhdBgCIAEoCRItCgxsYXN0X21lc3NhZ2UYAyABKAsyFy5zd2l0Y2hib2FyZC52MS5NZXNzYWdlEhQKDHVucmVhZF9jb3VudBgEIAEoBRI0ChBsYXN0X2FjdGl2aXR5X2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJRChFMaXN0Q2hhdHNSZXNwb25zZRIjCgVjaGF0cxgBIAMoCzIULnN3aXRjaGJvYXJkLnYxLkNoYXQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJItoBCgpTZW5kUG9saWN5EhwKCnBlcl9taW51dGUYASABKA1CCLpIBSoDGPAuEhoKB3Blcl9kYXkYAiABKA1CCbpIBioEGMCEPRIwCh5uZXdfcmVjaXBpZW50X2ludGVydmFsX3NlY29uZHMYAyABKA1CCLpIBSoDGJAcEiQKE25ld19yZWNpcGllbnRfYnVyc3QYBCABKA1CB7pIBCoCGGQSHAoLd2FybXVwX2RheXMYBSABKA1CB7pIBCoCGDwSHAoJaml0dGVyX21zGAYgASgNQgm6SAYqBBjg1AMiNAoUR2V0U2VuZFBvbGljeVJlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQEidAoVR2V0U2VuZFBvbGljeVJlc3BvbnNlEioKBnBvbGljeRgBIAEoCzIaLnN3aXRjaGJvYXJkLnYxLlNlbmRQb2xpY3kSLwoLcGxhbl9saW1pdHMYAiABKAsyGi5zd2l0Y2hib2FyZC52MS5TZW5kUG9saWN5ImgKFFNldFNlbmRQb2xpY3lSZXF1ZXN0EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEjIKBnBvbGljeRgCIAEoCzIaLnN3aXRjaGJvYXJkLnYxLlNlbmRQb2xpY3lCBrpIA8gBASJDChVTZXRTZW5kUG9saWN5UmVzcG9uc2USKgoGcG9saWN5GAEgASgLMhouc3dpdGNoYm9hcmQudjEuU2VuZFBvbGljeSrSAQoNTWVzc2FnZVN0YXR1cxIeChpNRVNTQUdFX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFU1FU1NBR0VfU1RBVFVTX1FVRVVFRBABEhcKE01FU1NBR0VfU1RBVFVTX1NFTlQQAhIcChhNRVNTQUdFX1NUQVRVU19ERUxJVkVSRUQQAxIXChNNRVNTQUdFX1NUQVRVU19SRUFEEAQSGQoVTUVTU0FHRV9TVEFUVVNfRkFJTEVEEAUSGwoXTUVTU0FHRV9TVEFUVVNfUkVDRUlWRUQQBip0ChBNZXNzYWdlRGlyZWN0aW9uEiEKHU1FU1NBR0VfRElSRUNUSU9OX1VOU1BFQ0lGSUVEEAASHgoaTUVTU0FHRV9ESVJFQ1RJT05fT1VUQk9VTkQQARIdChlNRVNTQUdFX0RJUkVDVElPTl9JTkJPVU5EEAIysQQKDk1lc3NhZ2VTZXJ2aWNlEk0KCFNlbmRUZXh0Eh8uc3dpdGNoYm9hcmQudjEuU2VuZFRleHRSZXF1ZXN0GiAuc3dpdGNoYm9hcmQudjEuU2VuZFRleHRSZXNwb25zZRJYCgpHZXRNZXNzYWdlEiEuc3dpdGNoYm9hcmQudjEuR2V0TWVzc2FnZVJlcXVlc3QaIi5zd2l0Y2hib2FyZC52MS5HZXRNZXNzYWdlUmVzcG9uc2UiA5ACARJeCgxMaXN0TWVzc2FnZXMSIy5zd2l0Y2hib2FyZC52MS5MaXN0TWVzc2FnZXNSZXF1ZXN0GiQuc3dpdGNoYm9hcmQudjEuTGlzdE1lc3NhZ2VzUmVzcG9uc2UiA5ACARJVCglMaXN0Q2hhdHMSIC5zd2l0Y2hib2FyZC52MS5MaXN0Q2hhdHNSZXF1ZXN0GiEuc3dpdGNoYm9hcmQudjEuTGlzdENoYXRzUmVzcG9uc2UiA5ACARJhCg1HZXRTZW5kUG9saWN5EiQuc3dpdGNoYm9hcmQudjEuR2V0U2VuZFBvbGljeVJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5HZXRTZW5kUG9saWN5UmVzcG9uc2UiA5ACARJcCg1TZXRTZW5kUG9saWN5EiQuc3dpdGNoYm9hcmQudjEuU2V0U2VuZFBvbGljeVJlcXVlc3QaJS5zd2l0Y2hib2FyZC52MS5TZXRTZW5kUG9saWN5UmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message switchboard.v1.Message
@@ -35,14 +35,14 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
   direction: MessageDirection;
 
   /**
-   * WhatsApp's id of the message.
+   * WhatsApp's id of the message; empty until it is sent.
    *
    * @generated from field: string whatsapp_message_id = 4;
    */
   whatsappMessageId: string;
 
   /**
-   * The other party: the recipient of an outbound message, the sender of an inbound one.
+   * The chat: the recipient of an outbound message, the sender of an inbound one.
    *
    * @generated from field: string chat = 5;
    */
@@ -67,6 +67,66 @@ export type Message = Message$1<"switchboard.v1.Message"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 9;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * The retry key of an outbound message (the caller's, or the one generated for it).
+   *
+   * @generated from field: string idempotency_key = 10;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Who sent it: the session's own number for outbound, the sender for inbound.
+   *
+   * @generated from field: string sender = 11;
+   */
+  sender: string;
+
+  /**
+   * "text" for now; media types join with rich messages.
+   *
+   * @generated from field: string type = 12;
+   */
+  type: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp sent_at = 13;
+   */
+  sentAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp delivered_at = 14;
+   */
+  deliveredAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp read_at = 15;
+   */
+  readAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp failed_at = 16;
+   */
+  failedAt?: Timestamp | undefined;
+
+  /**
+   * Why it FAILED.
+   *
+   * @generated from field: string failure_reason = 17;
+   */
+  failureReason: string;
+
+  /**
+   * While QUEUED: the send governor holds it until then, for held_reason.
+   *
+   * @generated from field: google.protobuf.Timestamp held_until = 18;
+   */
+  heldUntil?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string held_reason = 19;
+   */
+  heldReason: string;
 };
 
 /**
@@ -98,7 +158,8 @@ export type SendTextRequest = Message$1<"switchboard.v1.SendTextRequest"> & {
   text: string;
 
   /**
-   * Makes retries safe: the same key (per session) never sends twice. Optional.
+   * Makes retries safe: the same key (per session) never sends twice.
+   * Optional: one is generated and returned when empty.
    *
    * @generated from field: string idempotency_key = 4;
    */
@@ -164,6 +225,326 @@ export const GetMessageResponseSchema: GenMessage<GetMessageResponse> = /*@__PUR
   messageDesc(file_switchboard_v1_message, 4);
 
 /**
+ * @generated from message switchboard.v1.ListMessagesRequest
+ */
+export type ListMessagesRequest = Message$1<"switchboard.v1.ListMessagesRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Only this chat (as the messages show it); empty for all.
+   *
+   * @generated from field: string chat = 2;
+   */
+  chat: string;
+
+  /**
+   * UNSPECIFIED for both directions.
+   *
+   * @generated from field: switchboard.v1.MessageDirection direction = 3;
+   */
+  direction: MessageDirection;
+
+  /**
+   * Only these statuses; empty for all.
+   *
+   * @generated from field: repeated switchboard.v1.MessageStatus statuses = 4;
+   */
+  statuses: MessageStatus[];
+
+  /**
+   * Created at or after / before these times; unset for no bound.
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 5;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_before = 6;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * @generated from field: int32 page_size = 7;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of a previous response; empty for the first page.
+   *
+   * @generated from field: string page_token = 8;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListMessagesRequest.
+ * Use `create(ListMessagesRequestSchema)` to create a new message.
+ */
+export const ListMessagesRequestSchema: GenMessage<ListMessagesRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 5);
+
+/**
+ * @generated from message switchboard.v1.ListMessagesResponse
+ */
+export type ListMessagesResponse = Message$1<"switchboard.v1.ListMessagesResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated switchboard.v1.Message messages = 1;
+   */
+  messages: Message[];
+
+  /**
+   * Empty when there is nothing more.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListMessagesResponse.
+ * Use `create(ListMessagesResponseSchema)` to create a new message.
+ */
+export const ListMessagesResponseSchema: GenMessage<ListMessagesResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 6);
+
+/**
+ * @generated from message switchboard.v1.ListChatsRequest
+ */
+export type ListChatsRequest = Message$1<"switchboard.v1.ListChatsRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListChatsRequest.
+ * Use `create(ListChatsRequestSchema)` to create a new message.
+ */
+export const ListChatsRequestSchema: GenMessage<ListChatsRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 7);
+
+/**
+ * @generated from message switchboard.v1.Chat
+ */
+export type Chat = Message$1<"switchboard.v1.Chat"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The other party's number or WhatsApp id.
+   *
+   * @generated from field: string chat = 2;
+   */
+  chat: string;
+
+  /**
+   * @generated from field: switchboard.v1.Message last_message = 3;
+   */
+  lastMessage?: Message | undefined;
+
+  /**
+   * Inbound messages since the session last sent to this chat.
+   *
+   * @generated from field: int32 unread_count = 4;
+   */
+  unreadCount: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_activity_at = 5;
+   */
+  lastActivityAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.Chat.
+ * Use `create(ChatSchema)` to create a new message.
+ */
+export const ChatSchema: GenMessage<Chat> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 8);
+
+/**
+ * @generated from message switchboard.v1.ListChatsResponse
+ */
+export type ListChatsResponse = Message$1<"switchboard.v1.ListChatsResponse"> & {
+  /**
+   * Most recent activity first.
+   *
+   * @generated from field: repeated switchboard.v1.Chat chats = 1;
+   */
+  chats: Chat[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message switchboard.v1.ListChatsResponse.
+ * Use `create(ListChatsResponseSchema)` to create a new message.
+ */
+export const ListChatsResponseSchema: GenMessage<ListChatsResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 9);
+
+/**
+ * SendPolicy is the send governor of one session: it protects the number
+ * from being banned for sending too much too fast. A field left at 0 in
+ * SetSendPolicy keeps the plan's default.
+ *
+ * @generated from message switchboard.v1.SendPolicy
+ */
+export type SendPolicy = Message$1<"switchboard.v1.SendPolicy"> & {
+  /**
+   * Messages per minute through the session.
+   *
+   * @generated from field: uint32 per_minute = 1;
+   */
+  perMinute: number;
+
+  /**
+   * Messages per day through the session.
+   *
+   * @generated from field: uint32 per_day = 2;
+   */
+  perDay: number;
+
+  /**
+   * Seconds between messages to one recipient that never wrote to this number.
+   *
+   * @generated from field: uint32 new_recipient_interval_seconds = 3;
+   */
+  newRecipientIntervalSeconds: number;
+
+  /**
+   * Messages allowed at once to such a recipient before the interval applies.
+   *
+   * @generated from field: uint32 new_recipient_burst = 4;
+   */
+  newRecipientBurst: number;
+
+  /**
+   * Days over which a newly linked number ramps up to its daily cap.
+   *
+   * @generated from field: uint32 warmup_days = 5;
+   */
+  warmupDays: number;
+
+  /**
+   * Up to this many milliseconds of random delay before each message.
+   *
+   * @generated from field: uint32 jitter_ms = 6;
+   */
+  jitterMs: number;
+};
+
+/**
+ * Describes the message switchboard.v1.SendPolicy.
+ * Use `create(SendPolicySchema)` to create a new message.
+ */
+export const SendPolicySchema: GenMessage<SendPolicy> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 10);
+
+/**
+ * @generated from message switchboard.v1.GetSendPolicyRequest
+ */
+export type GetSendPolicyRequest = Message$1<"switchboard.v1.GetSendPolicyRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.GetSendPolicyRequest.
+ * Use `create(GetSendPolicyRequestSchema)` to create a new message.
+ */
+export const GetSendPolicyRequestSchema: GenMessage<GetSendPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 11);
+
+/**
+ * @generated from message switchboard.v1.GetSendPolicyResponse
+ */
+export type GetSendPolicyResponse = Message$1<"switchboard.v1.GetSendPolicyResponse"> & {
+  /**
+   * What applies now.
+   *
+   * @generated from field: switchboard.v1.SendPolicy policy = 1;
+   */
+  policy?: SendPolicy | undefined;
+
+  /**
+   * The most the tenant's plan allows for each field.
+   *
+   * @generated from field: switchboard.v1.SendPolicy plan_limits = 2;
+   */
+  planLimits?: SendPolicy | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.GetSendPolicyResponse.
+ * Use `create(GetSendPolicyResponseSchema)` to create a new message.
+ */
+export const GetSendPolicyResponseSchema: GenMessage<GetSendPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 12);
+
+/**
+ * @generated from message switchboard.v1.SetSendPolicyRequest
+ */
+export type SetSendPolicyRequest = Message$1<"switchboard.v1.SetSendPolicyRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: switchboard.v1.SendPolicy policy = 2;
+   */
+  policy?: SendPolicy | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.SetSendPolicyRequest.
+ * Use `create(SetSendPolicyRequestSchema)` to create a new message.
+ */
+export const SetSendPolicyRequestSchema: GenMessage<SetSendPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 13);
+
+/**
+ * @generated from message switchboard.v1.SetSendPolicyResponse
+ */
+export type SetSendPolicyResponse = Message$1<"switchboard.v1.SetSendPolicyResponse"> & {
+  /**
+   * @generated from field: switchboard.v1.SendPolicy policy = 1;
+   */
+  policy?: SendPolicy | undefined;
+};
+
+/**
+ * Describes the message switchboard.v1.SetSendPolicyResponse.
+ * Use `create(SetSendPolicyResponseSchema)` to create a new message.
+ */
+export const SetSendPolicyResponseSchema: GenMessage<SetSendPolicyResponse> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_message, 14);
+
+/**
  * MessageStatus is how far a message got.
  *
  * @generated from enum switchboard.v1.MessageStatus
@@ -175,11 +556,12 @@ export enum MessageStatus {
   UNSPECIFIED = 0,
 
   /**
-   * Accepted by us, not yet by WhatsApp.
+   * Accepted and stored by us; waiting to be sent (held_until says when, if
+   * the send governor holds it).
    *
-   * @generated from enum value: MESSAGE_STATUS_PENDING = 1;
+   * @generated from enum value: MESSAGE_STATUS_QUEUED = 1;
    */
-  PENDING = 1,
+  QUEUED = 1,
 
   /**
    * WhatsApp's server has it.
@@ -201,6 +583,8 @@ export enum MessageStatus {
   READ = 4,
 
   /**
+   * It could not be sent; failure_reason says why.
+   *
    * @generated from enum value: MESSAGE_STATUS_FAILED = 5;
    */
   FAILED = 5,
@@ -246,15 +630,18 @@ export const MessageDirectionSchema: GenEnum<MessageDirection> = /*@__PURE__*/
   enumDesc(file_switchboard_v1_message, 1);
 
 /**
- * MessageService sends and reads messages through a WORKING session.
+ * MessageService sends messages through a WORKING session and reads back
+ * everything sent and received (see docs/messaging.md).
  *
  * @generated from service switchboard.v1.MessageService
  */
 export const MessageService: GenService<{
   /**
-   * SendText sends a text message and returns WhatsApp's message id. Retrying
-   * with the same idempotency key returns the first result instead of
-   * sending twice.
+   * SendText accepts a text message durably and returns at once with status
+   * QUEUED and our message id; the send happens asynchronously and its
+   * statuses (SENT, DELIVERED, READ or FAILED) arrive as events and in
+   * GetMessage/ListMessages. Retrying with the same idempotency key returns
+   * the first message instead of sending twice.
    *
    * @generated from rpc switchboard.v1.MessageService.SendText
    */
@@ -272,6 +659,46 @@ export const MessageService: GenService<{
     methodKind: "unary";
     input: typeof GetMessageRequestSchema;
     output: typeof GetMessageResponseSchema;
+  },
+  /**
+   * ListMessages pages through a session's messages, newest first.
+   *
+   * @generated from rpc switchboard.v1.MessageService.ListMessages
+   */
+  listMessages: {
+    methodKind: "unary";
+    input: typeof ListMessagesRequestSchema;
+    output: typeof ListMessagesResponseSchema;
+  },
+  /**
+   * ListChats lists a session's chats by last activity.
+   *
+   * @generated from rpc switchboard.v1.MessageService.ListChats
+   */
+  listChats: {
+    methodKind: "unary";
+    input: typeof ListChatsRequestSchema;
+    output: typeof ListChatsResponseSchema;
+  },
+  /**
+   * GetSendPolicy returns the session's send governor settings in effect.
+   *
+   * @generated from rpc switchboard.v1.MessageService.GetSendPolicy
+   */
+  getSendPolicy: {
+    methodKind: "unary";
+    input: typeof GetSendPolicyRequestSchema;
+    output: typeof GetSendPolicyResponseSchema;
+  },
+  /**
+   * SetSendPolicy changes the session's send governor within the plan's limits.
+   *
+   * @generated from rpc switchboard.v1.MessageService.SetSendPolicy
+   */
+  setSendPolicy: {
+    methodKind: "unary";
+    input: typeof SetSendPolicyRequestSchema;
+    output: typeof SetSendPolicyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_switchboard_v1_message, 0);

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file switchboard/v1/worker.proto.
  */
 export const file_switchboard_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIrQCCgxBZ2VudE1lc3NhZ2USIgoOY29ycmVsYXRpb25faWQYASABKAlCCrpIB3IFEAEYgAESJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAEjUKDXNlc3Npb25fZXZlbnQYBSABKAsyHC5zd2l0Y2hib2FyZC52MS5TZXNzaW9uRXZlbnRIABIsCghyZXNwb25zZRgGIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlJlc3BvbnNlSABCEAoHcGF5bG9hZBIFukgCCAEi0gMKDkNvbnRyb2xNZXNzYWdlEiIKDmNvcnJlbGF0aW9uX2lkGAEgASgJQgq6SAdyBRABGIABEioKB3dlbGNvbWUYAiABKAsyFy5zd2l0Y2hib2FyZC52MS5XZWxjb21lSAASNQoNaGVhcnRiZWF0X2FjaxgDIAEoCzIcLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEFja0gAEiYKBWRyYWluGAQgASgLMhUuc3dpdGNoYm9hcmQudjEuRHJhaW5IABIsCghzaHV0ZG93bhgFIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlNodXRkb3duSAASNwoOYXNzaWduX3Nlc3Npb24YBiABKAsyHS5zd2l0Y2hib2FyZC52MS5Bc3NpZ25TZXNzaW9uSAASMwoMc3RvcF9zZXNzaW9uGAcgASgLMhsuc3dpdGNoYm9hcmQudjEuU3RvcFNlc3Npb25IABI3Cg5sb2dvdXRfc2Vzc2lvbhgIIAEoCzIdLnN3aXRjaGJvYXJkLnYxLkxvZ291dFNlc3Npb25IABIqCgdyZXF1ZXN0GAkgASgLMhcuc3dpdGNoYm9hcmQudjEuUmVxdWVzdEgAQhAKB3BheWxvYWQSBbpIAggBIp8BCg1Bc3NpZ25TZXNzaW9uEhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhwKBWVwb2NoGAIgASgNQg26SAoqCBj/////BygBEjIKBmVuZ2luZRgDIAEoDjIWLnN3aXRjaGJvYXJkLnYxLkVuZ2luZUIKukgHggEEEAEgABIeCgphdXRoX3N0YXRlGAQgASgMQgq6SAd6BRiAgMABImMKC1N0b3BTZXNzaW9uEhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhwKBWVwb2NoGAIgASgNQg26SAoqCBj/////BygBEhgKBnJlYXNvbhgDIAEoCUIIukgFcgMY9AMiSwoNTG9nb3V0U2Vzc2lvbhIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoDUINukgKKggY/////wcoASKAAwoHUmVxdWVzdBIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoDUINukgKKggY/////wcoARI0CghkZWFkbGluZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBARIzCglzZW5kX3RleHQYBCABKAsyHi5zd2l0Y2hib2FyZC52MS5TZW5kVGV4dEFjdGlvbkgAEkEKFHJlcXVlc3RfcGFpcmluZ19jb2RlGAUgASgLMiEuc3dpdGNoYm9hcmQudjEuUGFpcmluZ0NvZGVBY3Rpb25IABI5CgxzYW5kYm94X3NjYW4YBiABKAsyIS5zd2l0Y2hib2FyZC52MS5TYW5kYm94U2NhbkFjdGlvbkgAEj8KD3NhbmRib3hfaW5ib3VuZBgHIAEoCzIkLnN3aXRjaGJvYXJkLnYxLlNhbmRib3hJbmJvdW5kQWN0aW9uSABCDwoGYWN0aW9uEgW6SAIIASJCCg5TZW5kVGV4dEFjdGlvbhIVCgJ0bxgBIAEoCUIJukgGcgQQARhkEhkKBHRleHQYAiABKAlCC7pICHIGEAEYgIAEIkcKEVBhaXJpbmdDb2RlQWN0aW9uEjIKDHBob25lX251bWJlchgBIAEoCUIcukgZchcyFV5cKz9bMS05XVswLTldezYsMTR9JCKjAQoRU2FuZGJveFNjYW5BY3Rpb24SNQoMcGhvbmVfbnVtYmVyGAEgASgJQh+6SBzYAQFyFzIVXlwrP1sxLTldWzAtOV17NiwxNH0kEhoKCXB1c2hfbmFtZRgCIAEoCUIHukgEcgIYZBIcCgpxcl9wYXlsb2FkGAMgASgJQgi6SAVyAxjQDxIdCgxwYWlyaW5nX2NvZGUYBCABKAlCB7pIBHICGBQiXQoUU2FuZGJveEluYm91bmRBY3Rpb24SKgoEZnJvbRgBIAEoCUIcukgZchcyFV5cKz9bMS05XVswLTldezYsMTR9JBIZCgR0ZXh0GAIgASgJQgu6SAhyBhABGICABCK4AQoIUmVzcG9uc2USLgoFZXJyb3IYASABKAsyHS5zd2l0Y2hib2FyZC52MS5SZXNwb25zZUVycm9ySAASIAoKbWVzc2FnZV9pZBgCIAEoCUIKukgHcgUQARiAAkgAEjkKDHBhaXJpbmdfY29kZRgDIAEoCzIhLnN3aXRjaGJvYXJkLnYxLlBhaXJpbmdDb2RlUmVzdWx0SAASDgoEZG9uZRgEIAEoCEgAQg8KBnJlc3VsdBIFukgCCAEirAIKDVJlc3BvbnNlRXJyb3IS/wEKBGNvZGUYASABKAlC8AG6SOwBcukBUglDQU5DRUxMRURSB1VOS05PV05SEElOVkFMSURfQVJHVU1FTlRSEURFQURMSU5FX0VYQ0VFREVEUglOT1RfRk9VTkRSDkFMUkVBRFlfRVhJU1RTUhFQRVJNSVNTSU9OX0RFTklFRFISUkVTT1VSQ0VfRVhIQVVTVEVEUhNGQUlMRURfUFJFQ09ORElUSU9OUgdBQk9SVEVEUgxPVVRfT0ZfUkFOR0VSDVVOSU1QTEVNRU5URURSCElOVEVSTkFMUgtVTkFWQUlMQUJMRVIJREFUQV9MT1NTUg9VTkFVVEhFTlRJQ0FURUQSGQoHbWVzc2FnZRgCIAEoCUIIukgFcgMY6AciXAoRUGFpcmluZ0NvZGVSZXN1bHQSFwoEY29kZRgBIAEoCUIJukgGcgQQARgUEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIs0DCgxTZXNzaW9uRXZlbnQSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoFZXBvY2gYAiABKA1CDbpICioIGP////8HKAESLwoLb2NjdXJyZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKAnFyGAQgASgLMhcuc3dpdGNoYm9hcmQudjEuUXJFdmVudEgAEjMKCWNvbm5lY3RlZBgFIAEoCzIeLnN3aXRjaGJvYXJkLnYxLkNvbm5lY3RlZEV2ZW50SAASOQoPYXV0aF9jaGVja3BvaW50GAYgASgLMh4uc3dpdGNoYm9hcmQudjEuQXV0aENoZWNrcG9pbnRIABIrCgVlbmRlZBgHIAEoCzIaLnN3aXRjaGJvYXJkLnYxLkVuZGVkRXZlbnRIABI+Cg9pbmJvdW5kX21lc3NhZ2UYCCABKAsyIy5zd2l0Y2hib2FyZC52MS5JbmJvdW5kTWVzc2FnZUV2ZW50SAASPAoObWVzc2FnZV9zdGF0dXMYCSABKAsyIi5zd2l0Y2hib2FyZC52MS5NZXNzYWdlU3RhdHVzRXZlbnRIAEIOCgVldmVudBIFukgCCAEidwoHUXJFdmVudBIbCgdwYXlsb2FkGAEgASgJQgq6SAdyBRABGNAPEi4KCmV4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEh8KCHNlcXVlbmNlGAMgASgNQg26SAoqCBj/////BygBImMKDkNvbm5lY3RlZEV2ZW50EhUKA2ppZBgBIAEoCUIIukgFcgMYgAESHQoMcGhvbmVfbnVtYmVyGAIgASgJQge6SARyAhggEhsKCXB1c2hfbmFtZRgDIAEoCUIIukgFcgMYgAIiLQoOQXV0aENoZWNrcG9pbnQSGwoFc3RhdGUYASABKAxCDLpICXoHEAEYgIDAASKEAQoKRW5kZWRFdmVudBJcCgZyZWFzb24YASABKAlCTLpISXJHUgdTVE9QUEVEUgpRUl9USU1FT1VUUgpMT0dHRURfT1VUUhNDT05ORUNUSU9OX1JFUExBQ0VEUg9DT05ORUNUSU9OX0xPU1QSGAoGZGV0YWlsGAIgASgJQgi6SAVyAxjoByKSAQoTSW5ib3VuZE1lc3NhZ2VFdmVudBIeCgptZXNzYWdlX2lkGAEgASgJQgq6SAdyBRABGIACEhgKBGZyb20YAiABKAlCCrpIB3IFEAEYgAESGQoEdGV4dBgDIAEoCUILukgIcgYQARiAgAQSJgoCYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIpIBChJNZXNzYWdlU3RhdHVzRXZlbnQSHgoKbWVzc2FnZV9pZBgBIAEoCUIKukgHcgUQARiAAhI0CgZzdGF0dXMYAiABKAlCJLpIIXIfUgRTRU5UUglERUxJVkVSRURSBFJFQURSBkZBSUxFRBImCgJhdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiIQoFRHJhaW4SGAoGcmVhc29uGAEgASgJQgi6SAVyAxj0AyIkCghTaHV0ZG93bhIYCgZyZWFzb24YASABKAlCCLpIBXIDGPQDIjgKCkNvbW1hbmRBY2sSEAoIYWNjZXB0ZWQYASABKAgSGAoGZGV0YWlsGAIgASgJQgi6SAVyAxjoByK9BgoFSGVsbG8SQgoLd29ya2VyX25hbWUYASABKAlCLbpIKnIoMiZeW2EtejAtOV0oW2EtejAtOS5fLV17MCw2MX1bYS16MC05XSk/JBIgCg1hZ2VudF92ZXJzaW9uGAIgASgJQgm6SAZyBBABGEASHQoIY2FwYWNpdHkYAyABKA1CC7pICCoGGKCNBigBEkYKEXN1cHBvcnRlZF9lbmdpbmVzGAQgAygOMhYuc3dpdGNoYm9hcmQudjEuRW5naW5lQhO6SBCSAQ0IARgBIgeCAQQQASAAEm4KBmxhYmVscxgFIAMoCzIhLnN3aXRjaGJvYXJkLnYxLkhlbGxvLkxhYmVsc0VudHJ5Qju6SDiaATUQICIrcikyJ15bYS16MC05XShbYS16MC05Ll8vLV17MCw2MX1bYS16MC05XSk/JCoEcgIYPxIeCgtpbnN0YW5jZV9pZBgGIAEoCUIJukgGcgQQCBhAEh4KCXdvcmtlcl9pZBgHIAEoCUILukgI2AEBcgOwAQESIAoKam9pbl90b2tlbhgIIAEoCUIKukgHcgUQARiAAkgAEicKEXdvcmtlcl9jcmVkZW50aWFsGAkgASgJQgq6SAdyBRABGIAgSAASowEKDWhlbGRfc2Vzc2lvbnMYCiADKAsyGy5zd2l0Y2hib2FyZC52MS5IZWxkU2Vzc2lvbkJvukhsugFiChRoZWxkX3Nlc3Npb25zLnVuaXF1ZRIgZWFjaCBzZXNzaW9uIG11c3QgYmUgbGlzdGVkIG9uY2UaKHRoaXMubWFwKGhlbGQsIGhlbGQuc2Vzc2lvbl9pZCkudW5pcXVlKCmSAQQQoI0GGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAE6iAG6SIQBGoEBCiNoZWxsby5oZWxkX3Nlc3Npb25zX3dpdGhpbl9jYXBhY2l0eRIpaGVsZF9zZXNzaW9ucyBtdXN0IG5vdCBvdXRudW1iZXIgY2FwYWNpdHkaL3VpbnQoc2l6ZSh0aGlzLmhlbGRfc2Vzc2lvbnMpKSA8PSB0aGlzLmNhcGFjaXR5QgwKCmNyZWRlbnRpYWwiSQoLSGVsZFNlc3Npb24SHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoFZXBvY2gYAiABKA1CDbpICioIGP////8HKAEinwEKCUhlYXJ0YmVhdBIZCghzZXF1ZW5jZRgBIAEoBEIHukgEMgIoARI4CgdtZXRyaWNzGAIgASgLMh8uc3dpdGNoYm9hcmQudjEuUmVzb3VyY2VNZXRyaWNzQga6SAPIAQESKwoHc2VudF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIZHJhaW5pbmcYBCABKAgi3gEKB1dlbGNvbWUSGwoJd29ya2VyX2lkGAEgASgJQgi6SAVyA7ABARI9ChJoZWFydGJlYXRfaW50ZXJ2YWwYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBrpIA8gBARI0CglsZWFzZV90dGwYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb25CBrpIA8gBARIcCgpyZXBsaWNhX2lkGAQgASgJQgi6SAVyAxiAAhIjChF3b3JrZXJfY3JlZGVudGlhbBgFIAEoCUIIukgFcgMYgCAiZwoMSGVhcnRiZWF0QWNrEhkKCHNlcXVlbmNlGAEgASgEQge6SAQyAigBEjwKEGxlYXNlX2V4cGlyZXNfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQEyXAoNV29ya2VyU2VydmljZRJLCgdDb25uZWN0Ehwuc3dpdGNoYm9hcmQudjEuQWdlbnRNZXNzYWdlGh4uc3dpdGNoYm9hcmQudjEuQ29udHJvbE1lc3NhZ2UoATABYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
+  fileDesc("Chtzd2l0Y2hib2FyZC92MS93b3JrZXIucHJvdG8SDnN3aXRjaGJvYXJkLnYxIvECCgxBZ2VudE1lc3NhZ2USIgoOY29ycmVsYXRpb25faWQYASABKAlCCrpIB3IFEAEYgAESJgoFaGVsbG8YAiABKAsyFS5zd2l0Y2hib2FyZC52MS5IZWxsb0gAEi4KCWhlYXJ0YmVhdBgDIAEoCzIZLnN3aXRjaGJvYXJkLnYxLkhlYXJ0YmVhdEgAEjEKC2NvbW1hbmRfYWNrGAQgASgLMhouc3dpdGNoYm9hcmQudjEuQ29tbWFuZEFja0gAEjUKDXNlc3Npb25fZXZlbnQYBSABKAsyHC5zd2l0Y2hib2FyZC52MS5TZXNzaW9uRXZlbnRIABIsCghyZXNwb25zZRgGIAEoCzIYLnN3aXRjaGJvYXJkLnYxLlJlc3BvbnNlSAASOwoOc2Vzc2lvbl9ldmVudHMYByABKAsyIS5zd2l0Y2hib2FyZC52MS5TZXNzaW9uRXZlbnRCYXRjaEgAQhAKB3BheWxvYWQSBbpIAggBIpEECg5Db250cm9sTWVzc2FnZRIiCg5jb3JyZWxhdGlvbl9pZBgBIAEoCUIKukgHcgUQARiAARIqCgd3ZWxjb21lGAIgASgLMhcuc3dpdGNoYm9hcmQudjEuV2VsY29tZUgAEjUKDWhlYXJ0YmVhdF9hY2sYAyABKAsyHC5zd2l0Y2hib2FyZC52MS5IZWFydGJlYXRBY2tIABImCgVkcmFpbhgEIAEoCzIVLnN3aXRjaGJvYXJkLnYxLkRyYWluSAASLAoIc2h1dGRvd24YBSABKAsyGC5zd2l0Y2hib2FyZC52MS5TaHV0ZG93bkgAEjcKDmFzc2lnbl9zZXNzaW9uGAYgASgLMh0uc3dpdGNoYm9hcmQudjEuQXNzaWduU2Vzc2lvbkgAEjMKDHN0b3Bfc2Vzc2lvbhgHIAEoCzIbLnN3aXRjaGJvYXJkLnYxLlN0b3BTZXNzaW9uSAASNwoObG9nb3V0X3Nlc3Npb24YCCABKAsyHS5zd2l0Y2hib2FyZC52MS5Mb2dvdXRTZXNzaW9uSAASKgoHcmVxdWVzdBgJIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlJlcXVlc3RIABI9ChFkaXNwYXRjaF9tZXNzYWdlcxgKIAEoCzIgLnN3aXRjaGJvYXJkLnYxLkRpc3BhdGNoTWVzc2FnZXNIAEIQCgdwYXlsb2FkEgW6SAIIASKfAQoNQXNzaWduU2Vzc2lvbhIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoDUINukgKKggY/////wcoARIyCgZlbmdpbmUYAyABKA4yFi5zd2l0Y2hib2FyZC52MS5FbmdpbmVCCrpIB4IBBBABIAASHgoKYXV0aF9zdGF0ZRgEIAEoDEIKukgHegUYgIDAASJjCgtTdG9wU2Vzc2lvbhIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoDUINukgKKggY/////wcoARIYCgZyZWFzb24YAyABKAlCCLpIBXIDGPQDIksKDUxvZ291dFNlc3Npb24SHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoFZXBvY2gYAiABKA1CDbpICioIGP////8HKAEigAMKB1JlcXVlc3QSHAoKc2Vzc2lvbl9pZBgBIAEoCUIIukgFcgOwAQESHAoFZXBvY2gYAiABKA1CDbpICioIGP////8HKAESNAoIZGVhZGxpbmUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQga6SAPIAQESMwoJc2VuZF90ZXh0GAQgASgLMh4uc3dpdGNoYm9hcmQudjEuU2VuZFRleHRBY3Rpb25IABJBChRyZXF1ZXN0X3BhaXJpbmdfY29kZRgFIAEoCzIhLnN3aXRjaGJvYXJkLnYxLlBhaXJpbmdDb2RlQWN0aW9uSAASOQoMc2FuZGJveF9zY2FuGAYgASgLMiEuc3dpdGNoYm9hcmQudjEuU2FuZGJveFNjYW5BY3Rpb25IABI/Cg9zYW5kYm94X2luYm91bmQYByABKAsyJC5zd2l0Y2hib2FyZC52MS5TYW5kYm94SW5ib3VuZEFjdGlvbkgAQg8KBmFjdGlvbhIFukgCCAEiQgoOU2VuZFRleHRBY3Rpb24SFQoCdG8YASABKAlCCbpIBnIEEAEYZBIZCgR0ZXh0GAIgASgJQgu6SAhyBhABGICABCJHChFQYWlyaW5nQ29kZUFjdGlvbhIyCgxwaG9uZV9udW1iZXIYASABKAlCHLpIGXIXMhVeXCs/WzEtOV1bMC05XXs2LDE0fSQiowEKEVNhbmRib3hTY2FuQWN0aW9uEjUKDHBob25lX251bWJlchgBIAEoCUIfukgc2AEBchcyFV5cKz9bMS05XVswLTldezYsMTR9JBIaCglwdXNoX25hbWUYAiABKAlCB7pIBHICGGQSHAoKcXJfcGF5bG9hZBgDIAEoCUIIukgFcgMY0A8SHQoMcGFpcmluZ19jb2RlGAQgASgJQge6SARyAhgUIl0KFFNhbmRib3hJbmJvdW5kQWN0aW9uEioKBGZyb20YASABKAlCHLpIGXIXMhVeXCs/WzEtOV1bMC05XXs2LDE0fSQSGQoEdGV4dBgCIAEoCUILukgIcgYQARiAgAQiuAEKCFJlc3BvbnNlEi4KBWVycm9yGAEgASgLMh0uc3dpdGNoYm9hcmQudjEuUmVzcG9uc2VFcnJvckgAEiAKCm1lc3NhZ2VfaWQYAiABKAlCCrpIB3IFEAEYgAJIABI5CgxwYWlyaW5nX2NvZGUYAyABKAsyIS5zd2l0Y2hib2FyZC52MS5QYWlyaW5nQ29kZVJlc3VsdEgAEg4KBGRvbmUYBCABKAhIAEIPCgZyZXN1bHQSBbpIAggBIqwCCg1SZXNwb25zZUVycm9yEv8BCgRjb2RlGAEgASgJQvABukjsAXLpAVIJQ0FOQ0VMTEVEUgdVTktOT1dOUhBJTlZBTElEX0FSR1VNRU5UUhFERUFETElORV9FWENFRURFRFIJTk9UX0ZPVU5EUg5BTFJFQURZX0VYSVNUU1IRUEVSTUlTU0lPTl9ERU5JRURSElJFU09VUkNFX0VYSEFVU1RFRFITRkFJTEVEX1BSRUNPTkRJVElPTlIHQUJPUlRFRFIMT1VUX09GX1JBTkdFUg1VTklNUExFTUVOVEVEUghJTlRFUk5BTFILVU5BVkFJTEFCTEVSCURBVEFfTE9TU1IPVU5BVVRIRU5USUNBVEVEEhkKB21lc3NhZ2UYAiABKAlCCLpIBXIDGOgHIlwKEVBhaXJpbmdDb2RlUmVzdWx0EhcKBGNvZGUYASABKAlCCbpIBnIEEAEYFBIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLFBAoMU2Vzc2lvbkV2ZW50EhwKCnNlc3Npb25faWQYASABKAlCCLpIBXIDsAEBEhwKBWVwb2NoGAIgASgNQg26SAoqCBj/////BygBEi8KC29jY3VycmVkX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgJxchgEIAEoCzIXLnN3aXRjaGJvYXJkLnYxLlFyRXZlbnRIABIzCgljb25uZWN0ZWQYBSABKAsyHi5zd2l0Y2hib2FyZC52MS5Db25uZWN0ZWRFdmVudEgAEjkKD2F1dGhfY2hlY2twb2ludBgGIAEoCzIeLnN3aXRjaGJvYXJkLnYxLkF1dGhDaGVja3BvaW50SAASKwoFZW5kZWQYByABKAsyGi5zd2l0Y2hib2FyZC52MS5FbmRlZEV2ZW50SAASPgoPaW5ib3VuZF9tZXNzYWdlGAggASgLMiMuc3dpdGNoYm9hcmQudjEuSW5ib3VuZE1lc3NhZ2VFdmVudEgAEjwKDm1lc3NhZ2Vfc3RhdHVzGAkgASgLMiIuc3dpdGNoYm9hcmQudjEuTWVzc2FnZVN0YXR1c0V2ZW50SAASOAoMbWVzc2FnZV9zZW50GAogASgLMiAuc3dpdGNoYm9hcmQudjEuTWVzc2FnZVNlbnRFdmVudEgAEjwKDm1lc3NhZ2VfZmFpbGVkGAsgASgLMiIuc3dpdGNoYm9hcmQudjEuTWVzc2FnZUZhaWxlZEV2ZW50SABCDgoFZXZlbnQSBbpIAggBIncKB1FyRXZlbnQSGwoHcGF5bG9hZBgBIAEoCUIKukgHcgUQARjQDxIuCgpleHBpcmVzX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIfCghzZXF1ZW5jZRgDIAEoDUINukgKKggY/////wcoASJjCg5Db25uZWN0ZWRFdmVudBIVCgNqaWQYASABKAlCCLpIBXIDGIABEh0KDHBob25lX251bWJlchgCIAEoCUIHukgEcgIYIBIbCglwdXNoX25hbWUYAyABKAlCCLpIBXIDGIACIi0KDkF1dGhDaGVja3BvaW50EhsKBXN0YXRlGAEgASgMQgy6SAl6BxABGICAwAEihAEKCkVuZGVkRXZlbnQSXAoGcmVhc29uGAEgASgJQky6SElyR1IHU1RPUFBFRFIKUVJfVElNRU9VVFIKTE9HR0VEX09VVFITQ09OTkVDVElPTl9SRVBMQUNFRFIPQ09OTkVDVElPTl9MT1NUEhgKBmRldGFpbBgCIAEoCUIIukgFcgMY6AcikgEKE0luYm91bmRNZXNzYWdlRXZlbnQSHgoKbWVzc2FnZV9pZBgBIAEoCUIKukgHcgUQARiAAhIYCgRmcm9tGAIgASgJQgq6SAdyBRABGIABEhkKBHRleHQYAyABKAlCC7pICHIGEAEYgIAEEiYKAmF0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKSAQoSTWVzc2FnZVN0YXR1c0V2ZW50Eh4KCm1lc3NhZ2VfaWQYASABKAlCCrpIB3IFEAEYgAISNAoGc3RhdHVzGAIgASgJQiS6SCFyH1IEU0VOVFIJREVMSVZFUkVEUgRSRUFEUgZGQUlMRUQSJgoCYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIk4KEVNlc3Npb25FdmVudEJhdGNoEjkKBmV2ZW50cxgBIAMoCzIcLnN3aXRjaGJvYXJkLnYxLlNlc3Npb25FdmVudEILukgIkgEFCAEQ6AciUgoQRGlzcGF0Y2hNZXNzYWdlcxI+CghtZXNzYWdlcxgBIAMoCzIfLnN3aXRjaGJvYXJkLnYxLk91dGJvdW5kTWVzc2FnZUILukgIkgEFCAEQ6AcirQEKD091dGJvdW5kTWVzc2FnZRIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoDUINukgKKggY/////wcoARIcCgptZXNzYWdlX2lkGAMgASgJQgi6SAVyA7ABARIuCgR0ZXh0GAQgASgLMh4uc3dpdGNoYm9hcmQudjEuU2VuZFRleHRBY3Rpb25IAEIQCgdjb250ZW50EgW6SAIIASJZChBNZXNzYWdlU2VudEV2ZW50EhwKCm1lc3NhZ2VfaWQYASABKAlCCLpIBXIDsAEBEicKE3doYXRzYXBwX21lc3NhZ2VfaWQYAiABKAlCCrpIB3IFEAEYgAIiswEKEk1lc3NhZ2VGYWlsZWRFdmVudBIcCgptZXNzYWdlX2lkGAEgASgJQgi6SAVyA7ABARJlCgRjb2RlGAIgASgJQle6SFRyUlIQSU5WQUxJRF9BUkdVTUVOVFITRkFJTEVEX1BSRUNPTkRJVElPTlISUkVTT1VSQ0VfRVhIQVVTVEVEUgtVTkFWQUlMQUJMRVIISU5URVJOQUwSGAoGcmVhc29uGAMgASgJQgi6SAVyAxjoByIhCgVEcmFpbhIYCgZyZWFzb24YASABKAlCCLpIBXIDGPQDIiQKCFNodXRkb3duEhgKBnJlYXNvbhgBIAEoCUIIukgFcgMY9AMiOAoKQ29tbWFuZEFjaxIQCghhY2NlcHRlZBgBIAEoCBIYCgZkZXRhaWwYAiABKAlCCLpIBXIDGOgHIr0GCgVIZWxsbxJCCgt3b3JrZXJfbmFtZRgBIAEoCUItukgqcigyJl5bYS16MC05XShbYS16MC05Ll8tXXswLDYxfVthLXowLTldKT8kEiAKDWFnZW50X3ZlcnNpb24YAiABKAlCCbpIBnIEEAEYQBIdCghjYXBhY2l0eRgDIAEoDUILukgIKgYYoI0GKAESRgoRc3VwcG9ydGVkX2VuZ2luZXMYBCADKA4yFi5zd2l0Y2hib2FyZC52MS5FbmdpbmVCE7pIEJIBDQgBGAEiB4IBBBABIAASbgoGbGFiZWxzGAUgAygLMiEuc3dpdGNoYm9hcmQudjEuSGVsbG8uTGFiZWxzRW50cnlCO7pIOJoBNRAgIityKTInXlthLXowLTldKFthLXowLTkuXy8tXXswLDYxfVthLXowLTldKT8kKgRyAhg/Eh4KC2luc3RhbmNlX2lkGAYgASgJQgm6SAZyBBAIGEASHgoJd29ya2VyX2lkGAcgASgJQgu6SAjYAQFyA7ABARIgCgpqb2luX3Rva2VuGAggASgJQgq6SAdyBRABGIACSAASJwoRd29ya2VyX2NyZWRlbnRpYWwYCSABKAlCCrpIB3IFEAEYgCBIABKjAQoNaGVsZF9zZXNzaW9ucxgKIAMoCzIbLnN3aXRjaGJvYXJkLnYxLkhlbGRTZXNzaW9uQm+6SGy6AWIKFGhlbGRfc2Vzc2lvbnMudW5pcXVlEiBlYWNoIHNlc3Npb24gbXVzdCBiZSBsaXN0ZWQgb25jZRoodGhpcy5tYXAoaGVsZCwgaGVsZC5zZXNzaW9uX2lkKS51bmlxdWUoKZIBBBCgjQYaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ATqIAbpIhAEagQEKI2hlbGxvLmhlbGRfc2Vzc2lvbnNfd2l0aGluX2NhcGFjaXR5EiloZWxkX3Nlc3Npb25zIG11c3Qgbm90IG91dG51bWJlciBjYXBhY2l0eRovdWludChzaXplKHRoaXMuaGVsZF9zZXNzaW9ucykpIDw9IHRoaXMuY2FwYWNpdHlCDAoKY3JlZGVudGlhbCJJCgtIZWxkU2Vzc2lvbhIcCgpzZXNzaW9uX2lkGAEgASgJQgi6SAVyA7ABARIcCgVlcG9jaBgCIAEoDUINukgKKggY/////wcoASKfAQoJSGVhcnRiZWF0EhkKCHNlcXVlbmNlGAEgASgEQge6SAQyAigBEjgKB21ldHJpY3MYAiABKAsyHy5zd2l0Y2hib2FyZC52MS5SZXNvdXJjZU1ldHJpY3NCBrpIA8gBARIrCgdzZW50X2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghkcmFpbmluZxgEIAEoCCLeAQoHV2VsY29tZRIbCgl3b3JrZXJfaWQYASABKAlCCLpIBXIDsAEBEj0KEmhlYXJ0YmVhdF9pbnRlcnZhbBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIGukgDyAEBEjQKCWxlYXNlX3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbkIGukgDyAEBEhwKCnJlcGxpY2FfaWQYBCABKAlCCLpIBXIDGIACEiMKEXdvcmtlcl9jcmVkZW50aWFsGAUgASgJQgi6SAVyAxiAICJnCgxIZWFydGJlYXRBY2sSGQoIc2VxdWVuY2UYASABKARCB7pIBDICKAESPAoQbGVhc2VfZXhwaXJlc19hdBgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCBrpIA8gBATJcCg1Xb3JrZXJTZXJ2aWNlEksKB0Nvbm5lY3QSHC5zd2l0Y2hib2FyZC52MS5BZ2VudE1lc3NhZ2UaHi5zd2l0Y2hib2FyZC52MS5Db250cm9sTWVzc2FnZSgBMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_duration, file_google_protobuf_timestamp, file_switchboard_v1_fleet]);
 
 /**
  * AgentMessage is every envelope an agent sends. New kinds (session events,
@@ -78,6 +78,16 @@ export type AgentMessage = Message<"switchboard.v1.AgentMessage"> & {
      */
     value: Response;
     case: "response";
+  } | {
+    /**
+     * Many session events at once (receipts, sends, inbound messages): the
+     * control plane applies a batch in one transaction. Each event is fenced
+     * on its own, exactly like a single session_event.
+     *
+     * @generated from field: switchboard.v1.SessionEventBatch session_events = 7;
+     */
+    value: SessionEventBatch;
+    case: "sessionEvents";
   } | { case: undefined; value?: undefined };
 };
 
@@ -168,6 +178,15 @@ export type ControlMessage = Message<"switchboard.v1.ControlMessage"> & {
      */
     value: Request;
     case: "request";
+  } | {
+    /**
+     * Queued messages to send, in order per session (answered by
+     * message_sent / message_failed session events, not by an ack).
+     *
+     * @generated from field: switchboard.v1.DispatchMessages dispatch_messages = 10;
+     */
+    value: DispatchMessages;
+    case: "dispatchMessages";
   } | { case: undefined; value?: undefined };
 };
 
@@ -591,6 +610,23 @@ export type SessionEvent = Message<"switchboard.v1.SessionEvent"> & {
      */
     value: MessageStatusEvent;
     case: "messageStatus";
+  } | {
+    /**
+     * A dispatched message went out (or had already gone out: a repeated
+     * dispatch of the same message id is confirmed, never sent twice).
+     *
+     * @generated from field: switchboard.v1.MessageSentEvent message_sent = 10;
+     */
+    value: MessageSentEvent;
+    case: "messageSent";
+  } | {
+    /**
+     * A dispatched message could not be sent.
+     *
+     * @generated from field: switchboard.v1.MessageFailedEvent message_failed = 11;
+     */
+    value: MessageFailedEvent;
+    case: "messageFailed";
   } | { case: undefined; value?: undefined };
 };
 
@@ -774,6 +810,146 @@ export const MessageStatusEventSchema: GenMessage<MessageStatusEvent> = /*@__PUR
   messageDesc(file_switchboard_v1_worker, 19);
 
 /**
+ * SessionEventBatch carries events of any sessions the worker runs, in the
+ * order they happened.
+ *
+ * @generated from message switchboard.v1.SessionEventBatch
+ */
+export type SessionEventBatch = Message<"switchboard.v1.SessionEventBatch"> & {
+  /**
+   * @generated from field: repeated switchboard.v1.SessionEvent events = 1;
+   */
+  events: SessionEvent[];
+};
+
+/**
+ * Describes the message switchboard.v1.SessionEventBatch.
+ * Use `create(SessionEventBatchSchema)` to create a new message.
+ */
+export const SessionEventBatchSchema: GenMessage<SessionEventBatch> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 20);
+
+/**
+ * DispatchMessages hands the worker queued messages. Messages of one session
+ * are listed in the order they must be sent; the worker sends them one after
+ * another through the engine under our message id, which the engine uses to
+ * never send the same message twice.
+ *
+ * @generated from message switchboard.v1.DispatchMessages
+ */
+export type DispatchMessages = Message<"switchboard.v1.DispatchMessages"> & {
+  /**
+   * @generated from field: repeated switchboard.v1.OutboundMessage messages = 1;
+   */
+  messages: OutboundMessage[];
+};
+
+/**
+ * Describes the message switchboard.v1.DispatchMessages.
+ * Use `create(DispatchMessagesSchema)` to create a new message.
+ */
+export const DispatchMessagesSchema: GenMessage<DispatchMessages> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 21);
+
+/**
+ * @generated from message switchboard.v1.OutboundMessage
+ */
+export type OutboundMessage = Message<"switchboard.v1.OutboundMessage"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * The assignment the message is sent under; the worker drops messages for
+   * an attempt it does not run.
+   *
+   * @generated from field: uint32 epoch = 2;
+   */
+  epoch: number;
+
+  /**
+   * Our message id: the engine's dedupe key.
+   *
+   * @generated from field: string message_id = 3;
+   */
+  messageId: string;
+
+  /**
+   * @generated from oneof switchboard.v1.OutboundMessage.content
+   */
+  content: {
+    /**
+     * @generated from field: switchboard.v1.SendTextAction text = 4;
+     */
+    value: SendTextAction;
+    case: "text";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message switchboard.v1.OutboundMessage.
+ * Use `create(OutboundMessageSchema)` to create a new message.
+ */
+export const OutboundMessageSchema: GenMessage<OutboundMessage> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 22);
+
+/**
+ * @generated from message switchboard.v1.MessageSentEvent
+ */
+export type MessageSentEvent = Message<"switchboard.v1.MessageSentEvent"> & {
+  /**
+   * Our message id (OutboundMessage.message_id).
+   *
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: string whatsapp_message_id = 2;
+   */
+  whatsappMessageId: string;
+};
+
+/**
+ * Describes the message switchboard.v1.MessageSentEvent.
+ * Use `create(MessageSentEventSchema)` to create a new message.
+ */
+export const MessageSentEventSchema: GenMessage<MessageSentEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 23);
+
+/**
+ * @generated from message switchboard.v1.MessageFailedEvent
+ */
+export type MessageFailedEvent = Message<"switchboard.v1.MessageFailedEvent"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * A google.rpc.Code name: INVALID_ARGUMENT (WhatsApp refused the
+   * recipient or content), FAILED_PRECONDITION (the session cannot send),
+   * UNAVAILABLE (not sent; safe to dispatch again).
+   *
+   * @generated from field: string code = 2;
+   */
+  code: string;
+
+  /**
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message switchboard.v1.MessageFailedEvent.
+ * Use `create(MessageFailedEventSchema)` to create a new message.
+ */
+export const MessageFailedEventSchema: GenMessage<MessageFailedEvent> = /*@__PURE__*/
+  messageDesc(file_switchboard_v1_worker, 24);
+
+/**
  * Drain tells the agent it is draining.
  *
  * @generated from message switchboard.v1.Drain
@@ -790,7 +966,7 @@ export type Drain = Message<"switchboard.v1.Drain"> & {
  * Use `create(DrainSchema)` to create a new message.
  */
 export const DrainSchema: GenMessage<Drain> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 20);
+  messageDesc(file_switchboard_v1_worker, 25);
 
 /**
  * Shutdown asks the agent to stop cleanly.
@@ -809,7 +985,7 @@ export type Shutdown = Message<"switchboard.v1.Shutdown"> & {
  * Use `create(ShutdownSchema)` to create a new message.
  */
 export const ShutdownSchema: GenMessage<Shutdown> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 21);
+  messageDesc(file_switchboard_v1_worker, 26);
 
 /**
  * CommandAck confirms an agent received and applied a command.
@@ -835,7 +1011,7 @@ export type CommandAck = Message<"switchboard.v1.CommandAck"> & {
  * Use `create(CommandAckSchema)` to create a new message.
  */
 export const CommandAckSchema: GenMessage<CommandAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 22);
+  messageDesc(file_switchboard_v1_worker, 27);
 
 /**
  * Hello introduces the worker; it is the first message on every stream.
@@ -929,7 +1105,7 @@ export type Hello = Message<"switchboard.v1.Hello"> & {
  * Use `create(HelloSchema)` to create a new message.
  */
 export const HelloSchema: GenMessage<Hello> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 23);
+  messageDesc(file_switchboard_v1_worker, 28);
 
 /**
  * HeldSession is one session an agent runs at the moment it (re)connects.
@@ -953,7 +1129,7 @@ export type HeldSession = Message<"switchboard.v1.HeldSession"> & {
  * Use `create(HeldSessionSchema)` to create a new message.
  */
 export const HeldSessionSchema: GenMessage<HeldSession> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 24);
+  messageDesc(file_switchboard_v1_worker, 29);
 
 /**
  * Heartbeat renews the worker's lease and reports its resource use.
@@ -991,7 +1167,7 @@ export type Heartbeat = Message<"switchboard.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 25);
+  messageDesc(file_switchboard_v1_worker, 30);
 
 /**
  * Welcome accepts the worker and tells it the timing it must keep.
@@ -1039,7 +1215,7 @@ export type Welcome = Message<"switchboard.v1.Welcome"> & {
  * Use `create(WelcomeSchema)` to create a new message.
  */
 export const WelcomeSchema: GenMessage<Welcome> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 26);
+  messageDesc(file_switchboard_v1_worker, 31);
 
 /**
  * HeartbeatAck confirms that a heartbeat renewed the lease.
@@ -1065,7 +1241,7 @@ export type HeartbeatAck = Message<"switchboard.v1.HeartbeatAck"> & {
  * Use `create(HeartbeatAckSchema)` to create a new message.
  */
 export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
-  messageDesc(file_switchboard_v1_worker, 27);
+  messageDesc(file_switchboard_v1_worker, 32);
 
 /**
  * WorkerService is the agents' side of the control plane. Each agent holds

@@ -11,6 +11,7 @@ import { Migration20261127010000ApiKeysWithoutCreator } from './Migration2026112
 import { Migration20261127020000Invitations } from './Migration20261127020000Invitations.js';
 import { Migration20261127030000SigningKeyEncryption } from './Migration20261127030000SigningKeyEncryption.js';
 import { Migration20261130000000Installation } from './Migration20261130000000Installation.js';
+import { Migration20261130010000MessagingPipeline } from './Migration20261130010000MessagingPipeline.js';
 
 /**
  * Migrations in the order they apply. Listed explicitly (not discovered from
@@ -29,4 +30,5 @@ export const migrationsList: MigrationObject[] = [
   { name: 'Migration20261127020000Invitations', class: Migration20261127020000Invitations },
   { name: 'Migration20261127030000SigningKeyEncryption', class: Migration20261127030000SigningKeyEncryption },
   { name: 'Migration20261130000000Installation', class: Migration20261130000000Installation },
+  { name: 'Migration20261130010000MessagingPipeline', class: Migration20261130010000MessagingPipeline },
 ];
