@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { systemRandom, type Random } from '../lib/random.js';
 import { systemScheduler, type Scheduler } from '../lib/timers.js';
 import type { Config } from './config.js';
+import { createEvents, type Events } from './events/events.module.js';
 import { createFleet, type Fleet } from './fleet/fleet.module.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
 import { MessageService } from './messaging/message.service.js';
@@ -17,6 +18,7 @@ import { localFilesDir } from './platform/db/local-files.js';
 import type { Resources } from './platform/resources.js';
 import { createAuthStateCipher, loadStateKeys } from './sessions/auth-state-cipher.js';
 import { AuthStates } from './sessions/auth-states.js';
+import { sessionEventPayloads } from './sessions/session-event-mapping.handler.js';
 import { SessionRequests } from './sessions/session-requests.js';
 import { createSessions, type Sessions } from './sessions/sessions.module.js';
 import type { CredentialVerifier } from './transport/auth.interceptor.js';
@@ -76,6 +78,7 @@ interface Capabilities {
   fleet: Fleet;
   sessions: Sessions;
   messages: MessageService;
+  events: Events;
 }
 
 /**
@@ -214,6 +217,7 @@ async function createCapabilities(
       onHello: (workerId, held, helloAt) => void sessions.reports.reconcile(workerId, held, helloAt),
     },
   );
+  const events = createEvents(config, resources);
   const requests = new SessionRequests(fleet.router, clock, config.requestTimeoutMs);
   const messages = new MessageService(
     clock,
@@ -227,8 +231,10 @@ async function createCapabilities(
     authStates,
     messages,
     audit: identity.audit,
+    eventLog: events.log,
+    eventPayloads: sessionEventPayloads,
   });
-  return { identity, fleet, sessions, messages };
+  return { identity, fleet, sessions, messages, events };
 }
 
 /** start() and close(): the order things come up in and go down in. */
@@ -253,6 +259,7 @@ function createLifecycle(
       });
       await fleet.start();
       await sessions.start();
+      parts.events.start();
       health.setAll('SERVING');
       const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
       const urls = {
@@ -270,6 +277,7 @@ function createLifecycle(
         health.setAll('NOT_SERVING');
         parts.shutdown.abort();
         listeners?.stopAccepting();
+        await parts.events.stop();
         await sessions.stop();
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { StartupError } from '../lib/errors.js';
+import { HISTORY_ENV, historyConfig, type HistoryConfig } from './messaging/retention-config.js';
 
 /**
  * Control-plane configuration, read once from environment variables at start.
@@ -59,6 +60,7 @@ export interface Config {
   readonly requestTimeoutMs: number;
   readonly auth: AuthConfig;
   readonly streams: StreamConfig;
+  readonly history: HistoryConfig;
 }
 
 /** Limits on server streams (WatchSession, WatchWorkers, health watch, reflection). */
@@ -265,6 +267,7 @@ const envSchema = z
         'expected sbj_<16 lowercase letters or digits>_<43 base64url characters>',
       )
       .optional(),
+    ...HISTORY_ENV,
   })
   .superRefine((env, ctx) => {
     if ((env.BOOTSTRAP_ADMIN_EMAIL === undefined) !== (env.BOOTSTRAP_ADMIN_PASSWORD === undefined)) {
@@ -379,6 +382,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     auth: authConfig(e),
     streams: streamConfig(e),
+    history: historyConfig(e),
   };
 }
 

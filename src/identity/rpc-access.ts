@@ -66,6 +66,9 @@ export const RPC_ACCESS: Readonly<Record<string, RpcAccess>> = {
   'switchboard.v1.MessageService/GetSendPolicy': tenant('messages.read'),
   // The policy protects the number: changing it is managing the session.
   'switchboard.v1.MessageService/SetSendPolicy': tenant('sessions.manage'),
+  // The tenant's event log; session.qr events are left out for roles that may not link accounts.
+  'switchboard.v1.EventService/StreamEvents': tenant('messages.read'),
+  'switchboard.v1.EventService/ListEvents': tenant('messages.read'),
   'switchboard.v1.SandboxService/ScanQr': tenant('sessions.manage'),
   'switchboard.v1.SandboxService/InjectInbound': tenant('sessions.manage'),
 

@@ -13,7 +13,8 @@ import type {
 import type { TenantSpread } from '../scheduling/placement.types.js';
 import { zoneOf } from '../scheduling/scores.js';
 import { applySessionEvent } from './session-event.state.js';
-import { applyStanding, standingOf } from './session-standing.js';
+import type { SessionEvents } from './session-events.js';
+import { applyStanding, standingOf, type StandingChange } from './session-standing.js';
 import type { SessionWatch } from './session-watch.js';
 import type { Session } from './session.entity.js';
 import { SessionRepository } from './session.repository.js';
@@ -41,6 +42,7 @@ export class SessionPlacement implements PlacementStore<CommittedPlacement> {
       watch: SessionWatch;
       /** An assignment the worker did not take counts as a failed attempt (worker reports). */
       reportEnded: (workerId: string, event: WorkerSessionEvent) => Promise<void>;
+      events: SessionEvents;
     },
   ) {
     this.log = resources.logger.child({ component: 'placement' });
@@ -49,10 +51,11 @@ export class SessionPlacement implements PlacementStore<CommittedPlacement> {
 
   async round(limit: number, decide: (round: PlacementRound) => PlacementDecision[]): Promise<CommittedPlacement[]> {
     const now = this.clock.now();
-    return this.resources.orm.em.fork().transactional(async (tx) => {
+    const changes: StandingChange[] = [];
+    const { placed, announcement } = await this.resources.orm.em.fork().transactional(async (tx) => {
       const repository = new SessionRepository(tx);
       const pending = await repository.lockPending(limit, now);
-      if (pending.length === 0) return [];
+      if (pending.length === 0) return { placed: [], announcement: new Map<string, string>() };
       const maintenance = await this.deps.maintenance.current(tx);
       const workers = await readPlacementFleet(tx);
       const counts = await repository.assignedCounts();
@@ -75,19 +78,27 @@ export class SessionPlacement implements PlacementStore<CommittedPlacement> {
       for (const [i, decision] of decisions.entries()) {
         const session = pending[i] as Session;
         if (decision.placed) byWorker.set(decision.workerId, [...(byWorker.get(decision.workerId) ?? []), session]);
-        else this.apply(session, { kind: 'noCapacity', epoch: session.epoch, explanation: decision.explanation }, now);
+        else
+          this.apply(
+            session,
+            { kind: 'noCapacity', epoch: session.epoch, explanation: decision.explanation },
+            now,
+            changes,
+          );
       }
       const placed: CommittedPlacement[] = [];
       for (const workerId of [...byWorker.keys()].sort()) {
         const free = await repository.freeSlots(workerId);
         for (const session of (byWorker.get(workerId) ?? []).slice(0, Math.max(0, free))) {
-          if (this.apply(session, { kind: 'placed', epoch: session.epoch, workerId }, now)) {
+          if (this.apply(session, { kind: 'placed', epoch: session.epoch, workerId }, now, changes)) {
             placed.push({ sessionId: session.id, workerId, epoch: session.epoch, session });
           }
         }
       }
-      return placed;
+      return { placed, announcement: await this.deps.events.append(tx, changes, now) };
     });
+    await this.deps.events.announce(announcement);
+    return placed;
   }
 
   /** Tells watchers, then sends AssignSession; an assignment not taken puts the session back in the queue. */
@@ -129,12 +140,13 @@ export class SessionPlacement implements PlacementStore<CommittedPlacement> {
     event:
       { kind: 'placed'; epoch: number; workerId: string } | { kind: 'noCapacity'; epoch: number; explanation: string },
     now: Date,
+    changes: StandingChange[],
   ): boolean {
     const outcome = applySessionEvent(standingOf(session, false), event, { now, jitter: this.resources.random() });
     if (outcome.outcome === 'stale') return false;
     // A queued session's reason is often the same as last round: do not rewrite the row for nothing.
     if (event.kind === 'noCapacity' && outcome.next.reason === session.statusReason) return true;
-    applyStanding(session, outcome.next, now);
+    changes.push(applyStanding(session, outcome.next, now));
     return true;
   }
 

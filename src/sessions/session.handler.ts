@@ -27,7 +27,7 @@ import { requestEntityManager } from '../transport/interceptors.js';
 import { originKey } from '../transport/context.js';
 import { currentPrincipal } from '../transport/stream-guard.interceptor.js';
 import { renderQr } from './qr-render.js';
-import { roleAllows } from '../identity/roles.js';
+import { maySeeQrCodes } from './qr-access.js';
 import type { Session, SessionStatus } from './session.entity.js';
 import type { SessionService } from './session.service.js';
 import type { SessionChange, SessionWatch } from './session-watch.js';
@@ -41,6 +41,10 @@ const STATUS: Record<SessionStatus, SessionStatusProto> = {
   FAILED: SessionStatusProto.FAILED,
   LOGGED_OUT: SessionStatusProto.LOGGED_OUT,
 };
+
+export function sessionStatusToProto(status: SessionStatus): SessionStatusProto {
+  return STATUS[status];
+}
 
 function statusFromProto(status: SessionStatusProto): SessionStatus | undefined {
   if (status === SessionStatusProto.UNSPECIFIED) return undefined;
@@ -180,10 +184,7 @@ function linking(sessions: SessionService, watch: SessionWatch) {
       // A QR code links an account: only those who may manage the session see it (as with
       // GetQrCode). Decided per frame from the caller as last re-checked, so a role that
       // loses the right stops receiving QR codes at once.
-      const mayLink = async () => {
-        const principal = await currentPrincipal(ctx);
-        return principal.role !== null && roleAllows(principal.role, 'sessions.manage');
-      };
+      const mayLink = async () => maySeeQrCodes(await currentPrincipal(ctx));
       // Subscribe before reading, so no change falls between the two.
       const changes = new AsyncQueue<SessionChange>();
       const stop = watch.watch(req.sessionId, (change) => changes.push(change));

@@ -12,6 +12,7 @@ import type { Principal, RequestOrigin } from '../identity/principal.js';
 import type { Resources } from '../platform/resources.js';
 import { parseLabelSelector } from '../scheduling/label-selector.js';
 import type { SessionEffects } from './session-effects.js';
+import type { SessionEvents } from './session-events.js';
 import { planSessionCommand } from './session-command.state.js';
 import { unexpectedResult, type RequestTarget, type SessionRequests } from './session-requests.js';
 import { applyStanding, standingOf } from './session-standing.js';
@@ -35,6 +36,7 @@ export interface SessionServiceDependencies {
   /** Asks for a placement round soon (a session waits, or a slot freed). */
   placement: { request(): void };
   audit: AuditService;
+  events: SessionEvents;
 }
 
 /**
@@ -71,7 +73,7 @@ export class SessionService {
     parseLabelSelector(input.labelSelector);
     for (const affinity of input.affinities) parseLabelSelector(affinity.labelSelector);
     const now = this.resources.clock.now();
-    const session = await em.transactional(async (tx) => {
+    const { session, announcement } = await em.transactional(async (tx) => {
       // The tenant row lock serialises creates of one tenant, so the quota holds under concurrency.
       const tenant = await tx.findOneOrFail(Tenant, { id: tenantId }, { lockMode: LockMode.PESSIMISTIC_WRITE });
       const quota = this.options.quota[tenant.plan];
@@ -107,7 +109,9 @@ export class SessionService {
         updatedAt: now,
       });
       const plan = planSessionCommand(standingOf(created, false), { kind: 'start' });
-      applyStanding(created, plan.next, now);
+      // A new session has no status before this one.
+      const change = { ...applyStanding(created, plan.next, now), previousStatus: null };
+      const appended = await this.deps.events.append(tx, [change], now);
       this.deps.audit.record(
         tx,
         {
@@ -127,10 +131,11 @@ export class SessionService {
         }
         throw error;
       }
-      return created;
+      return { session: created, announcement: appended };
     });
     this.log.info({ sessionId: session.id, tenantId, engine: session.engine }, 'session created');
     await this.deps.watch.announce(session);
+    await this.deps.events.announce(announcement);
     this.deps.placement.request();
     return session;
   }
@@ -186,11 +191,11 @@ export class SessionService {
   ): Promise<Session> {
     const tenantId = requireTenant(principal);
     const now = this.resources.clock.now();
-    const { session, effects } = await em.transactional(async (tx) => {
+    const { session, effects, announcement } = await em.transactional(async (tx) => {
       const repository = new SessionRepository(tx);
       const locked = await repository.lockForTenant(tenantId, id);
       const plan = planSessionCommand(standingOf(locked, await repository.hasAuthState(id)), command);
-      applyStanding(locked, plan.next, now);
+      const appended = await this.deps.events.append(tx, [applyStanding(locked, plan.next, now)], now);
       for (const effect of plan.effects) {
         if (effect.kind === 'wipeAuthState') await repository.wipeAuthState(id);
         if (effect.kind === 'deleteSession') tx.remove(locked);
@@ -200,11 +205,12 @@ export class SessionService {
         { action: `session.${command.kind}`, tenantId, targetType: 'session', targetId: id },
         { principal, origin },
       );
-      return { session: locked, effects: plan.effects };
+      return { session: locked, effects: plan.effects, announcement: appended };
     });
     this.log.info({ sessionId: id, command: command.kind, status: session.status }, 'session command');
     await this.deps.effects.carryOut(session.id, effects);
     await this.deps.watch.announce(session, { deleted: command.kind === 'delete' });
+    await this.deps.events.announce(announcement);
     // A stop, logout or delete frees a slot a waiting session may take.
     this.deps.placement.request();
     return session;

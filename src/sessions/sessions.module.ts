@@ -1,11 +1,13 @@
 import type { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config.js';
+import type { EventLog } from '../events/event-log.js';
 import type { Fleet } from '../fleet/fleet.module.js';
 import type { Resources } from '../platform/resources.js';
 import { PlacementService } from '../scheduling/placement.service.js';
 import type { AuthStates } from './auth-states.js';
 import { RefusedSessionEvents } from './refused-session-events.js';
 import { SessionEffects } from './session-effects.js';
+import { SessionEvents, type SessionEventPayloads } from './session-events.js';
 import { SessionPlacement, type CommittedPlacement } from './session-placement.js';
 import type { SessionRequests } from './session-requests.js';
 import { SessionWatch } from './session-watch.js';
@@ -38,11 +40,15 @@ export function createSessions(
     authStates: AuthStates;
     messages: MessageReports;
     audit: AuditService;
+    /** The tenants' event log, and how session events are encoded for it. */
+    eventLog: EventLog;
+    eventPayloads: SessionEventPayloads;
   },
 ): Sessions {
   const log = resources.logger.child({ component: 'sessions' });
   const { router } = deps.fleet;
   const watch = new SessionWatch(resources);
+  const events = new SessionEvents(deps.eventLog, deps.eventPayloads, log);
   // Placement and the reports call each other (an assignment not taken is a failed
   // attempt; a failed attempt asks for placement): each gets the other through a closure.
   const effects = new SessionEffects(router, () => placement.request(), log);
@@ -58,12 +64,14 @@ export function createSessions(
     commands: router,
     holds: deps.fleet.holds,
     placement: { request: () => placement.request(), placePending: () => placement.placePending() },
+    events,
   });
   const store = new SessionPlacement(resources, {
     maintenance: deps.fleet.maintenance,
     commands: router,
     watch,
     reportEnded: (workerId, event) => reports.onWorkerEvent(workerId, event),
+    events,
   });
   const placement = new PlacementService<CommittedPlacement>(
     store,
@@ -75,7 +83,7 @@ export function createSessions(
   const service = new SessionService(
     resources,
     { quota: config.sessionQuota, defaultEngine: config.defaultEngine },
-    { watch, effects, requests: deps.requests, placement, audit: deps.audit },
+    { watch, effects, requests: deps.requests, placement, audit: deps.audit, events },
   );
   return {
     service,

@@ -5,10 +5,12 @@ import type { CommandSender, HeldSession, WorkerSessionEvent } from '../fleet/fl
 import type { ReassignmentHoldService } from '../fleet/reassignment-hold.service.js';
 import { CLEAN_CLOSE_REASON } from '../fleet/worker-connection.js';
 import type { WorkerEvent } from '../fleet/worker-event.entity.js';
+import type { EventAnnouncement } from '../events/event-log.js';
 import type { Resources } from '../platform/resources.js';
 import type { AuthStates } from './auth-states.js';
 import { SESSION_GONE, type RefusedSessionEvents } from './refused-session-events.js';
 import type { SessionEffects } from './session-effects.js';
+import type { SessionEvents } from './session-events.js';
 import { applySessionEvent } from './session-event.state.js';
 import { applyStanding, standingOf } from './session-standing.js';
 import type { SessionWatch } from './session-watch.js';
@@ -66,6 +68,8 @@ export interface WorkerReportsDependencies {
   commands: CommandSender;
   holds: ReassignmentHoldService;
   placement: PlacementTrigger;
+  /** session.status and session.qr into the tenant's event log, in the change's transaction. */
+  events: SessionEvents;
 }
 
 /**
@@ -104,7 +108,7 @@ export class WorkerReports {
     const now = this.resources.clock.now();
     let outcome:
       | { refused: string; sessionEpoch?: number }
-      | { changed: Session; effects: SessionEffect[]; qr?: ShownQr }
+      | { changed: Session; effects: SessionEffect[]; qr?: ShownQr; announcement: EventAnnouncement }
       | undefined;
     try {
       outcome = await this.resources.orm.em.fork().transactional(async (tx) => {
@@ -141,7 +145,7 @@ export class WorkerReports {
           jitter: this.resources.random(),
         });
         if (applied.outcome === 'stale') return { refused: applied.reason, sessionEpoch: session.epoch };
-        applyStanding(session, applied.next, now);
+        const announcement = await this.deps.events.append(tx, [applyStanding(session, applied.next, now)], now);
         for (const effect of applied.effects) {
           if (effect.kind === 'wipeAuthState') await new SessionRepository(tx).wipeAuthState(session.id);
         }
@@ -149,6 +153,7 @@ export class WorkerReports {
           changed: session,
           effects: applied.effects,
           qr: lifecycle.kind === 'engineQr' ? lifecycle.qr : undefined,
+          announcement,
         };
       });
     } catch (error) {
@@ -166,6 +171,7 @@ export class WorkerReports {
     }
     await this.deps.effects.carryOut(report.sessionId, outcome.effects);
     await this.deps.watch.announce(outcome.changed, { qr: outcome.qr });
+    await this.deps.events.announce(outcome.announcement);
     // An end frees the worker's slot.
     if (event.kind === 'ended') this.deps.placement.request();
   }
@@ -288,11 +294,12 @@ export class WorkerReports {
         jitter: this.resources.random(),
       });
       if (applied.outcome === 'stale') return undefined;
-      applyStanding(session, applied.next, now);
-      return { session, effects: applied.effects };
+      const announcement = await this.deps.events.append(tx, [applyStanding(session, applied.next, now)], now);
+      return { session, effects: applied.effects, announcement };
     });
     if (!planned) return false;
     await this.deps.watch.announce(planned.session);
+    await this.deps.events.announce(planned.announcement);
     await this.deps.effects.carryOut(planned.session.id, planned.effects);
     return true;
   }

@@ -15,6 +15,7 @@ import { file_switchboard_v1_worker } from '../../gen/switchboard/v1/worker_pb.j
 import { file_switchboard_v1_session } from '../../gen/switchboard/v1/session_pb.js';
 import { file_switchboard_v1_message } from '../../gen/switchboard/v1/message_pb.js';
 import { file_switchboard_v1_sandbox } from '../../gen/switchboard/v1/sandbox_pb.js';
+import { file_switchboard_v1_event } from '../../gen/switchboard/v1/event_pb.js';
 
 /**
  * Every .proto file the control plane serves, so server reflection can
@@ -49,6 +50,7 @@ export function createApiRegistry(): FileRegistry {
     file_switchboard_v1_session,
     file_switchboard_v1_message,
     file_switchboard_v1_sandbox,
+    file_switchboard_v1_event,
     file_grpc_health_v1_health,
     file_grpc_reflection_v1_reflection,
     file_grpc_reflection_v1alpha_reflection,

@@ -6,6 +6,7 @@ import { AdminService } from '../../gen/switchboard/v1/admin_pb.js';
 import { ApiKeyService } from '../../gen/switchboard/v1/api_key_pb.js';
 import { AuditService } from '../../gen/switchboard/v1/audit_pb.js';
 import { AuthService } from '../../gen/switchboard/v1/auth_pb.js';
+import { EventService } from '../../gen/switchboard/v1/event_pb.js';
 import { MemberService } from '../../gen/switchboard/v1/member_pb.js';
 import { MessageService as MessageServiceDesc } from '../../gen/switchboard/v1/message_pb.js';
 import { SandboxService } from '../../gen/switchboard/v1/sandbox_pb.js';
@@ -13,6 +14,8 @@ import { SessionService as SessionServiceDesc } from '../../gen/switchboard/v1/s
 import { WorkerService } from '../../gen/switchboard/v1/worker_pb.js';
 import { createAdminServiceHandler } from '../admin/admin.handler.js';
 import { createAuditHandler } from '../audit/audit.handler.js';
+import { createEventHandler } from '../events/event.handler.js';
+import type { Events } from '../events/events.module.js';
 import type { Fleet } from '../fleet/fleet.module.js';
 import { createWorkerServiceHandler } from '../fleet/worker-stream.handler.js';
 import { createApiKeyHandler } from '../identity/api-key.handler.js';
@@ -20,6 +23,8 @@ import { createAuthHandler } from '../identity/auth.handler.js';
 import { createMemberHandler } from '../identity/member.handler.js';
 import type { Identity } from '../identity/identity.module.js';
 import { createMessageHandler } from '../messaging/message.handler.js';
+import { MessageHistory } from '../messaging/message-history.js';
+import { createMessageHistoryHandler } from '../messaging/message-history.handler.js';
 import type { MessageService } from '../messaging/message.service.js';
 import { createSandboxHandler } from '../sessions/sandbox.handler.js';
 import { createSessionHandler } from '../sessions/session.handler.js';
@@ -41,6 +46,7 @@ export const SERVED_SERVICES: readonly string[] = [
   WorkerService,
   SessionServiceDesc,
   MessageServiceDesc,
+  EventService,
   SandboxService,
   Health,
   ServerReflectionV1,
@@ -53,6 +59,7 @@ export interface RouteDependencies {
   fleet: Fleet;
   sessions: Sessions;
   messages: MessageService;
+  events: Events;
   health: ServiceHealth;
   /** Unary requests Connect refuses before our interceptors: limited, counted and logged here. */
   refusals: RefusedRequests;
@@ -77,7 +84,11 @@ export function createRoutes(deps: RouteDependencies): (router: ConnectRouter) =
       }),
     );
     router.service(SessionServiceDesc, createSessionHandler(sessions.service, sessions.watch));
-    router.service(MessageServiceDesc, createMessageHandler(messages));
+    router.service(MessageServiceDesc, {
+      ...createMessageHandler(messages),
+      ...createMessageHistoryHandler(new MessageHistory()),
+    });
+    router.service(EventService, createEventHandler(deps.events.feed));
     router.service(SandboxService, createSandboxHandler(sessions.service));
     router.service(AuthService, createAuthHandler(identity.auth));
     router.service(ApiKeyService, createApiKeyHandler(identity.apiKeys));
