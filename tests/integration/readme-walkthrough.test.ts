@@ -111,6 +111,20 @@ describe("README: a tenant's first five minutes, as written (npm start, embedded
     expect(streamed.stdout).toContain('SESSION_STATUS_WORKING');
   }, 180_000);
 
+  it("reads back the walkthrough's message and events with the README's commands", async () => {
+    const [reads = '', tail = ''] = shellBlocks(readmeSection('Reading messages and events'));
+    const result = await bash(withPorts(`${helpers}\n${steps}\n${reads}\necho "SID=$SID"`));
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/"status":"MESSAGE_STATUS_READ"/);
+    expect(result.stdout).toMatch(/"chats":\[\{"sessionId"/);
+    expect(result.stdout).toMatch(/^\d+ session\.status$/m);
+    const token = await login(`http://localhost:${httpPort}`, 'me@acme.test', 'correct-horse-battery');
+    // A stream does not end by itself: the test stops it after a while and reads what came.
+    const streamed = await bash(withPorts(tail), { TOKEN: token }, 8000);
+    expect(streamed.stdout).toContain('"type": "session.status"');
+    expect(streamed.stdout).toContain('SESSION_STATUS_WORKING');
+  }, 180_000);
+
   it('runs every read-only buf curl example of the README', async () => {
     // $TOKEN in the operator examples is the platform admin's; $KEY a tenant's API key.
     const tenantToken = await login(`http://localhost:${httpPort}`, 'me@acme.test', 'correct-horse-battery');
