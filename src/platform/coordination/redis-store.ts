@@ -144,6 +144,8 @@ export class RedisCoordinationStore implements CoordinationStore {
   readonly kind = 'redis' as const;
   private subscriber: Redis | undefined;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
+  /** SUBSCRIBE commands in flight by channel: a second subscriber waits for the first's, too. */
+  private readonly subscribing = new Map<string, Promise<unknown>>();
 
   // The lease scripts as commands: ioredis sends EVALSHA (the script's hash)
   // instead of the script text on every heartbeat.
@@ -287,7 +289,12 @@ export class RedisCoordinationStore implements CoordinationStore {
     if (!handlers) {
       handlers = new Set();
       this.handlers.set(name, handlers);
-      await subscriber.subscribe(name);
+      const subscribing = subscriber.subscribe(name).finally(() => this.subscribing.delete(name));
+      this.subscribing.set(name, subscribing);
+      await subscribing;
+    } else {
+      // Resolve only once the channel's subscription is active (the contract), not while it is on its way.
+      await this.subscribing.get(name);
     }
     handlers.add(onMessage);
     return async () => {
