@@ -207,6 +207,12 @@ async function createCapabilities(
     throw error;
   }
   const { clock, logger } = resources;
+  // The send governor (the dispatcher's gate) and the RPCs that tune it.
+  const governor = createSendGovernor({ ...resources, plans: config.sendGovernor.plans });
+  const sendPolicies = new SendPolicyService(config.sendGovernor.plans, identity.audit, (sessionId) =>
+    governor.policyChanged(sessionId),
+  );
+  const sendGate = config.sendGovernor.enabled ? governor.gate : openGate;
   const authStates = new AuthStates(
     resources.orm,
     createAuthStateCipher(loadStateKeys(config.sessionStateKeys, resources.localDir, logger)),
@@ -235,11 +241,6 @@ async function createCapabilities(
     messages,
     audit: identity.audit,
   });
-  const governor = createSendGovernor({ ...resources, plans: config.sendGovernor.plans });
-  const sendPolicies = new SendPolicyService(config.sendGovernor.plans, identity.audit, (sessionId) =>
-    governor.policyChanged(sessionId),
-  );
-  const sendGate = config.sendGovernor.enabled ? governor.gate : openGate;
   return { identity, fleet, sessions, messages, sendPolicies, governor, sendGate };
 }
 
