@@ -181,7 +181,8 @@ describe('send governor as the dispatch gate, seeded from the database (PostgreS
   const T0 = new Date('2026-03-02T10:00:00Z');
 
   beforeAll(async () => {
-    cp = await startControlPlane();
+    // One free tenant with a session per case.
+    cp = await startControlPlane({ env: { SESSION_QUOTA_FREE: '20' } });
     acme = await signUp(cp.httpUrl, 'acme');
     governor = createSendGovernor({
       orm: cp.app.database.orm,
@@ -282,6 +283,47 @@ describe('send governor as the dispatch gate, seeded from the database (PostgreS
       heldUntil: new Date(T0.getTime() - 1000 + 6000),
     });
     expect(decisions[1]).toMatchObject({ release: true });
+  });
+
+  it('holds a burst of 10 to one new contact and releases it on schedule, across a restart of the governor', async () => {
+    const id = await sessionWith({ policy: {} });
+    const queue = Array.from({ length: 10 }, () => candidate(id, '+15556660000'));
+    const sentAt = new Map<string, number>();
+    let gate = governor.gate;
+    let restarted: SendGovernor | undefined;
+    let now = T0.getTime();
+    for (let round = 0; round < 20 && sentAt.size < queue.length; round++) {
+      if (sentAt.size >= 5 && gate === governor.gate) {
+        // A new control plane takes over: its governor knows only what the message table says.
+        restarted = createSendGovernor({
+          orm: cp.app.database.orm,
+          store: cp.app.store,
+          plans: DEFAULT_SEND_POLICY_PLANS,
+          random: () => 0,
+          logger: createLogger({ level: 'silent', pretty: false, name: 'test' }),
+        });
+        gate = restarted.gate;
+      }
+      const waiting = queue.filter((c) => !sentAt.has(c.messageId));
+      const decisions = await gate.decide(id, waiting, new Date(now));
+      expect(decisions.map((d) => d.messageId)).toEqual(waiting.map((c) => c.messageId));
+      for (const decision of decisions) {
+        if (!decision.release) continue;
+        sentAt.set(decision.messageId, now - T0.getTime());
+        // What the dispatcher stamps on a released message.
+        await cp.app.database.orm.em
+          .getConnection()
+          .execute(
+            `insert into "message" ("id", "tenant_id", "session_id", "direction", "chat", "text", "status", "dispatched_at", "created_at", "updated_at") values (?, ?, ?, 'OUTBOUND', '+15556660000', 'x', 'QUEUED', ?, ?, ?)`,
+            [decision.messageId, acme.tenantId, id, new Date(now), T0, T0],
+          );
+      }
+      const next = Math.min(...decisions.flatMap((d) => (d.release ? [] : [d.heldUntil.getTime()])));
+      if (Number.isFinite(next)) now = next;
+    }
+    expect(queue.map((c) => sentAt.get(c.messageId))).toEqual(
+      [0, 0, 0, 6, 12, 18, 24, 30, 36, 42].map((s) => s * 1000),
+    );
   });
 
   it('applies a policy changed through SetSendPolicy to the next decision', async () => {
