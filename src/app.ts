@@ -9,6 +9,9 @@ import type { Config } from './config.js';
 import { createFleet, type Fleet } from './fleet/fleet.module.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
 import { MessageService } from './messaging/message.service.js';
+import { openGate, type DispatchGate } from './messaging/dispatch-gate.js';
+import { createSendGovernor, type SendGovernor } from './messaging/send-governor.gate.js';
+import { SendPolicyService } from './messaging/send-policy.service.js';
 import type { CoordinationStore } from './platform/coordination/coordination-store.js';
 import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
@@ -76,6 +79,10 @@ interface Capabilities {
   fleet: Fleet;
   sessions: Sessions;
   messages: MessageService;
+  sendPolicies: SendPolicyService;
+  governor: SendGovernor;
+  /** What the dispatcher asks before sending: the governor, or everything at once with SEND_GOVERNOR=off. */
+  sendGate: DispatchGate;
 }
 
 /**
@@ -200,6 +207,12 @@ async function createCapabilities(
     throw error;
   }
   const { clock, logger } = resources;
+  // The send governor (the dispatcher's gate) and the RPCs that tune it.
+  const governor = createSendGovernor({ ...resources, plans: config.sendGovernor.plans });
+  const sendPolicies = new SendPolicyService(config.sendGovernor.plans, identity.audit, (sessionId) =>
+    governor.policyChanged(sessionId),
+  );
+  const sendGate = config.sendGovernor.enabled ? governor.gate : openGate;
   const authStates = new AuthStates(
     resources.orm,
     createAuthStateCipher(loadStateKeys(config.sessionStateKeys, resources.localDir, logger)),
@@ -228,7 +241,7 @@ async function createCapabilities(
     messages,
     audit: identity.audit,
   });
-  return { identity, fleet, sessions, messages };
+  return { identity, fleet, sessions, messages, sendPolicies, governor, sendGate };
 }
 
 /** start() and close(): the order things come up in and go down in. */
@@ -274,6 +287,7 @@ function createLifecycle(
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
         await identity.stop();
+        await parts.governor.close();
         await Promise.allSettled([closeStore(), database.close()]);
         log.info('shut down');
       })();

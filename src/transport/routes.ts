@@ -21,6 +21,8 @@ import { createMemberHandler } from '../identity/member.handler.js';
 import type { Identity } from '../identity/identity.module.js';
 import { createMessageHandler } from '../messaging/message.handler.js';
 import type { MessageService } from '../messaging/message.service.js';
+import { createSendPolicyHandlers } from '../messaging/send-policy.handler.js';
+import type { SendPolicyService } from '../messaging/send-policy.service.js';
 import { createSandboxHandler } from '../sessions/sandbox.handler.js';
 import { createSessionHandler } from '../sessions/session.handler.js';
 import type { Sessions } from '../sessions/sessions.module.js';
@@ -53,6 +55,7 @@ export interface RouteDependencies {
   fleet: Fleet;
   sessions: Sessions;
   messages: MessageService;
+  sendPolicies: SendPolicyService;
   health: ServiceHealth;
   /** Unary requests Connect refuses before our interceptors: limited, counted and logged here. */
   refusals: RefusedRequests;
@@ -77,7 +80,10 @@ export function createRoutes(deps: RouteDependencies): (router: ConnectRouter) =
       }),
     );
     router.service(SessionServiceDesc, createSessionHandler(sessions.service, sessions.watch));
-    router.service(MessageServiceDesc, createMessageHandler(messages));
+    router.service(MessageServiceDesc, {
+      ...createMessageHandler(messages),
+      ...createSendPolicyHandlers(deps.sendPolicies),
+    });
     router.service(SandboxService, createSandboxHandler(sessions.service));
     router.service(AuthService, createAuthHandler(identity.auth));
     router.service(ApiKeyService, createApiKeyHandler(identity.apiKeys));
