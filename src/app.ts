@@ -10,6 +10,9 @@ import { createEvents, type Events } from './events/events.module.js';
 import { createFleet, type Fleet } from './fleet/fleet.module.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
 import { MessageService } from './messaging/message.service.js';
+import { openGate, type DispatchGate } from './messaging/dispatch-gate.js';
+import { createSendGovernor, type SendGovernor } from './messaging/send-governor.gate.js';
+import { SendPolicyService } from './messaging/send-policy.service.js';
 import type { CoordinationStore } from './platform/coordination/coordination-store.js';
 import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
@@ -79,6 +82,10 @@ interface Capabilities {
   sessions: Sessions;
   messages: MessageService;
   events: Events;
+  sendPolicies: SendPolicyService;
+  governor: SendGovernor;
+  /** What the dispatcher asks before sending: the governor, or everything at once with SEND_GOVERNOR=off. */
+  sendGate: DispatchGate;
 }
 
 /**
@@ -203,6 +210,12 @@ async function createCapabilities(
     throw error;
   }
   const { clock, logger } = resources;
+  // The send governor (the dispatcher's gate) and the RPCs that tune it.
+  const governor = createSendGovernor({ ...resources, plans: config.sendGovernor.plans });
+  const sendPolicies = new SendPolicyService(config.sendGovernor.plans, identity.audit, (sessionId) =>
+    governor.policyChanged(sessionId),
+  );
+  const sendGate = config.sendGovernor.enabled ? governor.gate : openGate;
   const authStates = new AuthStates(
     resources.orm,
     createAuthStateCipher(loadStateKeys(config.sessionStateKeys, resources.localDir, logger)),
@@ -234,7 +247,7 @@ async function createCapabilities(
     eventLog: events.log,
     eventPayloads: sessionEventPayloads,
   });
-  return { identity, fleet, sessions, messages, events };
+  return { identity, fleet, sessions, messages, events, sendPolicies, governor, sendGate };
 }
 
 /** start() and close(): the order things come up in and go down in. */
@@ -282,6 +295,7 @@ function createLifecycle(
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
         await identity.stop();
+        await parts.governor.close();
         await Promise.allSettled([closeStore(), database.close()]);
         log.info('shut down');
       })();

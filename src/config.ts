@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { StartupError } from '../lib/errors.js';
 import { HISTORY_ENV, historyConfig, type HistoryConfig } from './messaging/retention-config.js';
+import { sendPolicyPlansVariable, type SendPolicyPlans } from './messaging/send-policy.js';
 
 /**
  * Control-plane configuration, read once from environment variables at start.
@@ -58,6 +59,8 @@ export interface Config {
   readonly sessionQuota: { free: number; pro: number; enterprise: number };
   /** How long a tenant request (send a message) waits for the worker. */
   readonly requestTimeoutMs: number;
+  /** The send governor (off only for benchmarks of the bare pipeline) and its plans' defaults and limits. */
+  readonly sendGovernor: { enabled: boolean; plans: SendPolicyPlans };
   readonly auth: AuthConfig;
   readonly streams: StreamConfig;
   readonly history: HistoryConfig;
@@ -250,6 +253,8 @@ const envSchema = z
     SESSION_QUOTA_PRO: count(50, 0, 1_000_000),
     SESSION_QUOTA_ENTERPRISE: count(1000, 0, 1_000_000),
     REQUEST_TIMEOUT_MS: milliseconds(15_000, 100),
+    SEND_GOVERNOR: z.enum(['on', 'off']).default('on'),
+    SEND_POLICY_PLANS: sendPolicyPlansVariable,
     STREAM_MAX_LIFETIME_MS: milliseconds(60 * MINUTE, 1000),
     STREAM_RECHECK_INTERVAL_MS: milliseconds(MINUTE, 100),
     STREAMS_PER_CALLER_FREE: count(10, 1, 1_000_000),
@@ -380,6 +385,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     defaultEngine: e.DEFAULT_ENGINE ?? (dev ? 'SANDBOX' : 'BAILEYS'),
     sessionQuota: { free: e.SESSION_QUOTA_FREE, pro: e.SESSION_QUOTA_PRO, enterprise: e.SESSION_QUOTA_ENTERPRISE },
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+    sendGovernor: { enabled: e.SEND_GOVERNOR === 'on', plans: e.SEND_POLICY_PLANS },
     auth: authConfig(e),
     streams: streamConfig(e),
     history: historyConfig(e),

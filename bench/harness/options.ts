@@ -70,6 +70,31 @@ export function boolean(spec: { help: string; env?: string; flag?: string }): Fl
   };
 }
 
+/** A comma-separated list of numbers from `min` to `max`, e.g. "0.25,0.5,1". */
+export function numberList(spec: {
+  help: string;
+  default: readonly number[];
+  min: number;
+  max: number;
+  env?: string;
+  flag?: string;
+}): Flag<readonly number[]> {
+  return {
+    flag: spec.flag,
+    env: spec.env,
+    help: spec.help,
+    placeholder: '<list>',
+    fallback: spec.default,
+    defaultText: spec.default.join(','),
+    parse: (text) => {
+      const values = text.split(',').map((part) => Number(part.trim()));
+      if (values.length === 0 || values.some((v) => !Number.isFinite(v) || v < spec.min || v > spec.max))
+        throw new Error(`expected comma-separated numbers from ${spec.min} to ${spec.max}`);
+      return values;
+    },
+  };
+}
+
 /**
  * A URL on this machine only: the benches create and drop databases and
  * write Redis keys, so they refuse anything but the machine's own servers.

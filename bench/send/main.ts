@@ -1,24 +1,27 @@
 /**
- * bench/send: SendText throughput and latency through the whole path
- * (tenant -> control plane -> worker stream -> sandbox engine -> back), and
- * in the same run the floor: the same two hops with nothing in between.
+ * bench/send: the send pipeline against its floor, in one run.
+ *
+ * Floor: bench/send/floor.server.ts relays SendText as a Request on one
+ * agent's WorkerService.Connect stream and the Response back (no
+ * authentication, validation, database, Redis or session lookup), with as
+ * many bench/send/floor.agent.ts processes answering every Request at once;
+ * `concurrency` callers in a closed loop give the floor's rate and its CPU
+ * per message.
  *
  * Control plane: the production process (bench/streams/control-plane.server.ts)
  * on real PostgreSQL (a throwaway database) and Redis (a fresh key prefix),
  * with N real agent processes (agent/main.ts bundled, the sandbox engine with
- * its default receipt timing). A tenant signs up, creates a DEVELOPER API
- * key, creates the sessions and scans each QR code through
- * SandboxService/ScanQr until all are WORKING. Then `concurrency` callers
- * send SendText over gRPC (one HTTP/2 connection), round-robin over the
- * sessions: a warm-up, then the window.
+ * its default receipt timing: SENT, DELIVERED, then READ about a second
+ * after the send). A tenant signs up, creates a DEVELOPER API key, creates
+ * the sessions and scans each QR code through SandboxService/ScanQr until
+ * all are WORKING. Then SendText is offered open-loop (a fixed rate,
+ * whatever the answers) at steps that are fractions of the floor's rate:
+ * a step is sustained when every call was accepted and the last message of
+ * its window was READ within 2 s of the window's end (receipts kept up).
+ * Each step reports acceptance latency (from when the call was due),
+ * end-to-end time to DELIVERED of a sample, and CPU per message.
  *
- * Floor: bench/send/floor.server.ts (SendText relayed as a Request on one
- * agent's WorkerService.Connect stream, the Response relayed back; no
- * authentication, validation, database, Redis or session lookup) with as
- * many bench/send/floor.agent.ts processes (answer every Request at once),
- * driven by the same load generator with as many session ids.
- *
- *   npm run bench:send -- [--sessions 1000] [--agents 10] [--concurrency 64] [--duration 20]
+ *   npm run bench:send -- [--sessions 1000] [--agents 10] [--steps 0.25,0.5,0.75,1] [--duration 10]
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
@@ -26,6 +29,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient } from '@connectrpc/connect';
+import { timestampMs } from '@bufbuild/protobuf/wkt';
 import { MessageService, MessageStatus } from '../../gen/switchboard/v1/message_pb.js';
 import { AgentProcess, bundleAgent } from '../harness/agents.js';
 import { BenchChild } from '../harness/child.js';
@@ -33,11 +37,12 @@ import { startControlPlaneRun, UNREACHABLE_RATE_LIMITS, type ControlPlaneRun } f
 import { FleetWatch } from '../harness/fleet-watch.js';
 import { guarded } from '../harness/interrupt.js';
 import type { ServerCommand } from '../harness/ipc.js';
-import { CpuWindow } from '../harness/measure.js';
+import { CpuWindow, distribution, type Distribution } from '../harness/measure.js';
 import { runBench, type BenchOutcome, type BenchRun } from '../harness/run.js';
 import { signUpTenant, tenantTransport, type BenchTenant } from '../harness/tenant.js';
 import type { FloorEvent } from './ipc.js';
-import { formatReport, type SideFigures } from './report.js';
+import { formatReport, sustained, type SideFigures, type StepFigures } from './report.js';
+import { driveOpenLoop } from './open-loop.js';
 import { driveSends } from './send-load.js';
 import { sendOptions, type SendOptions } from './send.options.js';
 import { createWorkingSessions } from './working-sessions.js';
@@ -143,38 +148,44 @@ async function measureSend(options: SendOptions, run: BenchRun): Promise<BenchOu
   );
   await guarded(sleep(3000), controlPlane.failed);
   const idle = await idleWindow.end();
-  const cp = await measureSide({
-    ...load,
-    grpcUrl: controlPlane.grpcUrl,
-    credential: tenant.apiKey,
-    sessionIds: ids,
-    serverPid: controlPlane.pid,
-    agentPids: agents.map((agent) => agent.pid),
-    postgresPids: () => controlPlane.databaseBackends(),
-    commits: () => controlPlane.databaseCommits(),
-    failed: controlPlane.failed,
-  });
-  progress(`control plane: ${cp.load.completed} sends in the window; following the receipts of the last 100`);
-  const receiptsReadS = await guarded(
-    untilRead(tenant, cp.load.lastMessageIds, RECEIPTS_TIMEOUT_MS),
-    controlPlane.failed,
-  );
+  // Open-loop steps at fractions of the floor's rate: the sustained
+  // throughput is the highest step whose receipts keep up.
+  const floorRate = floor.load.completed / (floor.load.windowMs / 1000);
+  const steps: StepFigures[] = [];
+  for (const fraction of options.steps) {
+    const ratePerS = Math.max(1, Math.round(floorRate * fraction));
+    progress(`control plane: offering ${ratePerS} sends/s (${fraction}x the floor) for ${options.durationS} s`);
+    const step = await measureStep({
+      tenant,
+      sessionIds: ids,
+      fraction,
+      ratePerS,
+      windowMs: options.durationS * 1000,
+      serverPid: controlPlane.pid,
+      agentPids: agents.map((agent) => agent.pid),
+      postgresPids: () => controlPlane.databaseBackends(),
+      commits: () => controlPlane.databaseCommits(),
+      failed: controlPlane.failed,
+    });
+    steps.push(step);
+    progress(
+      `  accepted ${step.load.accepted}/${step.load.offered}, last READ ` +
+        `${step.readLagS === undefined ? 'not within 60 s' : `${step.readLagS.toFixed(1)} s`} after the window`,
+    );
+    if (!sustained(step)) break;
+    await guarded(sleep(1000), controlPlane.failed);
+  }
   const exited = agents.filter((agent) => !agent.running);
   await run.cleanUp();
 
   const problems: string[] = [];
-  for (const [name, side] of [
-    ['control plane', cp],
-    ['floor', floor],
-  ] as const) {
-    const failures = [...side.load.errors.values()].reduce((a, b) => a + b, 0);
-    if (failures > 0) problems.push(`${failures} SendText calls failed on the ${name}`);
-    if (side.load.completed === 0) problems.push(`no SendText answered in the window on the ${name}`);
-  }
-  if (receiptsReadS === undefined) problems.push('receipts did not reach READ within 60 s of the window');
+  const floorFailures = [...floor.load.errors.values()].reduce((a, b) => a + b, 0);
+  if (floorFailures > 0) problems.push(`${floorFailures} SendText calls failed on the floor`);
+  if (floor.load.completed === 0) problems.push('no SendText answered in the window on the floor');
+  if (steps[0] && !sustained(steps[0])) problems.push(`not even the first step (${steps[0].fraction}x) was sustained`);
   if (exited.length > 0) problems.push(`${exited.length} agents exited during the run`);
   return {
-    report: formatReport(cp, floor, {
+    report: formatReport(steps, floor, {
       sessions: options.sessions,
       agents: options.agents,
       concurrency: options.concurrency,
@@ -182,7 +193,6 @@ async function measureSend(options: SendOptions, run: BenchRun): Promise<BenchOu
       durationS: options.durationS,
       setup,
       idle,
-      receiptsReadS,
     }),
     problems,
   };
@@ -231,6 +241,65 @@ async function measureSide(options: {
   );
   if (!cpu) throw new Error('no CPU reading over the window');
   return { load: result, cpu, commits };
+}
+
+/** One open-loop step at the control plane: CPU over the window, then receipts and end-to-end times. */
+async function measureStep(options: {
+  tenant: BenchTenant;
+  sessionIds: readonly string[];
+  fraction: number;
+  ratePerS: number;
+  windowMs: number;
+  serverPid: number;
+  agentPids: number[];
+  postgresPids: () => Promise<number[]>;
+  commits: () => Promise<number>;
+  failed: Promise<never>;
+}): Promise<StepFigures> {
+  let window: CpuWindow | undefined;
+  let cpu: StepFigures['cpu'] | undefined;
+  let commitsBefore = NaN;
+  let commits = NaN;
+  const load = await guarded(
+    driveOpenLoop({
+      messages: options.tenant.messages,
+      sessionIds: options.sessionIds,
+      ratePerS: options.ratePerS,
+      windowMs: options.windowMs,
+      maxInFlight: 4096,
+      // About 500 messages followed to DELIVERED per step.
+      sampleEvery: Math.max(1, Math.floor((options.ratePerS * options.windowMs) / 1000 / 500)),
+      onWindow: async (edge) => {
+        if (edge === 'start') {
+          commitsBefore = await options.commits();
+          window = await CpuWindow.start(
+            { server: [options.serverPid], agents: options.agentPids },
+            options.postgresPids,
+          );
+        } else {
+          cpu = await window?.end();
+          commits = (await options.commits()) - commitsBefore;
+        }
+      },
+    }),
+    options.failed,
+  );
+  if (!cpu) throw new Error('no CPU reading over the window');
+  const readLagS = await guarded(untilRead(options.tenant, load.lastMessageIds, RECEIPTS_TIMEOUT_MS), options.failed);
+  const toDelivered = await guarded(endToEndDelivered(options.tenant, load.sampledIds), options.failed);
+  return { fraction: options.fraction, ratePerS: options.ratePerS, load, cpu, commits, readLagS, toDelivered };
+}
+
+/** Milliseconds from acceptance (created_at) to DELIVERED (delivered_at) of each message that got there. */
+async function endToEndDelivered(tenant: BenchTenant, ids: readonly string[]): Promise<Distribution> {
+  const samples: number[] = [];
+  for (const id of ids) {
+    const { message } = await tenant.messages.getMessage({ messageId: id }, { timeoutMs: 30_000 });
+    if (message?.createdAt && message.deliveredAt) {
+      samples.push(timestampMs(message.deliveredAt) - timestampMs(message.createdAt));
+    }
+  }
+  return distribution(samples);
 }
 
 function spawnAgents(

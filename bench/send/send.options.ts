@@ -1,4 +1,11 @@
-import { backingServiceFlags, boolean, defineOptions, integer, type OptionValues } from '../harness/options.js';
+import {
+  backingServiceFlags,
+  boolean,
+  defineOptions,
+  integer,
+  numberList,
+  type OptionValues,
+} from '../harness/options.js';
 
 const flags = {
   /** WORKING sessions the messages go through. */
@@ -17,9 +24,17 @@ const flags = {
     min: 1,
     max: 200,
   }),
-  /** SendText calls in flight at all times. */
+  /** Offered rates, as fractions of the floor's rate, tried in order until one is not sustained. */
+  steps: numberList({
+    help: "open-loop rates at the control plane, as fractions of the floor's rate",
+    env: 'BENCH_SEND_STEPS',
+    default: [0.25, 0.5, 0.75, 1],
+    min: 0.01,
+    max: 10,
+  }),
+  /** SendText calls in flight at all times on the floor (closed loop). */
   concurrency: integer({
-    help: 'SendText calls in flight',
+    help: 'SendText calls in flight on the floor',
     env: 'BENCH_SEND_CONCURRENCY',
     default: 64,
     min: 1,
@@ -37,9 +52,9 @@ const flags = {
   durationS: integer({
     flag: 'duration',
     unit: 's',
-    help: 'the measured window',
+    help: 'each measured window (the floor, then every step)',
     env: 'BENCH_SEND_DURATION_S',
-    default: 20,
+    default: 10,
     min: 1,
     max: 3600,
   }),

@@ -26,6 +26,8 @@ import { createMessageHandler } from '../messaging/message.handler.js';
 import { MessageHistory } from '../messaging/message-history.js';
 import { createMessageHistoryHandler } from '../messaging/message-history.handler.js';
 import type { MessageService } from '../messaging/message.service.js';
+import { createSendPolicyHandlers } from '../messaging/send-policy.handler.js';
+import type { SendPolicyService } from '../messaging/send-policy.service.js';
 import { createSandboxHandler } from '../sessions/sandbox.handler.js';
 import { createSessionHandler } from '../sessions/session.handler.js';
 import type { Sessions } from '../sessions/sessions.module.js';
@@ -60,6 +62,7 @@ export interface RouteDependencies {
   sessions: Sessions;
   messages: MessageService;
   events: Events;
+  sendPolicies: SendPolicyService;
   health: ServiceHealth;
   /** Unary requests Connect refuses before our interceptors: limited, counted and logged here. */
   refusals: RefusedRequests;
@@ -87,6 +90,7 @@ export function createRoutes(deps: RouteDependencies): (router: ConnectRouter) =
     router.service(MessageServiceDesc, {
       ...createMessageHandler(messages),
       ...createMessageHistoryHandler(new MessageHistory()),
+      ...createSendPolicyHandlers(deps.sendPolicies),
     });
     router.service(EventService, createEventHandler(deps.events.feed));
     router.service(SandboxService, createSandboxHandler(sessions.service));
