@@ -116,6 +116,69 @@ describe('event stream (two replicas, an agent, real PostgreSQL and Redis)', () 
     expect(after.json.nextCursor).toBe(cursor);
   });
 
+  it('records the link (WORKING with the number, linked_at set) and shows an injected inbound message in ListMessages', async () => {
+    const created = await call(owner.accessToken, 'SessionService/CreateSession', {
+      name: 'linked',
+      engine: 'ENGINE_SANDBOX',
+    });
+    const linked = (created.json.session as { id: string }).id;
+    const status = async () =>
+      (
+        (await call(owner.accessToken, 'SessionService/GetSession', { sessionId: linked })).json.session as {
+          status: string;
+        }
+      ).status;
+    await eventually(async () => ((await status()) === 'SESSION_STATUS_SCAN_QR' ? true : undefined));
+    const scanned = await call(owner.accessToken, 'SandboxService/ScanQr', {
+      sessionId: linked,
+      phoneNumber: '+15550003333',
+      pushName: 'Linked',
+    });
+    expect(scanned.status).toBe(200);
+    await eventually(async () => ((await status()) === 'SESSION_STATUS_WORKING' ? true : undefined));
+
+    const events = await postJson(
+      b.httpUrl,
+      'switchboard.v1.EventService/ListEvents',
+      { sessionId: linked, types: ['session.status'] },
+      owner.accessToken,
+    );
+    const working = (events.json.events as { sessionStatus: Record<string, string> }[]).at(-1)?.sessionStatus;
+    expect(working).toMatchObject({
+      status: 'SESSION_STATUS_WORKING',
+      previousStatus: 'SESSION_STATUS_SCAN_QR',
+      phoneNumber: expect.stringContaining('15550003333'),
+    });
+    const [row] = await a.app.database.orm.em
+      .fork()
+      .getConnection()
+      .execute<{ linked_at: Date | null }[]>(`select "linked_at" from "session" where "id" = ?`, [linked]);
+    expect(row?.linked_at).not.toBeNull();
+
+    const injected = await call(owner.accessToken, 'SandboxService/InjectInbound', {
+      sessionId: linked,
+      from: '+15550004444',
+      text: 'is anyone there?',
+    });
+    expect(injected.status).toBe(200);
+    const inbound = await eventually(async () => {
+      const page = await call(owner.accessToken, 'MessageService/ListMessages', {
+        sessionId: linked,
+        direction: 'MESSAGE_DIRECTION_INBOUND',
+      });
+      return (page.json.messages as Record<string, string>[] | undefined)?.[0];
+    });
+    expect(inbound).toMatchObject({
+      text: 'is anyone there?',
+      status: 'MESSAGE_STATUS_RECEIVED',
+      whatsappMessageId: injected.json.whatsappMessageId,
+    });
+    // Another tenant cannot read it.
+    const other = await signUp(a.httpUrl, 'nosy');
+    const refused = await call(other.accessToken, 'MessageService/GetMessage', { messageId: inbound.id });
+    expect(refused.status).toBe(404);
+  });
+
   it('resumes from the last cursor after a disconnect: misses nothing, repeats nothing, in order (Connect JSON)', async () => {
     const tenant = await signUp(a.httpUrl, 'resume');
     const client = connectOnB(bearer(tenant.accessToken));
