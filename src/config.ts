@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { StartupError } from '../lib/errors.js';
-import { HISTORY_ENV, historyConfig, type HistoryConfig } from './messaging/retention-config.js';
+import { HISTORY_ENV, historyConfig, type HistoryConfig } from './messaging/retention.config.js';
 import { sendPolicyPlansVariable, type SendPolicyPlans } from './messaging/send-policy.js';
 
 /**

@@ -10,12 +10,8 @@ import {
 import { requirePrincipal } from '../transport/auth.interceptor.js';
 import { requestEntityManager } from '../transport/interceptors.js';
 import type { MessageHistory } from './message-history.js';
-import {
-  chatToProto,
-  messageDirectionFromProto,
-  messageStatusFromProto,
-  messageToProto,
-} from './message-mapping.handler.js';
+import { chatToProto, messageDirectionFromProto, messageStatusFromProto } from './message-history-mapping.handler.js';
+import { messageToProto } from './message-mapping.handler.js';
 
 /** The reads of MessageService (GetMessage, ListMessages, ListChats): protobuf <-> domain only. */
 export function createMessageHistoryHandler(

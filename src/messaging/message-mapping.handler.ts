@@ -1,16 +1,12 @@
-import { create } from '@bufbuild/protobuf';
+import { create, toJson, type JsonValue } from '@bufbuild/protobuf';
 import { timestampFromDate } from '@bufbuild/protobuf/wkt';
 import {
-  ChatSchema,
   MessageDirection as MessageDirectionProto,
   MessageSchema,
   MessageStatus as MessageStatusProto,
-  type Chat as ChatProto,
   type Message as MessageProto,
 } from '../../gen/switchboard/v1/message_pb.js';
-import { DomainError } from '../../lib/errors.js';
-import type { Message, MessageDirection, MessageStatus } from './message.entity.js';
-import type { ChatView } from './message-history.js';
+import type { Message, MessageStatus } from './message.entity.js';
 
 const MESSAGE_STATUS: Record<MessageStatus, MessageStatusProto> = {
   QUEUED: MessageStatusProto.QUEUED,
@@ -21,32 +17,9 @@ const MESSAGE_STATUS: Record<MessageStatus, MessageStatusProto> = {
   RECEIVED: MessageStatusProto.RECEIVED,
 };
 
-export function messageStatusToProto(status: MessageStatus): MessageStatusProto {
-  return MESSAGE_STATUS[status];
-}
+const stamp = (at: Date | null) => (at ? timestampFromDate(at) : undefined);
 
-/** The domain status of a (validated, specified) protobuf status. */
-export function messageStatusFromProto(status: MessageStatusProto): MessageStatus {
-  const found = (Object.entries(MESSAGE_STATUS) as [MessageStatus, MessageStatusProto][]).find(([, p]) => p === status);
-  if (!found) throw DomainError.invalidArgument('statuses', 'unknown message status');
-  return found[0];
-}
-
-/** UNSPECIFIED means both directions. */
-export function messageDirectionFromProto(direction: MessageDirectionProto): MessageDirection | undefined {
-  switch (direction) {
-    case MessageDirectionProto.OUTBOUND:
-      return 'OUTBOUND';
-    case MessageDirectionProto.INBOUND:
-      return 'INBOUND';
-    case MessageDirectionProto.UNSPECIFIED:
-      return undefined;
-  }
-}
-
-const optionalTimestamp = (at: Date | null) => (at ? timestampFromDate(at) : undefined);
-
-/** A stored message as the API shows it (GetMessage, ListMessages, SendText, message.* events). */
+/** One Message -> protobuf mapping, shared by the RPC handlers and the event log (whose payloads are its JSON). */
 export function messageToProto(message: Message): MessageProto {
   return create(MessageSchema, {
     id: message.id,
@@ -61,22 +34,17 @@ export function messageToProto(message: Message): MessageProto {
     idempotencyKey: message.idempotencyKey ?? '',
     sender: message.sender,
     type: message.type,
-    sentAt: optionalTimestamp(message.sentAt),
-    deliveredAt: optionalTimestamp(message.deliveredAt),
-    readAt: optionalTimestamp(message.readAt),
-    failedAt: optionalTimestamp(message.failedAt),
+    sentAt: stamp(message.sentAt),
+    deliveredAt: stamp(message.deliveredAt),
+    readAt: stamp(message.readAt),
+    failedAt: stamp(message.failedAt),
     failureReason: message.failureReason,
-    heldUntil: optionalTimestamp(message.heldUntil),
+    heldUntil: stamp(message.heldUntil),
     heldReason: message.heldReason,
   });
 }
 
-export function chatToProto(view: ChatView): ChatProto {
-  return create(ChatSchema, {
-    sessionId: view.chat.sessionId,
-    chat: view.chat.chat,
-    lastMessage: view.lastMessage ? messageToProto(view.lastMessage) : undefined,
-    unreadCount: view.chat.unreadCount,
-    lastActivityAt: timestampFromDate(view.chat.lastActivityAt),
-  });
+/** The Connect JSON of a message: the payload of message.* events (handed to messaging as a port, see MessageJson). */
+export function messageToJson(message: Message): JsonValue {
+  return toJson(MessageSchema, messageToProto(message));
 }

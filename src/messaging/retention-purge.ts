@@ -3,7 +3,7 @@ import type { Logger } from '../../lib/logger.js';
 import { every, type Timer } from '../../lib/timers.js';
 import type { TenantPlan } from '../identity/identity.types.js';
 import type { Resources } from '../platform/resources.js';
-import type { HistoryConfig } from './retention-config.js';
+import type { HistoryConfig } from './retention.config.js';
 
 const LEADERSHIP_KEY = 'history:retention';
 const DAY_MS = 24 * 60 * 60 * 1000;

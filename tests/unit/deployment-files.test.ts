@@ -47,11 +47,11 @@ function variablesIn(path: string): Set<string> {
   return new Set([...read(path).matchAll(/^\s+([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1] ?? ''));
 }
 
-// Capabilities keep their own variables in src/<capability>/*-config.ts, merged into config.ts's schema.
+// Capabilities keep their own settings in src/<capability>/*.config.ts, spread into src/config.ts's schema.
 const controlPlaneVariables = new Set([
   ...variablesIn('src/config.ts'),
   ...readdirSync(resolve(root, 'src'), { recursive: true, encoding: 'utf8' })
-    .filter((file) => file.endsWith('-config.ts'))
+    .filter((file) => file.endsWith('.config.ts'))
     .flatMap((file) => [...variablesIn(`src/${file}`)]),
 ]);
 const agentVariables = variablesIn('agent/config.ts');
