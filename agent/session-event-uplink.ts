@@ -31,8 +31,14 @@ function isMessageFact(event: SessionEventInit): boolean {
     case 'messageStatus':
     case 'inboundMessage':
       return true;
-    default:
+    case 'qr':
+    case 'connected':
+    case 'authCheckpoint':
+    case 'ended':
+    case undefined:
       return false;
+    default:
+      return event.event satisfies never;
   }
 }
 
