@@ -45,6 +45,8 @@ export interface App {
   readonly fleet: Fleet;
   readonly sessions: Sessions;
   readonly identity: Identity;
+  /** Sending: the dispatcher and the message service. */
+  readonly messaging: Messaging;
   /** This process's Prometheus metrics, served at GET /metrics. */
   readonly metrics: Registry;
   /** Binds the ports and starts background work. */
@@ -93,7 +95,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const { logger: log, orm, store, database } = resources;
   const metrics = new Registry(); // one per app, never prom-client's global one: tests run several apps per process
   const capabilities = await createCapabilities(config, resources, metrics);
-  const { identity, fleet, sessions } = capabilities;
+  const { identity, fleet, sessions, messaging } = capabilities;
   const health = new ServiceHealth(SERVED_SERVICES);
   const shutdown = new AbortController();
   // Every in-flight RPC listens for shutdown; thousands at once are normal, not a leak.
@@ -137,6 +139,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     fleet,
     sessions,
     identity,
+    messaging,
     metrics,
     ...lifecycle,
   };
