@@ -64,7 +64,8 @@ interface WorkerState {
   again: boolean;
   inFlight: number;
   heldTimer: { at: number; timer: Timer } | undefined;
-  unsubscribe: (() => Promise<void>) | undefined;
+  /** The subscription to the worker's wake-up channel (taken once, however many calls race for it). */
+  subscription: Promise<() => Promise<void>> | undefined;
 }
 
 /**
@@ -102,7 +103,9 @@ export class Dispatcher implements DispatchWakeups {
     await this.unsubscribeSaturation?.();
     for (const [workerId, state] of this.workers) {
       state.heldTimer?.timer.cancel();
-      await state.unsubscribe?.();
+      await (
+        await state.subscription?.catch(() => undefined)
+      )?.();
       await state.running;
       this.workers.delete(workerId);
     }
@@ -281,7 +284,7 @@ export class Dispatcher implements DispatchWakeups {
   private stateOf(workerId: string): WorkerState {
     let state = this.workers.get(workerId);
     if (!state) {
-      state = { running: undefined, again: false, inFlight: 0, heldTimer: undefined, unsubscribe: undefined };
+      state = { running: undefined, again: false, inFlight: 0, heldTimer: undefined, subscription: undefined };
       this.workers.set(workerId, state);
     }
     return state;
@@ -291,9 +294,15 @@ export class Dispatcher implements DispatchWakeups {
   private async track(workerId: string): Promise<void> {
     const state = this.stateOf(workerId);
     try {
-      state.unsubscribe ??= await this.resources.store.subscribe(wakeChannel(workerId), () => {
-        if (this.deps.channel.holds(workerId)) this.run(workerId);
-      });
+      state.subscription ??= this.resources.store
+        .subscribe(wakeChannel(workerId), () => {
+          if (this.deps.channel.holds(workerId)) this.run(workerId);
+        })
+        .catch((error: unknown) => {
+          state.subscription = undefined; // tried again at the next sweep
+          throw error;
+        });
+      await state.subscription;
       const [row] = await query<{ n: number }>(
         this.resources.orm.em.fork(),
         `select count(*)::int as "n" from "message" m join "session" s on s."id" = m."session_id"
@@ -316,7 +325,7 @@ export class Dispatcher implements DispatchWakeups {
       if (local.has(workerId)) continue;
       this.workers.delete(workerId);
       state.heldTimer?.timer.cancel();
-      await state.unsubscribe?.().catch(() => undefined);
+      await (await state.subscription?.catch(() => undefined))?.().catch(() => undefined);
     }
     const untilMs = this.resources.clock.now().getTime() + 3 * this.config.sweepIntervalMs;
     for (const workerId of local) {
