@@ -133,6 +133,47 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
     expect(different.json.code).toBe('invalid_argument');
   });
 
+  it('stores an inbound message once with a message.received event; the chat counts it unread until the session sends', async () => {
+    // The chat is the sender as WhatsApp names it; the reply below goes to that same id.
+    const phone = '+15550007777';
+    const from = '15550007777@s.whatsapp.net';
+    const chat = async () => {
+      const [row] = await cp.app.database.orm.em
+        .fork()
+        .getConnection()
+        .execute<{ unread_count: number; last_message_id: string }[]>(
+          `select "unread_count", "last_message_id" from "chat" where "session_id" = ? and "chat" = ?`,
+          [sessionId, from],
+        );
+      return row;
+    };
+    for (const text of ['hello?', 'anyone?']) {
+      const injected = await call(tenant.accessToken, 'SandboxService/InjectInbound', { sessionId, from: phone, text });
+      expect(injected.status).toBe(200);
+    }
+    const unread = await eventually(async () => ((await chat())?.unread_count === 2 ? await chat() : undefined));
+    const received = await cp.app.database.orm.em
+      .fork()
+      .getConnection()
+      .execute<{ data: { id: string; text: string; status: string } }[]>(
+        `select "data" from "event" where "type" = 'message.received' and "session_id" = ? order by "seq"`,
+        [sessionId],
+      );
+    expect(received.map((e) => [e.data.text, e.data.status])).toEqual([
+      ['hello?', 'MESSAGE_STATUS_RECEIVED'],
+      ['anyone?', 'MESSAGE_STATUS_RECEIVED'],
+    ]);
+    expect(unread?.last_message_id).toBe(received[1]?.data.id);
+
+    const reply = await call(tenant.accessToken, 'MessageService/SendText', { sessionId, to: from, text: 'here!' });
+    const replyId = (reply.json.message as JsonMessage).id;
+    const answered = await eventually(async () => {
+      const row = await chat();
+      return row?.last_message_id === replyId ? row : undefined;
+    });
+    expect(answered.unread_count).toBe(0);
+  });
+
   it("refuses another tenant's session and message ids", async () => {
     const sent = await call(tenant.accessToken, 'MessageService/SendText', {
       sessionId,
