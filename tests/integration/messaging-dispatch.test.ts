@@ -104,6 +104,26 @@ describe('send pipeline: dispatch, back-pressure and fenced batches', () => {
     expect(agent.all('dispatchMessages')).toHaveLength(2);
   });
 
+  it('dispatches what the old worker never confirmed to the new one when the session moves, same id, new epoch', async () => {
+    const { agent: first, sessions } = await workerWithSessions('moving', 1);
+    const [session] = sessions as [{ id: string; epoch: number }];
+    const queued = await send(session.id, 'survives the move');
+    await harness.settle();
+    expect((await first.next('dispatchMessages')).messages.map((m) => m.messageId)).toEqual([queued.id]);
+
+    const second = await harness.replica.connect('worker-moving-2', { labels: { zone: 'moving' } });
+    open.push(second);
+    await first.drop();
+    // Lost, then FAILED after the grace: the session is placed on the other worker under a new epoch.
+    await harness.advance(harness.replica.app.config.failureGraceMs + harness.replica.app.config.sweepIntervalMs * 2);
+    const assigned = await second.next('assignSession');
+    expect(assigned.epoch).toBeGreaterThan(session.epoch);
+    second.sessionConnected(session.id, assigned.epoch, '15550009876');
+    await harness.settle();
+    const again = await second.next('dispatchMessages');
+    expect(again.messages.map((m) => [m.messageId, m.epoch])).toEqual([[queued.id, assigned.epoch]]);
+  });
+
   it('refuses with RESOURCE_EXHAUSTED and retry-after when the queue of the session or its worker is full', async () => {
     const { sessions } = await workerWithSessions('pressure', 2);
     const [a, b] = sessions as [{ id: string; epoch: number }, { id: string; epoch: number }];
