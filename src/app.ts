@@ -8,7 +8,10 @@ import { systemScheduler, type Scheduler } from '../lib/timers.js';
 import type { Config } from './config.js';
 import { createFleet, type Fleet } from './fleet/fleet.module.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
-import { MessageService } from './messaging/message.service.js';
+import { EventLog } from './events/event-log.js';
+import { messageToJson } from './messaging/message-mapping.handler.js';
+import type { MessageService } from './messaging/message.service.js';
+import { createMessaging, type Messaging } from './messaging/messaging.module.js';
 import type { CoordinationStore } from './platform/coordination/coordination-store.js';
 import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
@@ -76,6 +79,7 @@ interface Capabilities {
   fleet: Fleet;
   sessions: Sessions;
   messages: MessageService;
+  messaging: Messaging;
 }
 
 /**
@@ -211,24 +215,27 @@ async function createCapabilities(
     {
       loadAuthState: (sessionId) => authStates.open(sessionId),
       onLocalChange: (event) => void sessions.reports.onWorkerChange(event),
-      onHello: (workerId, held, helloAt) => void sessions.reports.reconcile(workerId, held, helloAt),
+      onHello: (workerId, held, helloAt) => {
+        void sessions.reports.reconcile(workerId, held, helloAt);
+        messaging.dispatcher.workerConnected(workerId);
+      },
     },
   );
   const requests = new SessionRequests(fleet.router, clock, config.requestTimeoutMs);
-  const messages = new MessageService(
-    clock,
-    logger.child({ component: 'messages' }),
-    config.requestTimeoutMs,
-    requests,
-  );
+  const messaging = createMessaging(config.messaging, resources, {
+    sessions: requests,
+    channel: fleet.dispatch,
+    events: new EventLog(resources.store),
+    toJson: messageToJson,
+  });
   const sessions: Sessions = createSessions(config, resources, {
     fleet,
     requests,
     authStates,
-    messages,
+    messages: messaging.reports,
     audit: identity.audit,
   });
-  return { identity, fleet, sessions, messages };
+  return { identity, fleet, sessions, messages: messaging.service, messaging };
 }
 
 /** start() and close(): the order things come up in and go down in. */
@@ -253,6 +260,7 @@ function createLifecycle(
       });
       await fleet.start();
       await sessions.start();
+      await parts.messaging.start();
       health.setAll('SERVING');
       const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
       const urls = {
@@ -271,6 +279,7 @@ function createLifecycle(
         parts.shutdown.abort();
         listeners?.stopAccepting();
         await sessions.stop();
+        await parts.messaging.stop();
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
         await identity.stop();

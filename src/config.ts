@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { StartupError } from '../lib/errors.js';
+import { messagingConfig, messagingEnv, type MessagingConfig } from './messaging/messaging.config.js';
 
 /**
  * Control-plane configuration, read once from environment variables at start.
@@ -59,6 +60,7 @@ export interface Config {
   readonly requestTimeoutMs: number;
   readonly auth: AuthConfig;
   readonly streams: StreamConfig;
+  readonly messaging: MessagingConfig;
 }
 
 /** Limits on server streams (WatchSession, WatchWorkers, health watch, reflection). */
@@ -248,6 +250,7 @@ const envSchema = z
     SESSION_QUOTA_PRO: count(50, 0, 1_000_000),
     SESSION_QUOTA_ENTERPRISE: count(1000, 0, 1_000_000),
     REQUEST_TIMEOUT_MS: milliseconds(15_000, 100),
+    ...messagingEnv,
     STREAM_MAX_LIFETIME_MS: milliseconds(60 * MINUTE, 1000),
     STREAM_RECHECK_INTERVAL_MS: milliseconds(MINUTE, 100),
     STREAMS_PER_CALLER_FREE: count(10, 1, 1_000_000),
@@ -379,6 +382,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
     auth: authConfig(e),
     streams: streamConfig(e),
+    messaging: messagingConfig(e),
   };
 }
 

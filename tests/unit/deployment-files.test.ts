@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,7 +47,13 @@ function variablesIn(path: string): Set<string> {
   return new Set([...read(path).matchAll(/^\s+([A-Z][A-Z0-9_]+):/gm)].map((m) => m[1] ?? ''));
 }
 
-const controlPlaneVariables = variablesIn('src/config.ts');
+// Capabilities keep their own settings in src/<capability>/*.config.ts, spread into src/config.ts's schema.
+const controlPlaneVariables = new Set([
+  ...variablesIn('src/config.ts'),
+  ...readdirSync(resolve(root, 'src'), { recursive: true, encoding: 'utf8' })
+    .filter((file) => file.endsWith('.config.ts'))
+    .flatMap((file) => [...variablesIn(`src/${file}`)]),
+]);
 const agentVariables = variablesIn('agent/config.ts');
 
 /** loadConfig() minus the replica id, which is random per process. */
