@@ -59,6 +59,12 @@ function world(timing: Record<string, string>) {
   let db: pg.Client;
   let dir: string;
   const children: ChildProcess[] = [];
+  let agentOutput = '';
+  const started = Date.now();
+  const marks: string[] = [];
+  /** Notes when a step happened, for the failure message. */
+  const mark = (label: string) => marks.push(`${label} at ${Date.now() - started} ms`);
+  const cps: ControlPlaneProcess[] = [];
 
   beforeAll(async () => {
     // The in-process control plane owns the database and serves the test's
@@ -98,14 +104,18 @@ function world(timing: Record<string, string>) {
       ports,
     );
     children.push(proc.child);
+    cps.push(proc);
     return proc;
   };
   const spawnAgent = async (name: string, address: string, sendLog: string) => {
     const child = spawnAgentProcess(
       ['--control-plane', address, '--name', name, '--join-token', await cp.joinToken(1)],
-      { SANDBOX_SEND_LOG: sendLog, AGENT_LOG_LEVEL: 'warn' },
+      { SANDBOX_SEND_LOG: sendLog, AGENT_LOG_LEVEL: 'info' },
     );
     children.push(child);
+    // Read, so a chatty agent never blocks on a full pipe; kept for the failure message.
+    child.stdout?.on('data', (chunk: Buffer) => (agentOutput += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (agentOutput += chunk.toString()));
     return child;
   };
 
@@ -175,7 +185,35 @@ function world(timing: Record<string, string>) {
     return byId;
   };
 
+  /** Waits until `done` holds for the rows of `ids`; on timeout says where things stand. */
+  const settled = async (ids: string[], done: (row: Row) => boolean, sendLog: string, timeoutMs: number) => {
+    try {
+      return await eventually(
+        async () => {
+          const all = await rows(ids);
+          return all.length === ids.length && all.every(done) ? all : undefined;
+        },
+        timeoutMs,
+        250,
+      );
+    } catch (error) {
+      const counts: Record<string, number> = {};
+      const reasons = new Set<string>();
+      for (const row of await rows(ids)) {
+        counts[row.status] = (counts[row.status] ?? 0) + 1;
+        if (row.failure_reason) reasons.add(row.failure_reason);
+      }
+      throw new Error(
+        `${String(error)}; ${marks.join(', ')}; statuses ${JSON.stringify(counts)} (failures: ${[...reasons].join(' | ')}); ${readSendLog(sendLog).length} sends logged; ` +
+          `agent output (tail): ${agentOutput.slice(-3000)}; control planes (tail): ` +
+          cps.map((proc) => proc.output().slice(-3000)).join('\n---\n'),
+      );
+    }
+  };
+
   return {
+    mark,
+    settled,
     call,
     spawnCp,
     spawnAgent,
@@ -187,10 +225,10 @@ function world(timing: Record<string, string>) {
   };
 }
 
-// Skipped until the control plane's dispatcher (branch pipeline-cp) is merged: main's SendText does not queue.
-describe.skip('send pipeline crash safety: a control plane killed', () => {
-  // A long lease: the agent is frozen while messages are accepted and must not be declared failed meanwhile.
-  const w = world({ ...COMMON, LEASE_TTL_MS: '120000' });
+describe('send pipeline crash safety: a control plane killed', () => {
+  // The agent is frozen while messages are accepted: a long lease, so it is not declared failed meanwhile,
+  // and attempts enough that the redispatches into its unread stream (every 2 s) do not fail the messages.
+  const w = world({ ...COMMON, LEASE_TTL_MS: '120000', MESSAGE_DISPATCH_MAX_ATTEMPTS: '100' });
 
   it('control plane SIGKILLed after accepting 1,000 messages, before they are dispatched: after a restart each is sent exactly once', async () => {
     const sendLog = join(w.tempDir(), 'sends.jsonl');
@@ -201,12 +239,14 @@ describe.skip('send pipeline crash safety: a control plane killed', () => {
     // The agent is frozen while the messages are accepted: the control plane
     // dispatches into a stream nobody reads, and nothing is confirmed.
     agent.kill('SIGSTOP');
+    w.mark('agent frozen');
     const ids = (
       await Promise.all(sessions.map((sessionId) => w.accept(sessionId, 0, MESSAGES / sessions.length, doomed.httpUrl)))
     ).flat();
     expect(ids).toHaveLength(MESSAGES);
     expect(readSendLog(sendLog)).toHaveLength(0);
 
+    w.mark('accepted');
     doomed.child.kill('SIGKILL');
     await waitForExit(doomed.child);
     expect((await w.rows(ids)).filter((row) => SENT_STATUSES.includes(row.status))).toHaveLength(0);
@@ -214,14 +254,8 @@ describe.skip('send pipeline crash safety: a control plane killed', () => {
     agent.kill('SIGCONT');
 
     const restarted = await w.spawnCp(doomed.ports);
-    const final = await eventually(
-      async () => {
-        const all = await w.rows(ids);
-        return all.every((row) => SENT_STATUSES.includes(row.status)) ? all : undefined;
-      },
-      90_000,
-      250,
-    );
+    w.mark('control plane restarted');
+    const final = await w.settled(ids, (row) => SENT_STATUSES.includes(row.status), sendLog, 90_000);
 
     const sends = w.sendsById(sendLog);
     expect([...sends.values()].filter((records) => records.length > 1)).toEqual([]);
@@ -255,14 +289,7 @@ describe.skip('send pipeline crash safety: an agent killed', () => {
     const ids = [...first.flat(), ...rest.flat()];
     expect(new Set(ids).size).toBe(MESSAGES);
 
-    const final = await eventually(
-      async () => {
-        const all = await w.rows(ids);
-        return all.every((row) => row.status !== 'QUEUED') ? all : undefined;
-      },
-      120_000,
-      250,
-    );
+    const final = await w.settled(ids, (row) => row.status !== 'QUEUED', sendLog, 120_000);
 
     const sends = w.sendsById(sendLog);
     expect([...sends.values()].filter((records) => records.length > 1)).toEqual([]);
