@@ -25,8 +25,9 @@ import {
 import { MetricsCollector, toResourceMetrics } from './metrics.js';
 import { OutboundCheck } from './outbound-check.js';
 import { CredentialStore } from './credential-store.js';
-import { createEngines, defaultEngineFactory, type EngineFactory } from './sessions/engines.js';
-import { SessionHost, type CommandAckInit, type SessionEventInit } from './sessions/session-host.js';
+import { SessionEventUplink, type SessionEventsPayload, type WriteResult } from './session-event-uplink.js';
+import { createDefaultEngineFactory, createEngines, type EngineFactory } from './sessions/engines.js';
+import { SessionHost, type CommandAckInit } from './sessions/session-host.js';
 
 /**
  * The agent's lifecycle:
@@ -65,6 +66,12 @@ export interface AgentOptions {
    * or a shared sandbox network.
    */
   engineFactory?: EngineFactory;
+  /**
+   * The sandbox's send log file (SANDBOX_SEND_LOG): sends recorded by message
+   * id, shared by every agent on the machine, so a message dispatched again
+   * after a crash is not sent twice. Unset: dedupe within the process only.
+   */
+  sandboxSendLog?: string;
 }
 
 /**
@@ -87,12 +94,6 @@ export interface AgentRuntime {
   /** Opens the channel to a control-plane address (gRPC unless a test says otherwise). */
   connect: ControlPlaneConnector;
 }
-
-/**
- * Session events emitted while no stream is welcomed (reconnecting) wait here
- * and go up after the next Welcome; beyond this many the oldest are dropped.
- */
-const OUTBOX_LIMIT = 10_000;
 
 const ENGINES = { SANDBOX: Engine.SANDBOX, BAILEYS: Engine.BAILEYS } as const;
 
@@ -125,7 +126,8 @@ export class Agent extends EventEmitter<{
   private stream: AgentStream | undefined;
   /** The stream the control plane welcomed; session events go up on it. */
   private welcomedStream: AgentStream | undefined;
-  private readonly outbox: SessionEventInit[] = [];
+  /** Session events on their way up: batched, and held while reconnecting. */
+  private readonly uplink: SessionEventUplink;
   /** drainAndStop() waiting for its heartbeat to be acknowledged. */
   private readonly ackWaiters = new Set<{ sequence: bigint; resolve: () => void }>();
   /** The sessions this worker runs. */
@@ -170,10 +172,17 @@ export class Agent extends EventEmitter<{
     this.credentials = new CredentialStore(options.credentialFile);
     this.addresses = options.controlPlaneAddress.split(',').map((address) => address.trim());
     const time = { clock: this.clock, scheduler: this.scheduler };
+    this.uplink = new SessionEventUplink({
+      write: (payload) => this.writeSessionEvents(payload),
+      scheduler: this.scheduler,
+      log,
+    });
+    const engineFactory =
+      options.engineFactory ?? createDefaultEngineFactory({ sandboxSendLog: options.sandboxSendLog });
     this.sessions = new SessionHost({
-      engines: createEngines(options.engines, options.engineFactory ?? defaultEngineFactory, time),
+      engines: createEngines(options.engines, engineFactory, time),
       capacity: options.capacity,
-      send: (event) => this.sendSessionEvent(event),
+      send: (event) => this.uplink.push(event),
       logger: log.child({ component: 'sessions' }),
       ...time,
     });
@@ -215,10 +224,10 @@ export class Agent extends EventEmitter<{
     this.setState('stopping');
     this.stopHeartbeats();
     await this.sessions.stopAll('agent stopping', 'shutdown');
-    if (this.outbox.length > 0) {
-      this.log.warn({ dropped: this.outbox.length }, 'session events not sent before stopping');
-      this.outbox.length = 0;
-    }
+    // What is still batched goes up now, if a stream takes it; the rest is lost with the process.
+    this.uplink.flush();
+    const dropped = this.uplink.clear();
+    if (dropped > 0) this.log.warn({ dropped }, 'session events not sent before stopping');
     this.backoffTimer?.cancel();
     this.wakeBackoff?.();
     this.stream?.end();
@@ -399,7 +408,7 @@ export class Agent extends EventEmitter<{
         this.lastAckMs = this.clock.monotonicMs();
         this.startHeartbeats(stream, intervalMs);
         this.welcomedStream = stream;
-        this.flushOutbox(stream);
+        this.uplink.welcomed();
         break;
       }
       case 'heartbeatAck':
@@ -442,8 +451,8 @@ export class Agent extends EventEmitter<{
         );
         break;
       case 'dispatchMessages':
-        // The send pipeline lands next (docs/messaging.md); until then the control plane sends none.
-        this.log.warn({ messages: message.payload.value.messages.length }, 'DispatchMessages not handled yet');
+        // No answer on the correlation id: each message's outcome goes up as a session event.
+        this.sessions.dispatch(message.payload.value.messages);
         break;
       case undefined:
         this.log.warn({ correlationId: message.correlationId }, 'control message without payload ignored');
@@ -513,34 +522,11 @@ export class Agent extends EventEmitter<{
     this.write(stream, create(AgentMessageSchema, { correlationId, payload }));
   }
 
-  /** Sends a session event on the welcomed stream, or keeps it for the next one. */
-  private sendSessionEvent(event: SessionEventInit): void {
+  /** Writes session events on the welcomed stream, if there is one (see SessionEventUplink). */
+  private writeSessionEvents(payload: SessionEventsPayload): WriteResult {
     const stream = this.welcomedStream;
-    if (stream?.writable && this.outbox.length === 0) {
-      this.send(stream, { case: 'sessionEvent', value: event });
-      return;
-    }
-    if (event.event?.case === 'authCheckpoint') {
-      // A checkpoint is a full snapshot: a newer one makes a queued one of the same assignment worthless.
-      const stale = this.outbox.findIndex(
-        (queued) =>
-          queued.event?.case === 'authCheckpoint' &&
-          queued.sessionId === event.sessionId &&
-          queued.epoch === event.epoch,
-      );
-      if (stale >= 0) this.outbox.splice(stale, 1);
-    }
-    if (this.outbox.length >= OUTBOX_LIMIT) {
-      this.outbox.shift();
-      this.log.warn({ limit: OUTBOX_LIMIT }, 'session event outbox full: oldest event dropped');
-    }
-    this.outbox.push(event);
-  }
-
-  private flushOutbox(stream: AgentStream): void {
-    if (this.outbox.length === 0) return;
-    this.log.info({ events: this.outbox.length }, 'sending session events held while reconnecting');
-    for (const event of this.outbox.splice(0)) this.send(stream, { case: 'sessionEvent', value: event });
+    if (!stream?.writable) return 'no stream';
+    return this.send(stream, payload) ? 'sent' : 'invalid';
   }
 
   private fence(stream: AgentStream, silentMs: number): void {
@@ -548,7 +534,7 @@ export class Agent extends EventEmitter<{
     // The control plane may have given every session to another worker
     // already: stop them all and say nothing more about them (see StopAllMode).
     this.welcomedStream = undefined;
-    this.outbox.length = 0;
+    this.uplink.clear();
     void this.sessions.stopAll('fenced: lease not renewed', 'fenced');
     this.log.warn(
       { silentMs: Math.round(silentMs), leaseTtlMs: this.leaseTtlMs },
@@ -564,13 +550,17 @@ export class Agent extends EventEmitter<{
   }
 
   // Correlation ids are identifiers, so crypto rather than the injected (jitter) Random.
-  private send(stream: AgentStream, payload: MessageInitShape<typeof AgentMessageSchema>['payload']): void {
-    this.write(stream, create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
+  private send(stream: AgentStream, payload: MessageInitShape<typeof AgentMessageSchema>['payload']): boolean {
+    return this.write(stream, create(AgentMessageSchema, { correlationId: randomUUID(), payload }));
   }
 
-  /** Every envelope goes up through here, checked against the rules the control plane enforces. */
-  private write(stream: AgentStream, message: AgentMessage): void {
-    if (!stream.writable) return;
+  /**
+   * Every envelope goes up through here, checked against the rules the
+   * control plane enforces. False when the check refused it (a closed stream
+   * drops it silently: the caller knows the stream it chose).
+   */
+  private write(stream: AgentStream, message: AgentMessage): boolean {
+    if (!stream.writable) return true;
     const problem = this.outboundCheck.prepare(message);
     if (problem !== undefined) {
       // Sent, it would end the stream with INVALID_ARGUMENT and cut every session off: drop this one instead.
@@ -578,9 +568,10 @@ export class Agent extends EventEmitter<{
         { kind: message.payload.case, correlationId: message.correlationId, problem },
         'envelope breaks the protocol rules; not sent',
       );
-      return;
+      return false;
     }
     stream.write(message);
+    return true;
   }
 
   private credentialForHello(): MessageInitShape<typeof HelloSchema>['credential'] {

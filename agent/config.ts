@@ -25,6 +25,8 @@ const USAGE = `Usage: npm run agent -- [options]
   --state-dir <dir>            where the worker credential is kept (AGENT_STATE_DIR, default ./data/agent)
   --drain-timeout <ms>         on SIGTERM, how long to wait for work to move before exiting (AGENT_DRAIN_TIMEOUT_MS, default 30000)
   --log-level <level>          AGENT_LOG_LEVEL, default info
+  SANDBOX_SEND_LOG=<file>      sandbox engine: log sends by message id to this file (shared by agents on the
+                               machine) and never send an id found there again; default unset (per process)
   --log-format <json|pretty>   AGENT_LOG_FORMAT, default json
 `;
 
@@ -52,6 +54,7 @@ const schema = z.object({
   JOIN_TOKEN: z.string().min(1).optional(),
   AGENT_STATE_DIR: z.string().min(1).default('./data/agent'),
   AGENT_DRAIN_TIMEOUT_MS: z.coerce.number({ error: 'expected a number' }).int().min(0).default(30_000),
+  SANDBOX_SEND_LOG: z.string().min(1).optional(),
 });
 
 export function loadAgentConfig(
@@ -115,6 +118,7 @@ export function loadAgentConfig(
     joinToken: e.JOIN_TOKEN,
     credentialFile: join(e.AGENT_STATE_DIR, `${e.WORKER_NAME}.credential`),
     drainTimeoutMs: e.AGENT_DRAIN_TIMEOUT_MS,
+    sandboxSendLog: e.SANDBOX_SEND_LOG,
     logLevel: e.AGENT_LOG_LEVEL,
     logFormat: e.AGENT_LOG_FORMAT,
   };

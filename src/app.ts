@@ -9,10 +9,12 @@ import type { Config } from './config.js';
 import { createEvents, type Events } from './events/events.module.js';
 import { createFleet, type Fleet } from './fleet/fleet.module.js';
 import { createIdentity, type Identity } from './identity/identity.module.js';
-import { MessageService } from './messaging/message.service.js';
 import { openGate, type DispatchGate } from './messaging/dispatch-gate.js';
 import { createSendGovernor, type SendGovernor } from './messaging/send-governor.gate.js';
 import { SendPolicyService } from './messaging/send-policy.service.js';
+import { messageToJson } from './messaging/message-mapping.handler.js';
+import type { MessageService } from './messaging/message.service.js';
+import { createMessaging, type Messaging } from './messaging/messaging.module.js';
 import type { CoordinationStore } from './platform/coordination/coordination-store.js';
 import { MemoryCoordinationStore } from './platform/coordination/memory-store.js';
 import { RedisCoordinationStore } from './platform/coordination/redis-store.js';
@@ -47,6 +49,8 @@ export interface App {
   readonly fleet: Fleet;
   readonly sessions: Sessions;
   readonly identity: Identity;
+  /** Sending: the dispatcher and the message service. */
+  readonly messaging: Messaging;
   /** This process's Prometheus metrics, served at GET /metrics. */
   readonly metrics: Registry;
   /** Binds the ports and starts background work. */
@@ -86,6 +90,7 @@ interface Capabilities {
   governor: SendGovernor;
   /** What the dispatcher asks before sending: the governor, or everything at once with SEND_GOVERNOR=off. */
   sendGate: DispatchGate;
+  messaging: Messaging;
 }
 
 /**
@@ -99,7 +104,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
   const { logger: log, orm, store, database } = resources;
   const metrics = new Registry(); // one per app, never prom-client's global one: tests run several apps per process
   const capabilities = await createCapabilities(config, resources, metrics);
-  const { identity, fleet, sessions } = capabilities;
+  const { identity, fleet, sessions, messaging } = capabilities;
   const health = new ServiceHealth(SERVED_SERVICES);
   const shutdown = new AbortController();
   // Every in-flight RPC listens for shutdown; thousands at once are normal, not a leak.
@@ -143,6 +148,7 @@ export async function createApp(config: Config, overrides: AppOverrides = {}): P
     fleet,
     sessions,
     identity,
+    messaging,
     metrics,
     ...lifecycle,
   };
@@ -227,27 +233,41 @@ async function createCapabilities(
     {
       loadAuthState: (sessionId) => authStates.open(sessionId),
       onLocalChange: (event) => void sessions.reports.onWorkerChange(event),
-      onHello: (workerId, held, helloAt) => void sessions.reports.reconcile(workerId, held, helloAt),
+      onHello: (workerId, held, helloAt) => {
+        void sessions.reports.reconcile(workerId, held, helloAt);
+        messaging.dispatcher.workerConnected(workerId);
+      },
     },
   );
   const events = createEvents(config, resources);
   const requests = new SessionRequests(fleet.router, clock, config.requestTimeoutMs);
-  const messages = new MessageService(
-    clock,
-    logger.child({ component: 'messages' }),
-    config.requestTimeoutMs,
-    requests,
-  );
+  const messaging = createMessaging(config.messaging, resources, {
+    sessions: requests,
+    channel: fleet.dispatch,
+    events: events.log,
+    toJson: messageToJson,
+    gate: sendGate,
+  });
   const sessions: Sessions = createSessions(config, resources, {
     fleet,
     requests,
     authStates,
-    messages,
+    messages: messaging.reports,
     audit: identity.audit,
     eventLog: events.log,
     eventPayloads: sessionEventPayloads,
   });
-  return { identity, fleet, sessions, messages, events, sendPolicies, governor, sendGate };
+  return {
+    identity,
+    fleet,
+    sessions,
+    messages: messaging.service,
+    messaging,
+    events,
+    sendPolicies,
+    governor,
+    sendGate,
+  };
 }
 
 /** start() and close(): the order things come up in and go down in. */
@@ -273,6 +293,7 @@ function createLifecycle(
       await fleet.start();
       await sessions.start();
       parts.events.start();
+      await parts.messaging.start();
       health.setAll('SERVING');
       const host = config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : config.host;
       const urls = {
@@ -292,6 +313,7 @@ function createLifecycle(
         listeners?.stopAccepting();
         await parts.events.stop();
         await sessions.stop();
+        await parts.messaging.stop();
         await fleet.shutdown();
         await listeners?.close(config.shutdownTimeoutMs);
         await identity.stop();

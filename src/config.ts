@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { StartupError } from '../lib/errors.js';
 import { HISTORY_ENV, historyConfig, type HistoryConfig } from './messaging/retention.config.js';
 import { sendPolicyPlansVariable, type SendPolicyPlans } from './messaging/send-policy.js';
+import { messagingConfig, messagingEnv, type MessagingConfig } from './messaging/messaging.config.js';
 
 /**
  * Control-plane configuration, read once from environment variables at start.
@@ -64,6 +65,7 @@ export interface Config {
   readonly auth: AuthConfig;
   readonly streams: StreamConfig;
   readonly history: HistoryConfig;
+  readonly messaging: MessagingConfig;
 }
 
 /** Limits on server streams (WatchSession, WatchWorkers, health watch, reflection). */
@@ -255,6 +257,7 @@ const envSchema = z
     REQUEST_TIMEOUT_MS: milliseconds(15_000, 100),
     SEND_GOVERNOR: z.enum(['on', 'off']).default('on'),
     SEND_POLICY_PLANS: sendPolicyPlansVariable,
+    ...messagingEnv,
     STREAM_MAX_LIFETIME_MS: milliseconds(60 * MINUTE, 1000),
     STREAM_RECHECK_INTERVAL_MS: milliseconds(MINUTE, 100),
     STREAMS_PER_CALLER_FREE: count(10, 1, 1_000_000),
@@ -389,6 +392,7 @@ export function loadConfig(env: Env, options: { dev?: boolean } = {}): Config {
     auth: authConfig(e),
     streams: streamConfig(e),
     history: historyConfig(e),
+    messaging: messagingConfig(e),
   };
 }
 

@@ -24,6 +24,7 @@ import { systemScheduler, type Scheduler, type Timer } from '../../lib/timers.js
 import { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { createAuthState, type CheckpointedAuthState } from './baileys-auth-state.js';
+import { derivedMessageId } from './whatsapp-format.js';
 import type {
   Engine,
   EngineEvent,
@@ -59,7 +60,7 @@ export interface BaileysSocket {
   end(error: Error | undefined): Promise<void> | void;
   logout(msg?: string): Promise<void>;
   requestPairingCode(phoneNumber: string): Promise<string>;
-  sendMessage(jid: string, content: { text: string }): Promise<WAMessage | undefined>;
+  sendMessage(jid: string, content: { text: string }, options?: { messageId?: string }): Promise<WAMessage | undefined>;
 }
 
 /** Builds one socket; the engine calls it again after a restart (515). */
@@ -243,7 +244,7 @@ class BaileysSession implements EngineSession {
     }
   }
 
-  async sendText(to: string, text: string): Promise<{ messageId: string }> {
+  async sendText(to: string, text: string, ourMessageId?: string): Promise<{ messageId: string }> {
     const socket = this.socket;
     if (this.state !== 'open' || !socket) {
       throw new DomainError('FAILED_PRECONDITION', `session is not connected (state ${this.state})`);
@@ -252,7 +253,9 @@ class BaileysSession implements EngineSession {
     if (text.length === 0) throw DomainError.invalidArgument('text', 'must not be empty');
     let sent: WAMessage | undefined;
     try {
-      sent = await socket.sendMessage(jid, { text });
+      // WhatsApp's id derived from ours: a dispatch repeated after a crash carries the same id, which WhatsApp drops.
+      const options = ourMessageId === undefined ? undefined : { messageId: baileysMessageId(ourMessageId) };
+      sent = await socket.sendMessage(jid, { text }, options);
     } catch (error) {
       throw new DomainError('UNAVAILABLE', `send failed: ${messageOf(error)}`, { cause: error });
     }
@@ -659,4 +662,13 @@ function deferred(): Deferred {
     reject = rej;
   });
   return { promise, resolve, reject };
+}
+
+/**
+ * The WhatsApp id Baileys sends our message under: the shape Baileys'
+ * generateMessageIDV2 gives ('3EB0' + 18 upper-case hex digits), derived
+ * from our id so a repeated dispatch repeats the id and WhatsApp drops it.
+ */
+export function baileysMessageId(ourMessageId: string): string {
+  return derivedMessageId(ourMessageId, 18);
 }

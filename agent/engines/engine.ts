@@ -62,8 +62,14 @@ export interface EngineSession {
   stop(): Promise<void>;
   /** Unlinks the device from the account and forgets the auth state. */
   logout(): Promise<void>;
-  /** Sends a text message; resolves with WhatsApp's message id once the server took it. */
-  sendText(to: string, text: string): Promise<{ messageId: string }>;
+  /**
+   * Sends a text message; resolves with WhatsApp's message id once the server
+   * took it. `ourMessageId` (the control plane's id of the message) makes the
+   * send idempotent: WhatsApp's id is derived from it and a repeat of an id
+   * already sent is not sent again (resolving with the same WhatsApp id).
+   * Absent only on the legacy request path, which has no id of ours.
+   */
+  sendText(to: string, text: string, ourMessageId?: string): Promise<{ messageId: string }>;
   /** Pairs by phone number instead of QR: returns the 8-character code the user types on the phone. */
   requestPairingCode(phoneNumber: string): Promise<string>;
 }

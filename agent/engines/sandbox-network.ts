@@ -1,4 +1,5 @@
 import type { InboundMessage } from './engine.js';
+import { SandboxSendLog } from './sandbox-send-log.js';
 
 /** What the network needs of a session that is online with a device's credentials. */
 export interface NetworkConnection {
@@ -25,9 +26,13 @@ export type DeviceStanding = 'linked' | 'unlinked' | 'unknown';
  * workers on one WhatsApp (a device resumed on a second engine replaces its
  * connection on the first, a message to a linked number arrives there).
  * Every well-formed phone number exists and behaves like a phone that is
- * always online; numbers linked here additionally receive messages.
+ * always online; numbers linked here additionally receive messages. Like
+ * WhatsApp, it takes a message id once: `sendLog` remembers every send (in a
+ * file shared across processes when given one).
  */
 export class SandboxNetwork {
+  constructor(readonly sendLog: SandboxSendLog = new SandboxSendLog()) {}
+
   private readonly devices = new Map<string, DeviceRecord>();
   private readonly online = new Map<string, NetworkConnection>();
   private readonly lastIndex = new Map<string, number>();

@@ -29,6 +29,7 @@ import {
   parsePhoneAddress,
   phoneMessageId,
   qrPayload,
+  derivedMessageId,
   webMessageId,
   type PhoneAddress,
 } from './whatsapp-format.js';
@@ -265,7 +266,7 @@ export class SandboxSession implements EngineSession, SandboxControls {
     this.end('LOGGED_OUT', 'logout() was called; the device was unlinked');
   }
 
-  async sendText(to: string, text: string): Promise<{ messageId: string }> {
+  async sendText(to: string, text: string, ourMessageId?: string): Promise<{ messageId: string }> {
     if (this._state !== 'connected') {
       throw new EngineError('NOT_CONNECTED', `cannot send: the session is ${this._state}, not connected`);
     }
@@ -274,20 +275,48 @@ export class SandboxSession implements EngineSession, SandboxControls {
       throw new EngineError('INVALID_RECIPIENT', `cannot send to ${JSON.stringify(to)}: ${recipient}`);
     }
     checkText(text);
-    const messageId = webMessageId(this.random.bytes(8));
+    const sendLog = this.options.network.sendLog;
+    if (ourMessageId !== undefined) {
+      const earlier = sendLog.lookup(ourMessageId);
+      if (earlier !== undefined) {
+        // Already on the network (sent before a crash, maybe by another worker): WhatsApp drops a
+        // repeated id, so nothing is delivered again; its receipts reach this device as they would.
+        this.logger.info({ ourMessageId, messageId: earlier }, 'sandbox message already sent; not sent again');
+        this.scheduleReceipts(earlier, undefined);
+        return { messageId: earlier };
+      }
+    }
+    const messageId =
+      ourMessageId === undefined ? webMessageId(this.random.bytes(8)) : derivedMessageId(ourMessageId, 16);
     const from = this.identity().jid;
+    if (ourMessageId !== undefined) {
+      sendLog.record({
+        messageId: ourMessageId,
+        whatsappMessageId: messageId,
+        sessionId: this.sessionId,
+        to: recipient.jid,
+        at: this.options.clock.now().toISOString(),
+      });
+    }
+    this.scheduleReceipts(messageId, () => {
+      const message: InboundMessage = { messageId, from, text, at: this.options.clock.now() };
+      this.options.network.deliver(recipient.phoneNumber, message, this.connection);
+    });
+    this.logger.debug({ messageId, to: recipient.jid }, 'sandbox message sent');
+    return { messageId };
+  }
+
+  /** SENT, DELIVERED (when `deliver` hands the message over) and READ, on the configured delays. */
+  private scheduleReceipts(messageId: string, deliver: (() => void) | undefined): void {
     const { sentMs, deliveredMs, readMs } = this.options.receipts;
     this.after(sentMs, () => {
       this.emitStatus(messageId, 'SENT');
       this.after(deliveredMs - sentMs, () => {
-        const message: InboundMessage = { messageId, from, text, at: this.options.clock.now() };
-        this.options.network.deliver(recipient.phoneNumber, message, this.connection);
+        deliver?.();
         this.emitStatus(messageId, 'DELIVERED');
         this.after(readMs - deliveredMs, () => this.emitStatus(messageId, 'READ'));
       });
     });
-    this.logger.debug({ messageId, to: recipient.jid }, 'sandbox message sent');
-    return { messageId };
   }
 
   async requestPairingCode(phoneNumber: string): Promise<string> {

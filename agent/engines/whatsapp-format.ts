@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * WhatsApp's wire formats that engines share (pure): user JIDs, message ids,
  * pairing codes and QR payloads. The sandbox produces them so that whatever
@@ -49,6 +51,20 @@ export const MAX_TEXT_LENGTH = 65_536;
 /** An id like WhatsApp Web's own: 3EB0 followed by 16 uppercase hex digits (8 random bytes). */
 export function webMessageId(random8: Uint8Array): string {
   return `3EB0${hex(random8, 8)}`;
+}
+
+/**
+ * WhatsApp's id for the message we know as `ourId`, derived rather than
+ * random: a message dispatched again after a crash (same id of ours) gets the
+ * same WhatsApp id, which is what lets the network (and the sandbox's send
+ * log) recognise the repeat. `hexDigits` after the 3EB0 prefix: 16 is the
+ * classic WhatsApp Web shape (the sandbox's), 18 what Baileys generates now
+ * (generateMessageIDV2: '3EB0' + 18 upper-case hex of a SHA-256).
+ */
+export function derivedMessageId(ourId: string, hexDigits: 16 | 18): string {
+  // A namespace in the hash, so the id says nothing directly about ours.
+  const digest = createHash('sha256').update(`switchboard/message/${ourId}`).digest('hex');
+  return `3EB0${digest.slice(0, hexDigits).toUpperCase()}`;
 }
 
 /** An id like a phone's (iOS): 3A followed by 18 uppercase hex digits (9 random bytes). */

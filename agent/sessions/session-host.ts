@@ -1,26 +1,24 @@
-import type { MessageInitShape } from '@bufbuild/protobuf';
 import { timestampDate, timestampFromDate } from '@bufbuild/protobuf/wkt';
-import { Engine as EngineEnum } from '../../gen/switchboard/v1/fleet_pb.js';
 import type {
   AssignSession,
   LogoutSession,
+  OutboundMessage,
   Request,
-  ResponseSchema,
-  SessionEventSchema,
   StopSession,
 } from '../../gen/switchboard/v1/worker_pb.js';
 import { systemClock, type Clock } from '../../lib/clock.js';
 import { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Engine, EngineEvent, EngineKind, EngineSession } from '../engines/engine.js';
-import { SandboxSession, type SandboxControls } from '../engines/sandbox.engine.js';
+import type { Engine, EngineEvent, EngineKind } from '../engines/engine.js';
 import { systemScheduler, type Scheduler, type Timer } from '../../lib/timers.js';
+import { Hosted, type Forwarding } from './hosted.js';
+import { OutboundQueue, type SendOutcome } from './outbound-queue.js';
 import { refusalDetail, toResponseError } from './response-error.js';
+import { engineKind, toEventPayload, toOutcomePayload, type SessionEventInit } from './session-events.js';
+import { perform, withDeadline, type ResponseInit } from './session-requests.js';
 
-/** One SessionEvent as it goes up the stream; the agent wraps it in an envelope with a fresh correlation id. */
-export type SessionEventInit = MessageInitShape<typeof SessionEventSchema>;
-/** A Response as it goes up the stream, on the request's correlation id. */
-export type ResponseInit = MessageInitShape<typeof ResponseSchema>;
+export type { SessionEventInit } from './session-events.js';
+export type { ResponseInit } from './session-requests.js';
 /** A CommandAck as it goes up the stream, on the command's correlation id. */
 export interface CommandAckInit {
   accepted: boolean;
@@ -61,39 +59,10 @@ export interface SessionHostOptions {
   scheduler?: Scheduler;
   /** How long stopping one session may take before the host stops waiting for it. Default 5 s. */
   stopTimeoutMs?: number;
-}
-
-/**
- * What of a hosted session's events still goes up:
- * - `all`: it is the current assignment; everything but `pairingCode` (which
- *   travels in the Response) goes up.
- * - `checkpoints`: being stopped at shutdown; only auth checkpoints go up.
- * - `none`: fenced or replaced by a newer epoch; its events are dropped.
- */
-type Forwarding = 'all' | 'checkpoints' | 'none';
-
-/** One engine session held under one assignment epoch. */
-class Hosted {
-  forwarding: Forwarding = 'all';
-  /**
-   * Events emitted while the assignment is still starting, held back so the
-   * CommandAck of the assignment always goes up before its first event.
-   * Undefined once flushed.
-   */
-  buffered: EngineEvent[] | undefined = [];
-  /** The last pairing code the engine announced, for the expiry in the Response. */
-  pairingCode: { code: string; expiresAt: Date } | undefined;
-  readonly session: EngineSession;
-
-  constructor(
-    readonly sessionId: string,
-    readonly epoch: number,
-    readonly engine: EngineKind,
-    open: (onEvent: (event: EngineEvent) => void) => EngineSession,
-    onEvent: (hosted: Hosted, event: EngineEvent) => void,
-  ) {
-    this.session = open((event) => onEvent(this, event));
-  }
+  /** Most dispatched messages waiting per session; more are refused RESOURCE_EXHAUSTED. Default 1000. */
+  outboundQueueLimit?: number;
+  /** How long one send may take before it is reported UNAVAILABLE (it may still go out). Default 30 s. */
+  sendTimeoutMs?: number;
 }
 
 type ResponseResult = ResponseInit['result'];
@@ -121,6 +90,8 @@ export class SessionHost {
   private readonly log: Logger;
   private readonly capacity: number;
   private readonly stopTimeoutMs: number;
+  private readonly outboundQueueLimit: number;
+  private readonly sendTimeoutMs: number;
 
   constructor(options: SessionHostOptions) {
     this.engines = options.engines;
@@ -130,6 +101,8 @@ export class SessionHost {
     this.log = options.logger;
     this.capacity = options.capacity;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 5_000;
+    this.outboundQueueLimit = options.outboundQueueLimit ?? 1_000;
+    this.sendTimeoutMs = options.sendTimeoutMs ?? 30_000;
   }
 
   /** Sessions held now (for heartbeats and drain). */
@@ -231,7 +204,9 @@ export class SessionHost {
       if (earlier) await earlier;
       const hosted = this.heldUnder(request.sessionId, request.epoch);
       const deadline = request.deadline === undefined ? undefined : timestampDate(request.deadline);
-      result = await this.withDeadline(deadline, () => this.perform(hosted, request.action));
+      result = await withDeadline({ clock: this.clock, scheduler: this.scheduler }, deadline, () =>
+        perform(hosted, request.action),
+      );
     } catch (error) {
       const { unexpected, ...value } = toResponseError(error);
       this.log[unexpected ? 'error' : 'debug'](
@@ -245,6 +220,51 @@ export class SessionHost {
     } catch (error) {
       this.log.error({ err: error, sessionId: request.sessionId }, 'answering a request failed');
     }
+  }
+
+  /**
+   * Queues dispatched messages on their sessions, each sent in turn under
+   * our message id (see OutboundQueue). A message for an assignment not
+   * running here (another epoch, a session not held or being stopped) is
+   * dropped with a log line, not answered: the control plane dispatched it
+   * on stale knowledge and dispatches it again to the real owner once its
+   * confirmation is overdue, while a failure from here would be fenced off
+   * (wrong epoch) or, worse, fail a message the owner is about to send.
+   */
+  dispatch(messages: readonly OutboundMessage[]): void {
+    let dropped = 0;
+    let duplicates = 0;
+    for (const message of messages) {
+      const hosted = this.sessions.get(message.sessionId);
+      if (hosted === undefined || hosted.epoch !== message.epoch || hosted.forwarding !== 'all') {
+        dropped++;
+        continue;
+      }
+      switch (message.content.case) {
+        case 'text': {
+          const { to, text } = message.content.value;
+          if (hosted.outbound.enqueue({ messageId: message.messageId, to, text }) === 'duplicate') duplicates++;
+          break;
+        }
+        case undefined:
+          this.report(hosted, {
+            kind: 'failed',
+            messageId: message.messageId,
+            code: 'INVALID_ARGUMENT',
+            reason: 'the dispatched message has no content this worker knows',
+          });
+          break;
+        default:
+          message.content satisfies never;
+      }
+    }
+    if (dropped > 0) {
+      this.log.warn(
+        { dropped, of: messages.length },
+        'dispatched messages for sessions not running here under that epoch dropped; the control plane redispatches',
+      );
+    }
+    if (duplicates > 0) this.log.debug({ duplicates }, 'dispatched messages already queued here ignored');
   }
 
   /**
@@ -315,6 +335,16 @@ export class SessionHost {
           logger: this.log.child({ sessionId, epoch: String(epoch) }),
         }),
       (hosted, event) => this.onEngineEvent(hosted, event),
+      (hosted) =>
+        new OutboundQueue({
+          limit: this.outboundQueueLimit,
+          send: (message) => hosted.session.sendText(message.to, message.text, message.messageId),
+          report: (outcome) => this.report(hosted, outcome),
+          settled: () => this.tails.get(sessionId),
+          scheduler: this.scheduler,
+          sendTimeoutMs: this.sendTimeoutMs,
+          log: this.log.child({ sessionId, epoch: String(epoch) }),
+        }),
     );
     this.sessions.set(sessionId, opened);
     try {
@@ -333,78 +363,14 @@ export class SessionHost {
     return opened;
   }
 
-  private async perform(hosted: Hosted, action: Request['action']): Promise<ResponseResult> {
-    switch (action.case) {
-      case 'sendText': {
-        const { messageId } = await hosted.session.sendText(action.value.to, action.value.text);
-        return { case: 'messageId', value: messageId };
-      }
-      case 'requestPairingCode': {
-        const code = await hosted.session.requestPairingCode(action.value.phoneNumber);
-        // Engines announce the code's expiry in the pairingCode event, emitted before they return it.
-        const announced = hosted.pairingCode?.code === code ? hosted.pairingCode : undefined;
-        return {
-          case: 'pairingCode',
-          value: { code, ...(announced ? { expiresAt: timestampFromDate(announced.expiresAt) } : {}) },
-        };
-      }
-      case 'sandboxScan': {
-        const controls = sandboxControls(hosted);
-        if (action.value.pairingCode) {
-          controls.enterPairingCode(action.value.pairingCode, { pushName: action.value.pushName || undefined });
-          return { case: 'done', value: true };
-        }
-        const payload = action.value.qrPayload || controls.currentQr()?.payload;
-        if (payload === undefined) {
-          throw new DomainError('FAILED_PRECONDITION', `no QR code is shown: the session is ${controls.state}`);
-        }
-        controls.scanQr(payload, {
-          phoneNumber: action.value.phoneNumber,
-          pushName: action.value.pushName || undefined,
-        });
-        return { case: 'done', value: true };
-      }
-      case 'sandboxInbound': {
-        const message = sandboxControls(hosted).injectInbound(action.value.from, action.value.text);
-        return { case: 'messageId', value: message.messageId };
-      }
-      case undefined:
-        throw DomainError.invalidArgument('action', 'the request names no action');
-      default:
-        return action satisfies never;
-    }
-  }
-
-  private async withDeadline(deadline: Date | undefined, work: () => Promise<ResponseResult>): Promise<ResponseResult> {
-    if (deadline === undefined) return work();
-    const remainingMs = deadline.getTime() - this.clock.now().getTime();
-    if (remainingMs <= 0) {
-      throw new DomainError('DEADLINE_EXCEEDED', 'the deadline had passed when the request arrived; nothing was done');
-    }
-    let timer: Timer | undefined;
-    const expired = new Promise<never>((_resolve, reject) => {
-      timer = this.scheduler.schedule(remainingMs, () =>
-        reject(
-          new DomainError(
-            'DEADLINE_EXCEEDED',
-            `the session did not answer within ${remainingMs} ms; the action may still complete`,
-          ),
-        ),
-      );
-    });
-    try {
-      return await Promise.race([work(), expired]);
-    } finally {
-      timer?.cancel();
-    }
-  }
-
   private onEngineEvent(hosted: Hosted, event: EngineEvent): void {
     if (event.kind === 'pairingCode') {
       // Not an event upstream: the code goes back in the Response to the request that asked for it.
       hosted.pairingCode = { code: event.code, expiresAt: event.expiresAt };
       return;
     }
+    // Messages still waiting will not go out from here: said before `ended`, so they are dispatched again.
+    if (event.kind === 'ended') hosted.outbound.close('UNAVAILABLE', `the session ended (${event.reason})`);
     if (hosted.buffered) hosted.buffered.push(event);
     else this.forward(hosted, event);
     if (event.kind === 'ended') {
@@ -436,6 +402,17 @@ export class SessionHost {
     });
   }
 
+  /** Reports a dispatched message's outcome, as long as the assignment still speaks for the session. */
+  private report(hosted: Hosted, outcome: SendOutcome): void {
+    if (hosted.forwarding !== 'all') return;
+    this.send({
+      sessionId: hosted.sessionId,
+      epoch: hosted.epoch,
+      occurredAt: timestampFromDate(this.clock.now()),
+      event: toOutcomePayload(outcome),
+    });
+  }
+
   /** Takes the session off the host (if it is still the one held) and stops it; never rejects. */
   private async retire(hosted: Hosted, forwarding: Forwarding, reason: string): Promise<void> {
     hosted.forwarding = forwarding;
@@ -461,6 +438,7 @@ export class SessionHost {
   }
 
   private remove(hosted: Hosted): void {
+    hosted.outbound.close('UNAVAILABLE', 'the session stopped on this worker');
     if (this.sessions.get(hosted.sessionId) === hosted) this.sessions.delete(hosted.sessionId);
     this.wakeIfIdle();
   }
@@ -516,67 +494,5 @@ export class SessionHost {
       this.wakeIfIdle();
     });
     return run;
-  }
-}
-
-function engineKind(engine: EngineEnum): EngineKind | undefined {
-  switch (engine) {
-    case EngineEnum.SANDBOX:
-      return 'SANDBOX';
-    case EngineEnum.BAILEYS:
-      return 'BAILEYS';
-    case EngineEnum.UNSPECIFIED:
-      return undefined;
-    default:
-      // A number from a newer control plane.
-      return undefined;
-  }
-}
-
-function sandboxControls(hosted: Hosted): SandboxControls {
-  if (hosted.engine !== 'SANDBOX') {
-    throw new DomainError(
-      'FAILED_PRECONDITION',
-      `sandbox actions need a SANDBOX session; this one runs on ${hosted.engine}`,
-    );
-  }
-  if (!(hosted.session instanceof SandboxSession)) {
-    throw new DomainError('FAILED_PRECONDITION', 'this SANDBOX session has no sandbox controls');
-  }
-  return hosted.session.controls;
-}
-
-function toEventPayload(event: EngineEvent): SessionEventInit['event'] {
-  switch (event.kind) {
-    case 'qr':
-      return {
-        case: 'qr',
-        value: { payload: event.payload, expiresAt: timestampFromDate(event.expiresAt), sequence: event.sequence },
-      };
-    case 'connected':
-      return { case: 'connected', value: { ...event.identity } };
-    case 'authCheckpoint':
-      return { case: 'authCheckpoint', value: { state: event.state } };
-    case 'ended':
-      return { case: 'ended', value: { reason: event.reason, detail: event.detail } };
-    case 'inbound':
-      return {
-        case: 'inboundMessage',
-        value: {
-          messageId: event.message.messageId,
-          from: event.message.from,
-          text: event.message.text,
-          at: timestampFromDate(event.message.at),
-        },
-      };
-    case 'messageStatus':
-      return {
-        case: 'messageStatus',
-        value: { messageId: event.messageId, status: event.status, at: timestampFromDate(event.at) },
-      };
-    case 'pairingCode':
-      return undefined;
-    default:
-      return event satisfies never;
   }
 }

@@ -13,6 +13,7 @@ import { MaintenanceService } from './maintenance.service.js';
 import { ReassignmentHoldService } from './reassignment-hold.service.js';
 import { WorkerAdmin } from './worker-admin.service.js';
 import { LocalStreams } from './worker-connection.js';
+import { WorkerDispatch } from './worker-dispatch.js';
 import type { WorkerEvent } from './worker-event.entity.js';
 import { WorkerRefusals } from './worker-refusals.js';
 import { WorkerRepository } from './worker.repository.js';
@@ -28,6 +29,8 @@ export interface Fleet {
   readonly holds: ReassignmentHoldService;
   readonly maintenance: MaintenanceService;
   readonly refusals: WorkerRefusals;
+  /** DispatchMessages frames down the streams held here (messaging's dispatch channel). */
+  readonly dispatch: WorkerDispatch;
   start(): Promise<void>;
   /** Ends every agent stream (agents reconnect elsewhere) and stops the fleet's timers. */
   shutdown(): Promise<void>;
@@ -99,6 +102,7 @@ export function createFleet(
     holds,
     maintenance: new MaintenanceService(clock, deps.audit),
     refusals,
+    dispatch: new WorkerDispatch(streams),
     start: () => service.start(),
     shutdown: () => service.shutdown(),
   };

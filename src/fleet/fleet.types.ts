@@ -44,9 +44,20 @@ export type ControlEnvelope = { correlationId: string } & (
       workerCredential: string;
     }
   | { kind: 'heartbeatAck'; sequence: bigint; leaseExpiresAt: Date }
+  /** Queued messages for the worker's sessions; answered by message_sent / message_failed events, not an ack. */
+  | { kind: 'dispatchMessages'; messages: readonly DispatchedMessage[] }
   | Exclude<WorkerCommand, { kind: 'assignSession' }>
   | (Extract<WorkerCommand, { kind: 'assignSession' }> & { authState: Uint8Array })
 );
+
+/** A message handed to a worker: sent through the session's engine under our id (the engine's dedupe key). */
+export interface DispatchedMessage {
+  sessionId: string;
+  epoch: number;
+  messageId: string;
+  to: string;
+  text: string;
+}
 
 /**
  * A command for one worker, delivered over its stream (through its owner

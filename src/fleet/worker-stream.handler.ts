@@ -12,10 +12,18 @@ import { peerKey } from '../transport/context.js';
 import type { CommandRouter } from './command-router.js';
 import type { FleetService } from './fleet.service.js';
 import type { WorkerRefusals } from './worker-refusals.js';
-import type { AgentHello, ControlEnvelope, RequestAction, RequestResult, WorkerSessionEvent } from './fleet.types.js';
+import type {
+  AgentHello,
+  ControlEnvelope,
+  DispatchedMessage,
+  RequestAction,
+  RequestResult,
+  WorkerSessionEvent,
+} from './fleet.types.js';
 import type { Hello, Response, SessionEvent } from '../../gen/switchboard/v1/worker_pb.js';
 import { timestampDate, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { engineToProto } from './fleet-mapping.handler.js';
+import { takeRun } from './session-event-runs.js';
 import { CLEAN_CLOSE_REASON, type DisconnectOutcome, type WorkerConnection } from './worker-connection.js';
 import { engineFromProto, metricsFromProto } from './fleet-mapping.handler.js';
 
@@ -31,6 +39,8 @@ export interface WorkerStreamDependencies {
   refusals: WorkerRefusals;
   /** Where session events go (the sessions capability); refused events are its business. */
   onSessionEvent: (workerId: string, event: WorkerSessionEvent) => Promise<void>;
+  /** Where consecutive message events go, as one batch (the sessions capability fences them, messaging applies them). */
+  onMessageEvents: (workerId: string, events: readonly WorkerSessionEvent[]) => Promise<void>;
 }
 
 /**
@@ -60,13 +70,15 @@ class AgentStream {
   endReason = CLEAN_CLOSE_REASON;
   outcome: DisconnectOutcome = 'clean';
   private ended = false;
-  // Session events are applied one at a time in the order they came, but
-  // off the read loop: each is a database transaction, and a burst of them
-  // (every session just placed on the worker shows a QR code, three
-  // receipts per message sent) must not hold back the heartbeats, command
-  // acks and responses behind it, or the agent fences itself and commands
-  // time out while the worker is healthy.
-  private sessionEvents = Promise.resolve();
+  // Session events are applied in the order they came, but off the read
+  // loop: each is a database transaction, and a burst of them (every session
+  // just placed on the worker shows a QR code, three receipts per message
+  // sent) must not hold back the heartbeats, command acks and responses
+  // behind it, or the agent fences itself and commands time out while the
+  // worker is healthy. Consecutive message events are applied as one batch
+  // (one transaction): while one batch applies, the next one gathers.
+  private readonly pendingSessionEvents: WorkerSessionEvent[] = [];
+  private applyingSessionEvents = false;
   private queuedSessionEvents = 0;
   private belowLimit: (() => void) | undefined;
   private sessionEventFailed = false;
@@ -156,26 +168,35 @@ class AgentStream {
 
   private applyInOrder(workerId: string, event: WorkerSessionEvent): void {
     this.queuedSessionEvents += 1;
-    this.sessionEvents = this.sessionEvents.then(async () => {
+    this.pendingSessionEvents.push(event);
+    if (!this.applyingSessionEvents) void this.applyPending(workerId);
+  }
+
+  private async applyPending(workerId: string): Promise<void> {
+    this.applyingSessionEvents = true;
+    for (let run = takeRun(this.pendingSessionEvents); run; run = takeRun(this.pendingSessionEvents)) {
       try {
-        if (!this.sessionEventFailed) await this.deps.onSessionEvent(workerId, event);
+        if (this.sessionEventFailed) continue;
+        if (run.kind === 'messages') await this.deps.onMessageEvents(workerId, run.events);
+        else await this.deps.onSessionEvent(workerId, run.events[0] as WorkerSessionEvent);
       } catch (error) {
         // Later events may build on this one (a QR code, then "connected"): none is applied
         // after a failure; the agent reconnects and reports what it runs.
         this.sessionEventFailed = true;
         if (error instanceof DomainError) this.endWith(error);
         else {
-          const what = `applying a ${event.event.kind} session event`;
+          const what = `applying ${run.kind === 'messages' ? `${run.events.length} message events` : `a ${run.events[0]?.event.kind} session event`}`;
           this.end(
             `internal error on the control plane ${what}`,
-            this.deps.refusals.internalError(this.connection, what, error, event),
+            this.deps.refusals.internalError(this.connection, what, error, run.events[0]),
           );
         }
       } finally {
-        this.queuedSessionEvents -= 1;
+        this.queuedSessionEvents -= run.events.length;
         if (this.queuedSessionEvents < MAX_QUEUED_SESSION_EVENTS) this.belowLimit?.();
       }
-    });
+    }
+    this.applyingSessionEvents = false;
   }
 
   /**
@@ -298,6 +319,11 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
           },
         },
       });
+    case 'dispatchMessages':
+      return create(ControlMessageSchema, {
+        correlationId: envelope.correlationId,
+        payload: { case: 'dispatchMessages', value: { messages: envelope.messages.map(outboundToProto) } },
+      });
     case 'stopSession':
       return create(ControlMessageSchema, {
         correlationId: envelope.correlationId,
@@ -325,6 +351,15 @@ function toProto(envelope: ControlEnvelope): ControlMessage {
         },
       });
   }
+}
+
+function outboundToProto(m: DispatchedMessage) {
+  return {
+    sessionId: m.sessionId,
+    epoch: m.epoch,
+    messageId: m.messageId,
+    content: { case: 'text' as const, value: { to: m.to, text: m.text } },
+  };
 }
 
 function actionToProto(action: RequestAction) {

@@ -1,64 +1,82 @@
-import { randomUUID } from 'node:crypto';
-import { UniqueConstraintViolationException } from '@mikro-orm/core';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { requireTenant } from '../identity/api-key.service.js';
 import type { Principal } from '../identity/principal.js';
+import type { EventLog } from '../events/event-log.js';
 import type { Clock } from '../../lib/clock.js';
 import { DomainError } from '../../lib/errors.js';
-import type { Logger } from '../../lib/logger.js';
-import { Message, type MessageStatus } from './message.entity.js';
-import { MessageRepository, type MessageSession } from './message.repository.js';
+import type { Message } from './message.entity.js';
+import { MessageRepository } from './message.repository.js';
+import { query, rowToMessage, type MessageRow } from './message.sql.js';
 import type { SendRoute, SessionRouting } from './session-routing.js';
 
-const REPORTED: readonly MessageStatus[] = ['SENT', 'DELIVERED', 'READ', 'FAILED'];
+/** The Connect JSON of a message, the payload of message.* events (messaging/message-mapping.handler.ts). */
+export type MessageJson = (message: Message) => unknown;
+
+/** What accepting a message asks of the dispatcher: wake the replica holding the worker, and whether it is saturated. */
+export interface DispatchWakeups {
+  wake(workerId: string): void;
+  /** The worker has more messages dispatched and unconfirmed than allowed. */
+  saturated(workerId: string): boolean;
+}
+
+/** What MessageService works with besides the clock. */
+export interface MessageServiceDependencies {
+  sessions: SessionRouting;
+  events: EventLog;
+  toJson: MessageJson;
+  dispatch: DispatchWakeups;
+  /** Message ids and generated idempotency keys. */
+  newId: () => string;
+  limits: { queuePerSession: number };
+}
+
+/** How long a refused sender is told to wait: the queue drains at the worker's pace, re-checked each second. */
+const RETRY_AFTER_SECONDS = 1;
+
+const INSERT_QUEUED = `insert into "message" ("id", "tenant_id", "session_id", "direction", "whatsapp_message_id", "chat", "sender", "type", "text", "status", "idempotency_key", "created_at", "updated_at")
+  values (?, ?, ?, 'OUTBOUND', null, ?, ?, 'text', ?, 'QUEUED', ?, ?, ?)
+  on conflict ("session_id", "idempotency_key") do nothing
+  returning *`;
 
 /**
- * Messages through sessions. Minimal for now (the messaging capability
- * widens it): SendText routed to the session's worker, idempotent by the
- * tenant's key, and the statuses and inbound messages workers report.
+ * Sending: SendText accepts a message durably (QUEUED, with its message.queued
+ * event, in one transaction) and returns at once; the dispatcher of the
+ * replica holding the session's worker takes it from there.
  */
 export class MessageService {
   constructor(
     private readonly clock: Clock,
-    private readonly log: Logger,
-    private readonly requestTimeoutMs: number,
-    private readonly sessions: SessionRouting,
+    private readonly deps: MessageServiceDependencies,
   ) {}
 
   /**
-   * Sends through the worker running the session. With an idempotency key a
-   * retry returns the first attempt's message instead of sending again; an
-   * attempt that failed before reaching WhatsApp (or whose answer never came
-   * back within the deadline) is tried again under the same key.
+   * Accepts a text for the session. The same idempotency key for the same
+   * session returns the first message (never a second send); a different
+   * recipient or text under a used key is INVALID_ARGUMENT. Refused with
+   * RESOURCE_EXHAUSTED (and retry-after) while the session's queue or its
+   * worker's unconfirmed messages are at their limits.
    */
   async sendText(
     em: EntityManager,
     principal: Principal,
     input: { sessionId: string; to: string; text: string; idempotencyKey: string },
   ): Promise<Message> {
-    const route = await this.sessions.routeForSend(em, requireTenant(principal), input.sessionId);
-    const message = await this.claim(em, route, input);
-    if (message.whatsappMessageId !== null) return message;
-    try {
-      const result = await this.sessions.request(route, { kind: 'sendText', to: input.to, text: input.text });
-      if (result.kind !== 'messageId') throw new DomainError('INTERNAL', 'the worker did not return a message id');
-      message.whatsappMessageId = result.messageId;
-      // WhatsApp took it (it has an id): at least SENT, whatever receipt is still on its way.
-      if (message.status === 'QUEUED') message.status = 'SENT';
-      message.updatedAt = this.clock.now();
-      await em.flush();
-      return message;
-    } catch (error) {
-      // UNAVAILABLE: unknown whether it went out, so the row stays PENDING
-      // and a retry with the key after the deadline sends it again. Any other
-      // error is the worker's clear refusal: nothing was sent.
-      if (!(error instanceof DomainError) || error.code !== 'UNAVAILABLE') {
-        message.status = 'FAILED';
-        message.updatedAt = this.clock.now();
-        await em.flush();
-      }
-      throw error;
+    const route = await this.deps.sessions.routeForSend(em, requireTenant(principal), input.sessionId);
+    const given = input.idempotencyKey.trim();
+    if (given) {
+      const earlier = await this.byKey(em, route.sessionId, given);
+      if (earlier) return sameMessage(earlier, input);
     }
+    if (this.deps.dispatch.saturated(route.workerId)) {
+      throw backPressure("the session's worker has too many messages waiting for confirmation");
+    }
+    const key = given || this.deps.newId();
+    const accepted = await em.transactional((tx) => this.insert(tx, route, input, key));
+    if (accepted.announcement) {
+      void this.deps.events.announce(accepted.announcement).catch(() => undefined);
+      this.deps.dispatch.wake(route.workerId);
+    }
+    return accepted.message;
   }
 
   async get(em: EntityManager, principal: Principal, id: string): Promise<Message> {
@@ -67,113 +85,73 @@ export class MessageService {
     return message;
   }
 
-  /**
-   * A worker's delivery report for a message of the session (the session
-   * already fenced by the caller): statuses only move forward.
-   */
-  async recordStatus(
-    em: EntityManager,
-    session: MessageSession,
-    whatsappId: string,
-    status: string,
-    now: Date,
-  ): Promise<void> {
-    const next = REPORTED.find((s) => s === status);
-    if (!next) return;
-    if (!(await new MessageRepository(em).advanceStatus(session, whatsappId, next, now))) {
-      this.log.debug(
-        { sessionId: session.id, whatsappId, status },
-        'status not applied (older, or not sent through the API)',
-      );
-    }
-  }
-
-  /** A dispatched message went out (statuses only move forward) or failed (unless already further). */
-  async recordDispatchOutcome(
-    em: EntityManager,
-    session: MessageSession,
-    event:
-      | { kind: 'messageSent'; messageId: string; whatsappMessageId: string }
-      | { kind: 'messageFailed'; messageId: string; code: string; reason: string },
-    now: Date,
-  ): Promise<void> {
-    const messages = new MessageRepository(em);
-    const applied =
-      event.kind === 'messageSent'
-        ? await messages.markSent(session, event.messageId, event.whatsappMessageId, now)
-        : await messages.markFailed(session, event.messageId, `${event.code}: ${event.reason}`, now);
-    if (!applied) this.log.debug({ sessionId: session.id, messageId: event.messageId }, 'dispatch outcome not applied');
-  }
-
-  /** An inbound message; a repeated report is stored once. */
-  async recordInbound(
-    em: EntityManager,
-    session: MessageSession,
-    event: { messageId: string; from: string; text: string; at: Date },
-    now: Date,
-  ): Promise<void> {
-    await new MessageRepository(em).insertInbound(session, event, now);
-  }
-
-  /** The message row this send works on: new, or the earlier attempt under the same key. */
-  private async claim(
-    em: EntityManager,
-    route: SendRoute,
-    input: { to: string; text: string; idempotencyKey: string },
-  ): Promise<Message> {
-    const key = input.idempotencyKey.trim() || null;
+  private async insert(tx: EntityManager, route: SendRoute, input: { to: string; text: string }, key: string) {
+    const limit = this.deps.limits.queuePerSession;
+    // Counted through the partial index of queued messages, and never past the limit.
+    const [queued] = await query<{ n: number }>(
+      tx,
+      `select count(*)::int as "n" from (select 1 from "message" where "session_id" = ? and "status" = 'QUEUED' limit ?) q`,
+      [route.sessionId, limit],
+    );
+    if ((queued?.n ?? 0) >= limit) throw backPressure(`the session already has ${limit} messages queued`);
     const now = this.clock.now();
-    const messages = new MessageRepository(em);
-    if (key) {
-      const earlier = await messages.findByIdempotencyKey(route.sessionId, key);
-      if (earlier) return this.reuse(em, earlier, input, now);
+    const [row] = await query<MessageRow>(tx, INSERT_QUEUED, [
+      this.deps.newId(),
+      route.tenantId,
+      route.sessionId,
+      input.to,
+      route.sender,
+      input.text,
+      key,
+      now,
+      now,
+    ]);
+    if (!row) {
+      // A concurrent retry under the same key committed first (the insert waited for it).
+      const winner = await this.byKey(tx, route.sessionId, key);
+      if (!winner) throw new DomainError('ABORTED', 'a send with this idempotency key was in progress; retry');
+      return { message: sameMessage(winner, input), announcement: undefined };
     }
-    const message = em.create(Message, {
-      id: randomUUID(),
-      tenantId: route.tenantId,
-      sessionId: route.sessionId,
-      direction: 'OUTBOUND',
-      whatsappMessageId: null,
-      chat: input.to,
-      text: input.text,
-      status: 'QUEUED',
-      idempotencyKey: key,
-      createdAt: now,
-      updatedAt: now,
-    });
-    try {
-      await em.flush();
-      return message;
-    } catch (error) {
-      if (!(error instanceof UniqueConstraintViolationException) || !key) throw error;
-      // A concurrent retry with the same key won the insert.
-      em.clear();
-      const winner = await messages.findByIdempotencyKey(route.sessionId, key);
-      if (!winner) throw error;
-      return this.reuse(em, winner, input, now);
-    }
+    const message = rowToMessage(row);
+    const announcement = await this.deps.events.append(
+      tx,
+      [
+        {
+          tenantId: message.tenantId,
+          type: 'message.queued',
+          sessionId: message.sessionId,
+          occurredAt: now,
+          data: this.deps.toJson(message),
+        },
+      ],
+      now,
+    );
+    return { message, announcement };
   }
 
-  private async reuse(
-    em: EntityManager,
-    earlier: Message,
-    input: { to: string; text: string },
-    now: Date,
-  ): Promise<Message> {
-    if (earlier.chat !== input.to || earlier.text !== input.text) {
-      throw new DomainError(
-        'INVALID_ARGUMENT',
-        'this idempotency key was used for a different message; use a new key for a new message',
-      );
-    }
-    if (earlier.whatsappMessageId !== null) return earlier;
-    const inFlight = earlier.status === 'QUEUED' && now.getTime() - earlier.updatedAt.getTime() < this.requestTimeoutMs;
-    if (inFlight) {
-      throw new DomainError('ABORTED', 'a send with this idempotency key is still in progress; retry shortly');
-    }
-    earlier.status = 'QUEUED';
-    earlier.updatedAt = now;
-    await em.flush();
-    return earlier;
+  private async byKey(em: EntityManager, sessionId: string, key: string): Promise<Message | undefined> {
+    const [row] = await query<MessageRow>(
+      em,
+      `select * from "message" where "session_id" = ? and "idempotency_key" = ?`,
+      [sessionId, key],
+    );
+    return row ? rowToMessage(row) : undefined;
   }
+}
+
+function sameMessage(earlier: Message, input: { to: string; text: string }): Message {
+  if (earlier.chat !== input.to || earlier.text !== input.text) {
+    throw new DomainError(
+      'INVALID_ARGUMENT',
+      'this idempotency key was used for a different message; use a new key for a new message',
+      { details: { field: 'idempotency_key' } },
+    );
+  }
+  return earlier;
+}
+
+function backPressure(why: string): DomainError {
+  return new DomainError('RESOURCE_EXHAUSTED', `${why}; retry in ${RETRY_AFTER_SECONDS} s`, {
+    details: { 'retry-after': RETRY_AFTER_SECONDS },
+  });
 }

@@ -1,5 +1,4 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
-import type { RequestAction, RequestResult } from '../fleet/fleet.types.js';
 
 /** Where a message for a session goes now: the session, and the worker and attempt that hold its connection. */
 export interface SendRoute {
@@ -7,6 +6,8 @@ export interface SendRoute {
   tenantId: string;
   workerId: string;
   epoch: number;
+  /** The session's own number (the sender of what it sends); empty until known. */
+  sender: string;
 }
 
 /**
@@ -20,6 +21,4 @@ export interface SessionRouting {
    * session of another tenant, FAILED_PRECONDITION in any other state.
    */
   routeForSend(em: EntityManager, tenantId: string, sessionId: string): Promise<SendRoute>;
-  /** Asks the worker running the session and waits for its answer (UNAVAILABLE when it cannot be reached). */
-  request(route: SendRoute, action: RequestAction): Promise<Exclude<RequestResult, { kind: 'error' }>>;
 }

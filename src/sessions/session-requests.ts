@@ -30,12 +30,18 @@ export class SessionRequests {
     em: EntityManager,
     tenantId: string,
     sessionId: string,
-  ): Promise<RequestTarget & { tenantId: string }> {
+  ): Promise<RequestTarget & { tenantId: string; sender: string }> {
     const session = await new SessionRepository(em).findForTenant(tenantId, sessionId);
     const plan = planSessionCommand(standingOf(session, false), { kind: 'send' });
     const effect = plan.effects.find((e) => e.kind === 'sendOnWorker');
     if (!effect) throw new DomainError('INTERNAL', 'no send effect planned');
-    return { sessionId: session.id, tenantId: session.tenantId, workerId: effect.workerId, epoch: effect.epoch };
+    return {
+      sessionId: session.id,
+      tenantId: session.tenantId,
+      workerId: effect.workerId,
+      epoch: effect.epoch,
+      sender: session.account?.phoneNumber ?? '',
+    };
   }
 
   /**

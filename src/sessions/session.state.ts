@@ -212,7 +212,7 @@ export function isAssigned(state: SessionState): boolean {
  * successor. A later epoch than the session's throws ABORTED (see applySessionEvent).
  */
 export function fenceAttempt(
-  session: SessionStanding,
+  session: Pick<SessionStanding, 'state' | 'epoch' | 'workerId'>,
   stamp: AttemptStamp,
 ): { current: true } | { current: false; reason: string } {
   if (stamp.epoch > session.epoch) {

@@ -12,7 +12,8 @@ import { SessionPlacement, type CommittedPlacement } from './session-placement.j
 import type { SessionRequests } from './session-requests.js';
 import { SessionWatch } from './session-watch.js';
 import { SessionService } from './session.service.js';
-import { WorkerReports, type MessageReports } from './worker-reports.service.js';
+import type { MessageReports } from './message-report-batches.js';
+import { WorkerReports } from './worker-reports.service.js';
 
 /** How often every replica looks for sessions it can place, besides on every fleet change. */
 export const PLACEMENT_INTERVAL_MS = 2000;

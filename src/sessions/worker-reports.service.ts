@@ -1,4 +1,3 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { DomainError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { CommandSender, HeldSession, WorkerSessionEvent } from '../fleet/fleet.types.js';
@@ -8,13 +7,14 @@ import type { WorkerEvent } from '../fleet/worker-event.entity.js';
 import type { EventAnnouncement } from '../events/event-log.js';
 import type { Resources } from '../platform/resources.js';
 import type { AuthStates } from './auth-states.js';
+import { MessageReportBatches, type MessageReports } from './message-report-batches.js';
 import { SESSION_GONE, type RefusedSessionEvents } from './refused-session-events.js';
 import type { SessionEffects } from './session-effects.js';
 import type { SessionEvents } from './session-events.js';
 import { applySessionEvent } from './session-event.state.js';
 import { applyStanding, standingOf } from './session-standing.js';
 import type { SessionWatch } from './session-watch.js';
-import { Session } from './session.entity.js';
+import type { Session } from './session.entity.js';
 import { SessionRepository } from './session.repository.js';
 import {
   fenceAttempt,
@@ -31,26 +31,6 @@ const END_REASONS: readonly SessionEndReason[] = [
   'CONNECTION_REPLACED',
   'CONNECTION_LOST',
 ];
-
-/** Where messaging takes the message facts workers report (the MessageService). */
-export interface MessageReports {
-  recordStatus(em: EntityManager, session: Session, whatsappId: string, status: string, now: Date): Promise<void>;
-  recordInbound(
-    em: EntityManager,
-    session: Session,
-    event: { messageId: string; from: string; text: string; at: Date },
-    now: Date,
-  ): Promise<void>;
-  /** The worker sent (or could not send) a message it was dispatched; `messageId` is ours. */
-  recordDispatchOutcome(
-    em: EntityManager,
-    session: Session,
-    event:
-      | { kind: 'messageSent'; messageId: string; whatsappMessageId: string }
-      | { kind: 'messageFailed'; messageId: string; code: string; reason: string },
-    now: Date,
-  ): Promise<void>;
-}
 
 /** Placement, as the reports need it: ask for a round, or run one and wait. */
 export interface PlacementTrigger {
@@ -81,12 +61,14 @@ export interface WorkerReportsDependencies {
  */
 export class WorkerReports {
   private readonly log: Logger;
+  private readonly messageBatches: MessageReportBatches;
 
   constructor(
     private readonly resources: Resources,
     private readonly deps: WorkerReportsDependencies,
   ) {
     this.log = resources.logger.child({ component: 'sessions' });
+    this.messageBatches = new MessageReportBatches(resources, deps.messages, deps.refused);
   }
 
   /** Session events refused because they carried a stale epoch or came from the wrong worker. */
@@ -103,7 +85,7 @@ export class WorkerReports {
       event.kind === 'messageSent' ||
       event.kind === 'messageFailed'
     ) {
-      return this.onMessageReport(workerId, report, event);
+      return this.messageBatches.apply(workerId, [report]);
     }
     const now = this.resources.clock.now();
     let outcome:
@@ -172,8 +154,17 @@ export class WorkerReports {
     await this.deps.effects.carryOut(report.sessionId, outcome.effects);
     await this.deps.watch.announce(outcome.changed, { qr: outcome.qr });
     await this.deps.events.announce(outcome.announcement);
+    if (outcome.changed.status === 'WORKING') this.deps.messages.sessionWorking(workerId);
     // An end frees the worker's slot.
     if (event.kind === 'ended') this.deps.placement.request();
+  }
+
+  /**
+   * Message facts (sends, failures, receipts, inbound) from one worker
+   * stream, consecutive in what it reported: applied as one batch.
+   */
+  onMessageEvents(workerId: string, reports: readonly WorkerSessionEvent[]): Promise<void> {
+    return this.messageBatches.apply(workerId, reports);
   }
 
   /**
@@ -243,40 +234,6 @@ export class WorkerReports {
     } catch (error) {
       this.log.error({ err: error, workerId: event.workerId, event: event.kind }, 'could not react to a fleet change');
     }
-  }
-
-  /**
-   * Delivery receipts and inbound messages, the bulk of what workers report
-   * (three receipts per message sent): fenced like every event, but on a
-   * plain read of the session, not a row lock and a transaction. They change
-   * no session state, and one that races an epoch change is still a true
-   * fact about a message; credentials and lifecycle events keep the lock.
-   */
-  private async onMessageReport(
-    workerId: string,
-    report: WorkerSessionEvent,
-    event: Extract<
-      WorkerSessionEvent['event'],
-      { kind: 'messageStatus' | 'inbound' | 'messageSent' | 'messageFailed' }
-    >,
-  ): Promise<void> {
-    const em = this.resources.orm.em.fork();
-    const session = await em.findOne(Session, { id: report.sessionId }, { disableIdentityMap: true });
-    if (!session) return this.deps.refused.stale(workerId, report, SESSION_GONE);
-    let fence: ReturnType<typeof fenceAttempt>;
-    try {
-      fence = fenceAttempt(standingOf(session, false), { epoch: report.epoch, workerId });
-    } catch (error) {
-      if (!(error instanceof DomainError)) throw error;
-      this.deps.refused.unexpected(workerId, report, error);
-      return;
-    }
-    if (!fence.current) return this.deps.refused.stale(workerId, report, fence.reason);
-    const now = this.resources.clock.now();
-    if (event.kind === 'inbound') await this.deps.messages.recordInbound(em, session, event, now);
-    else if (event.kind === 'messageStatus')
-      await this.deps.messages.recordStatus(em, session, event.messageId, event.status, now);
-    else await this.deps.messages.recordDispatchOutcome(em, session, event, now);
   }
 
   /**

@@ -84,6 +84,7 @@ export function createRoutes(deps: RouteDependencies): (router: ConnectRouter) =
         router: fleet.router,
         refusals: fleet.refusals,
         onSessionEvent: (workerId, event) => sessions.reports.onWorkerEvent(workerId, event),
+        onMessageEvents: (workerId, events) => sessions.reports.onMessageEvents(workerId, events),
       }),
     );
     router.service(SessionServiceDesc, createSessionHandler(sessions.service, sessions.watch));

@@ -97,9 +97,17 @@ describe('two control-plane replicas sharing PostgreSQL and Redis', () => {
       // The scan and the send are requests to the worker, relayed by replica A.
       expect((await onB('SandboxService/ScanQr', { sessionId: id, phoneNumber: '+15550008888' })).status).toBe(200);
       await eventually(async () => ((await status()).status === 'SESSION_STATUS_WORKING' ? true : undefined));
+      // Accepted by B, dispatched by A (which holds the worker's stream), woken through Redis.
       const sent = await onB('MessageService/SendText', { sessionId: id, to: '+15550009999', text: 'via B' });
       expect(sent.status).toBe(200);
-      expect((sent.json.message as { whatsappMessageId: string }).whatsappMessageId).toMatch(/^3EB0/);
+      const messageId = (sent.json.message as { id: string }).id;
+      const sentVia = await eventually(async () => {
+        const m = (await onB('MessageService/GetMessage', { messageId })).json.message as {
+          whatsappMessageId?: string;
+        };
+        return m.whatsappMessageId;
+      });
+      expect(sentVia).toMatch(/^3EB0/);
 
       // A restart re-assigns it with its credentials, placed by B, delivered by A: the
       // credentials are read by A from the database and never cross Redis.

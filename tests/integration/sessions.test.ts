@@ -99,7 +99,7 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
     expect(working.account?.phoneNumber).toContain('15550001111');
     abort.abort();
 
-    // SendText returns WhatsApp's id; the sandbox reports delivered, then read.
+    // SendText accepts it QUEUED; the worker sends it and the sandbox reports delivered, then read.
     const sent = await call(tenant.accessToken, 'MessageService/SendText', {
       sessionId: id,
       to: '+15550002222',
@@ -107,18 +107,16 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       idempotencyKey: 'order-42',
     });
     expect(sent.status).toBe(200);
-    const message = sent.json.message as { id: string; whatsappMessageId: string; status: string };
-    expect(message.whatsappMessageId).toMatch(/^3EB0[0-9A-F]{16}$/);
-    // It has WhatsApp's id, so it was sent: never QUEUED (a receipt may already say more).
-    expect(message.status).not.toBe('MESSAGE_STATUS_QUEUED');
+    const message = sent.json.message as { id: string; status: string };
+    expect(message.status).toBe('MESSAGE_STATUS_QUEUED');
     const read = await eventually(async () => {
       const { json } = await call(tenant.accessToken, 'MessageService/GetMessage', { messageId: message.id });
-      const m = json.message as { status: string };
+      const m = json.message as { status: string; whatsappMessageId: string };
       return m.status === 'MESSAGE_STATUS_READ' ? m : undefined;
     }, 10_000);
-    expect(read.status).toBe('MESSAGE_STATUS_READ');
+    expect(read.whatsappMessageId).toMatch(/^3EB0[0-9A-F]{16}$/);
 
-    // The same idempotency key does not send twice.
+    // The same idempotency key returns the same message: not sent twice.
     const again = await call(tenant.accessToken, 'MessageService/SendText', {
       sessionId: id,
       to: '+15550002222',
@@ -126,16 +124,22 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       idempotencyKey: 'order-42',
     });
     expect((again.json.message as { id: string; whatsappMessageId: string }).whatsappMessageId).toBe(
-      message.whatsappMessageId,
+      read.whatsappMessageId,
     );
 
-    // A bad recipient is the worker's INVALID_ARGUMENT, not a crash.
+    // A bad recipient is the worker's refusal: the message ends FAILED with the reason, not a crash.
     const bad = await call(tenant.accessToken, 'MessageService/SendText', {
       sessionId: id,
       to: 'not-a-number',
       text: 'x',
     });
-    expect(bad.json.code).toBe('invalid_argument');
+    const badId = (bad.json.message as { id: string }).id;
+    const failed = await eventually(async () => {
+      const { json } = await call(tenant.accessToken, 'MessageService/GetMessage', { messageId: badId });
+      const m = json.message as { status: string; failureReason?: string };
+      return m.status === 'MESSAGE_STATUS_FAILED' ? m : undefined;
+    }, 10_000);
+    expect(failed.failureReason).toContain('INVALID_ARGUMENT');
 
     // Another tenant can neither see nor drive it, nor read its messages.
     for (const [path, body] of [
@@ -523,21 +527,18 @@ describe('sessions on sandbox workers (PostgreSQL + Redis + agents)', () => {
       });
       await until(tenant.accessToken, id, 'SESSION_STATUS_WORKING', 5000);
 
-      // The worker vanishes while a SendText waits for it: UNAVAILABLE (at once, not at the
-      // deadline: session-timing.test.ts checks that on a fake clock).
-      const sending = call(tenant.accessToken, 'MessageService/SendText', {
+      // A send is accepted QUEUED and handed to the worker in a DispatchMessages frame, under the epoch.
+      const sending = await call(tenant.accessToken, 'MessageService/SendText', {
         sessionId: id,
         to: '+15550002222',
         text: 'into the void',
         idempotencyKey: 'void-1',
       });
-      let request;
-      do request = await raw.next();
-      while (request.payload.case !== 'request');
-      clearInterval(beat);
-      raw.cancel();
-      const outcome = await sending;
-      expect(outcome.json.code).toBe('unavailable');
+      expect((sending.json.message as { status: string }).status).toBe('MESSAGE_STATUS_QUEUED');
+      let dispatch;
+      do dispatch = await raw.next();
+      while (dispatch.payload.case !== 'dispatchMessages');
+      expect(dispatch.payload.value.messages.map((m) => [m.sessionId, m.epoch])).toEqual([[id, epoch]]);
     } finally {
       clearInterval(beat);
       raw.cancel();

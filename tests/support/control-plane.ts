@@ -176,9 +176,16 @@ export interface ControlPlaneProcess {
 
 const mainTs = fileURLToPath(new URL('../../src/main.ts', import.meta.url));
 
-/** Starts `src/main.ts` on free ports with `env` (database, Redis, timings) and waits until it is ready. */
-export async function spawnControlPlaneProcess(env: Record<string, string>): Promise<ControlPlaneProcess> {
-  const [httpPort, grpcPort] = [await freePort(), await freePort()];
+/**
+ * Starts `src/main.ts` on free ports (or `ports`, to restart a killed one
+ * where its agents look for it) with `env` (database, Redis, timings) and
+ * waits until it is ready.
+ */
+export async function spawnControlPlaneProcess(
+  env: Record<string, string>,
+  ports?: { http: number; grpc: number },
+): Promise<ControlPlaneProcess & { ports: { http: number; grpc: number } }> {
+  const [httpPort, grpcPort] = ports ? [ports.http, ports.grpc] : [await freePort(), await freePort()];
   const child = spawn(process.execPath, ['--import', 'tsx', mainTs], {
     env: {
       ...process.env,
@@ -199,5 +206,11 @@ export async function spawnControlPlaneProcess(env: Record<string, string>): Pro
     const response = await fetch(`${httpUrl}/readyz`).catch(() => undefined);
     return response?.ok ? true : undefined;
   }, 30_000);
-  return { child, httpUrl, grpcAddress: `127.0.0.1:${grpcPort}`, output: () => output };
+  return {
+    child,
+    httpUrl,
+    grpcAddress: `127.0.0.1:${grpcPort}`,
+    output: () => output,
+    ports: { http: httpPort, grpc: grpcPort },
+  };
 }

@@ -11,6 +11,7 @@ import {
 import type { Clock } from '../../lib/clock.js';
 import { every, type Scheduler, type Timer } from '../../lib/timers.js';
 import { AsyncQueue } from '../../src/platform/async-queue.js';
+import type { SessionEventSchema } from '../../gen/switchboard/v1/worker_pb.js';
 import { peerKey } from '../../src/transport/context.js';
 
 type AgentPayload = MessageInitShape<typeof AgentMessageSchema>['payload'];
@@ -183,6 +184,14 @@ export class FakeAgent {
         event: { case: 'connected', value: { jid: `${phoneNumber}@s.whatsapp.net`, phoneNumber, pushName: 'harness' } },
       },
     });
+  }
+
+  /** Reports session events in one SessionEventBatch frame, stamped now. */
+  report(
+    events: { sessionId: string; epoch: number; event: MessageInitShape<typeof SessionEventSchema>['event'] }[],
+  ): void {
+    const occurredAt = timestampFromDate(this.time.now());
+    this.send({ case: 'sessionEvents', value: { events: events.map((e) => ({ ...e, occurredAt })) } });
   }
 
   /** Answers a request the control plane sent. */

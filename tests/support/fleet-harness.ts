@@ -244,6 +244,7 @@ export class HarnessReplica {
       router: app.fleet.router,
       refusals: app.fleet.refusals,
       onSessionEvent: (workerId, event) => app.sessions.reports.onWorkerEvent(workerId, event),
+      onMessageEvents: (workerId, events) => app.sessions.reports.onMessageEvents(workerId, events),
     });
   }
 

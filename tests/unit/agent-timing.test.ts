@@ -275,4 +275,50 @@ describe('agent timing on a fake clock', () => {
     expect(stream.halfClosed).toBe(true);
     expect(h.time.pendingTimers).toBe(0);
   });
+
+  it('sends dispatched messages and reports them in one SessionEventBatch after the batch delay; lifecycle events go alone', async () => {
+    const h = harness();
+    const stream = await h.connect({ heartbeatIntervalMs: 1_000, leaseTtlMs: 60_000 });
+    stream.autoAck = true;
+    await h.assign(stream);
+    stream.send({
+      case: 'request',
+      value: { sessionId: SESSION, epoch: 1, action: { case: 'sandboxScan', value: { phoneNumber: '15551234567' } } },
+    });
+    await stream.nextOf('response');
+    await h.settle();
+    // The link's events (QR, connected, checkpoint) are lifecycle events: one envelope each.
+    expect(stream.sentOf('sessionEvent').map((e) => e.value.event.case)).toEqual(['qr', 'authCheckpoint', 'connected']);
+    const ours = [1, 2, 3].map((n) => `00000000-0000-4000-8000-00000000000${n}`);
+    const dispatchedAt = h.time.monotonicMs();
+
+    stream.send({
+      case: 'dispatchMessages',
+      value: {
+        messages: ours.map((messageId, n) => ({
+          sessionId: SESSION,
+          epoch: 1,
+          messageId,
+          content: { case: 'text' as const, value: { to: '15550001111', text: `message ${n}` } },
+        })),
+      },
+    });
+    await h.advance(9);
+    expect(stream.sentOf('sessionEvents')).toEqual([]);
+    await h.advance(1);
+
+    const batches = stream.sentOf('sessionEvents');
+    expect(batches.map((batch) => batch.at)).toEqual([dispatchedAt + 10]);
+    expect(
+      batches[0]?.value.events.map((event) => event.event.case === 'messageSent' && event.event.value.messageId),
+    ).toEqual(ours);
+    // Receipts follow in batches too, never one envelope per receipt.
+    await h.advance(2_000);
+    const receipts = stream
+      .sentOf('sessionEvents')
+      .flatMap((batch) => batch.value.events)
+      .filter((event) => event.event.case === 'messageStatus');
+    expect(receipts).toHaveLength(9);
+    expect(stream.sentOf('sessionEvent').map((e) => e.value.event.case)).toEqual(['qr', 'authCheckpoint', 'connected']);
+  });
 });

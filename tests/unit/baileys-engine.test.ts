@@ -35,6 +35,7 @@ import {
   toInboundMessage,
   type BaileysSocket,
   describeDisconnect,
+  baileysMessageId,
 } from '../../agent/engines/baileys.engine.js';
 import type { EngineEvent, EngineStopReason } from '../../agent/engines/engine.js';
 import { ManualScheduler } from '../../lib/timers.js';
@@ -365,9 +366,14 @@ class FakeSocket implements BaileysSocket {
     return 'ABCD1234';
   }
 
-  async sendMessage(jid: string, content: { text: string }): Promise<WAMessage> {
+  /** The message ids the engine asked for, in send order (undefined: Baileys picks one). */
+  readonly requestedIds: (string | undefined)[] = [];
+
+  async sendMessage(jid: string, content: { text: string }, options?: { messageId?: string }): Promise<WAMessage> {
     this.sent.push({ jid, text: content.text });
-    return { key: { remoteJid: jid, fromMe: true, id: `MSG${this.sent.length}` } };
+    this.requestedIds.push(options?.messageId);
+    // As Baileys does: the id given in the options is the message's id.
+    return { key: { remoteJid: jid, fromMe: true, id: options?.messageId ?? `MSG${this.sent.length}` } };
   }
 }
 
@@ -615,6 +621,33 @@ describe('Baileys engine on a fake socket', () => {
     expect(h.of('messageStatus')).toEqual([
       { kind: 'messageStatus', messageId, status: 'DELIVERED', at: h.clock.now() },
     ]);
+  });
+
+  it('sends a dispatched message under a WhatsApp id derived from ours, the same id every time it is sent', async () => {
+    const h = harness(linkedSnapshot());
+    await h.session.start();
+    h.socket().update({ connection: 'open' });
+    const ours = '7d1c2f4e-8a3b-4c5d-9e6f-0a1b2c3d4e5f';
+
+    const first = await h.session.sendText('15550001111', 'hi', ours);
+    const again = await h.session.sendText('15550001111', 'hi', ours);
+    const other = await h.session.sendText('15550001111', 'hi', '00000000-0000-4000-8000-000000000000');
+
+    expect(first.messageId).toBe(baileysMessageId(ours));
+    expect(again.messageId).toBe(first.messageId);
+    expect(other.messageId).not.toBe(first.messageId);
+    expect(h.socket().requestedIds).toEqual([first.messageId, first.messageId, other.messageId]);
+  });
+
+  it('derives WhatsApp ids in the shape Baileys generates (3EB0 and 18 upper-case hex digits), stable and distinct', () => {
+    const ids = Array.from({ length: 1_000 }, (_, n) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`);
+    const derived = ids.map(baileysMessageId);
+
+    for (const id of derived) expect(id).toMatch(/^3EB0[0-9A-F]{18}$/);
+    expect(new Set(derived).size).toBe(ids.length);
+    expect(ids.map(baileysMessageId)).toEqual(derived);
+    // Pinned: a change here would make a message dispatched again after an upgrade go out twice.
+    expect(baileysMessageId('7d1c2f4e-8a3b-4c5d-9e6f-0a1b2c3d4e5f')).toBe('3EB0C2A4ABC336E0710083');
   });
 
   it('refuses to send before the session is connected', async () => {

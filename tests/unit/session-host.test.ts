@@ -6,12 +6,14 @@ import { Engine as EngineEnum } from '../../gen/switchboard/v1/fleet_pb.js';
 import {
   AssignSessionSchema,
   LogoutSessionSchema,
+  OutboundMessageSchema,
   RequestSchema,
   StopSessionSchema,
 } from '../../gen/switchboard/v1/worker_pb.js';
 import type { Engine, EngineKind, EngineSession, EngineSessionInput } from '../../agent/engines/engine.js';
 import { EngineError } from '../../agent/engines/engine-error.js';
 import { createSandboxEngine, type SandboxEngine } from '../../agent/engines/sandbox.engine.js';
+import { derivedMessageId } from '../../agent/engines/whatsapp-format.js';
 import { ManualScheduler } from '../../lib/timers.js';
 import { toResponseError } from '../../agent/sessions/response-error.js';
 import {
@@ -615,5 +617,94 @@ describe('response errors', () => {
       message: 'the session failed unexpectedly; see the agent log',
       unexpected: true,
     });
+  });
+});
+
+describe('session host: dispatched messages', () => {
+  const S = '5e55e55e-0000-4000-8000-000000000001';
+  const id = (n: number) => `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`;
+  const outbound = (n: number, epoch = 1, sessionId = S) =>
+    create(OutboundMessageSchema, {
+      sessionId,
+      epoch,
+      messageId: id(n),
+      content: { case: 'text', value: { to: '15557654321', text: `message ${n}` } },
+    });
+  const outcomes = (h: ReturnType<typeof harness>) =>
+    h.events(S).flatMap((event) => {
+      const e = event.event;
+      if (e?.case === 'messageSent') return [[e.value.messageId, 'sent', e.value.whatsappMessageId]];
+      if (e?.case === 'messageFailed') return [[e.value.messageId, e.value.code]];
+      return [];
+    });
+  const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('sends them in order under our ids and reports message_sent with the WhatsApp id, then the receipts', async () => {
+    const h = harness();
+    await linkedSession(h, S);
+
+    h.host.dispatch([outbound(1), outbound(2), outbound(3)]);
+    await settle();
+    h.time.advance(1_000);
+
+    expect(outcomes(h)).toEqual([1, 2, 3].map((n) => [id(n), 'sent', derivedMessageId(id(n), 16)]));
+    const first = h.events(S).find((event) => event.event?.case === 'messageSent');
+    expect(first).toMatchObject({ sessionId: S, epoch: 1 });
+    const statuses = h.events(S).flatMap((event) => (event.event?.case === 'messageStatus' ? [event.event.value] : []));
+    expect(statuses.filter((status) => status.messageId === derivedMessageId(id(1), 16)).map((s) => s.status)).toEqual([
+      'SENT',
+      'DELIVERED',
+      'READ',
+    ]);
+  });
+
+  it('drops messages for an epoch or a session not running here, answering nothing', async () => {
+    const h = harness();
+    await linkedSession(h, S, 2);
+    const before = h.events().length;
+
+    h.host.dispatch([outbound(1, 1), outbound(2, 3), outbound(3, 2, '5e55e55e-0000-4000-8000-000000000999')]);
+    await settle();
+    h.time.advance(1_000);
+
+    expect(h.events().slice(before)).toEqual([]);
+  });
+
+  it('fails a message the session cannot send with FAILED_PRECONDITION (not connected yet)', async () => {
+    const h = harness();
+    await h.assign(S, 1);
+
+    h.host.dispatch([outbound(1)]);
+    await settle();
+
+    expect(outcomes(h)).toEqual([[id(1), 'FAILED_PRECONDITION']]);
+  });
+
+  it('a repeated dispatch of a message already queued is not sent twice', async () => {
+    const h = harness();
+    await linkedSession(h, S);
+
+    h.host.dispatch([outbound(1), outbound(1)]);
+    h.host.dispatch([outbound(1)]);
+    await settle();
+
+    expect(outcomes(h)).toEqual([[id(1), 'sent', derivedMessageId(id(1), 16)]]);
+  });
+
+  it('on stop, reports the messages still waiting UNAVAILABLE before ended, so they are dispatched again', async () => {
+    const h = harness({ offer: ['BAILEYS'] });
+    // The stub engine never answers a send: the first stays in flight, the rest wait.
+    expect(await h.assign(S, 1, { engine: EngineEnum.BAILEYS })).toMatchObject({ accepted: true });
+    h.host.dispatch([outbound(1), outbound(2), outbound(3)]);
+    await settle();
+
+    await h.stop(S, 1);
+
+    expect(outcomes(h)).toEqual([
+      [id(2), 'UNAVAILABLE'],
+      [id(3), 'UNAVAILABLE'],
+    ]);
+    const cases = h.eventCases(S);
+    expect(cases.indexOf('ended')).toBeGreaterThan(cases.lastIndexOf('messageFailed'));
   });
 });

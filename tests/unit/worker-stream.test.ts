@@ -93,16 +93,20 @@ function openStream(failWith?: Error) {
   let release = () => {};
   const gate = new Promise<void>((resolve) => (release = resolve));
   // Applying a session event is a database transaction; here the first one hangs until released.
+  const apply = async (event: WorkerSessionEvent) => {
+    if (failWith !== undefined) throw failWith;
+    if (applied.length === 0) await gate;
+    applied.push(event.sessionId);
+    stamps.push({
+      occurredAt: event.occurredAt,
+      ...(event.event.kind === 'qr' ? { expiresAt: event.event.expiresAt } : {}),
+    });
+  };
   const handler = createWorkerServiceHandler({
     ...fakeFleet(connection, acked, ending),
-    onSessionEvent: async (_workerId, event: WorkerSessionEvent) => {
-      if (failWith !== undefined) throw failWith;
-      if (applied.length === 0) await gate;
-      applied.push(event.sessionId);
-      stamps.push({
-        occurredAt: event.occurredAt,
-        ...(event.event.kind === 'qr' ? { expiresAt: event.event.expiresAt } : {}),
-      });
+    onSessionEvent: (_workerId, event: WorkerSessionEvent) => apply(event),
+    onMessageEvents: async (_workerId, events) => {
+      for (const event of events) await apply(event);
     },
   });
   const requests = new AsyncQueue<AgentMessage>();
