@@ -104,6 +104,9 @@ async function measureSend(options: SendOptions, run: BenchRun): Promise<BenchOu
   const controlPlane: ControlPlaneRun = await startControlPlaneRun(run, options, {
     SESSION_QUOTA_FREE: String(options.sessions),
     ...UNREACHABLE_RATE_LIMITS,
+    // The pipeline's own cost: the governor would pace every session to a
+    // few messages a minute, by design (its rules have their own tests).
+    SEND_GOVERNOR: 'off',
   });
   const prefix = `send-${runId}-`;
   const watch = await guarded(FleetWatch.open(controlPlane.httpUrl, controlPlane.admin, prefix), controlPlane.failed);

@@ -22,12 +22,20 @@ export interface AppliedReports {
   confirmed: number;
 }
 
+/**
+ * Our messages WhatsApp took. A message we gave up on (FAILED with no
+ * WhatsApp id: its dispatches went unconfirmed, e.g. a frozen worker) that
+ * the worker did send after all is SENT: the worker's fact beats our guess.
+ */
 const SENT = `update "message" m set "whatsapp_message_id" = r."wa",
-        "status" = case when m."status" = 'QUEUED' then 'SENT' else m."status" end,
+        "status" = case when m."status" in ('QUEUED', 'FAILED') then 'SENT' else m."status" end,
+        "failed_at" = case when m."status" = 'FAILED' then null else m."failed_at" end,
+        "failure_reason" = case when m."status" = 'FAILED' then '' else m."failure_reason" end,
         "sent_at" = coalesce(m."sent_at", r."at"), "held_until" = null, "held_reason" = '', "updated_at" = ?
    from "message" o, jsonb_to_recordset(?::jsonb) as r("id" uuid, "session_id" uuid, "wa" text, "at" timestamptz)
   where o."id" = m."id" and m."id" = r."id" and m."session_id" = r."session_id" and m."direction" = 'OUTBOUND'
-    and m."status" <> 'FAILED' and (m."status" = 'QUEUED' or m."whatsapp_message_id" is distinct from r."wa")
+    and ((m."status" = 'FAILED' and m."whatsapp_message_id" is null)
+      or (m."status" <> 'FAILED' and (m."status" = 'QUEUED' or m."whatsapp_message_id" is distinct from r."wa")))
   returning m.*, o."status" as "old_status", o."dispatched_at" as "old_dispatched_at"`;
 
 /** Failures that end a message (or a retryable one past the attempts allowed); only a message not yet sent fails. */
@@ -156,8 +164,9 @@ export class MessageReportApplier {
     const indexOf = new Map(batch.sent.map((s) => [s.id, s.index]));
     for (const row of rows) {
       const message = rowToMessage(row);
-      if (row.old_status !== 'QUEUED') continue; // WhatsApp's id corrected; no new status
-      confirmed += 1;
+      if (row.old_status !== 'QUEUED' && row.old_status !== 'FAILED') continue; // WhatsApp's id corrected; no new status
+      // A FAILED one had already left flight when it was given up on.
+      if (row.old_status === 'QUEUED') confirmed += 1;
       statusEvent(message);
       changes.push({
         index: indexOf.get(message.id) ?? 0,

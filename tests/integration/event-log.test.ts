@@ -29,7 +29,9 @@ describe.each(['postgresql', 'pglite'] as const)('event log (%s)', (kind) => {
     database = kind === 'postgresql' ? await createTestDatabase() : undefined;
     dataDir = kind === 'pglite' ? mkdtempSync(join(tmpdir(), 'sb-events-')) : undefined;
     db = await openDatabase(
-      database ? { kind: 'postgresql', url: database.url, poolMax: 8 } : { kind: 'pglite', dataDir: dataDir as string },
+      database
+        ? { kind: 'postgresql', url: database.url, poolMax: 8 }
+        : { kind: 'pglite', dataDir: join(dataDir as string, 'db') },
       entities,
       logger,
     );

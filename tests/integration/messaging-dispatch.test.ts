@@ -27,6 +27,8 @@ describe('send pipeline: dispatch, back-pressure and fenced batches', () => {
         MESSAGE_DISPATCH_MAX_ATTEMPTS: '2',
         MESSAGE_QUEUE_PER_SESSION: '3',
         MESSAGE_IN_FLIGHT_PER_WORKER: '4',
+        // The pipeline alone here; tests/integration/send-governor-dispatch.test.ts runs it with the governor.
+        SEND_GOVERNOR: 'off',
       },
     });
     ({ owner } = await createTenant(harness.em()));
@@ -102,6 +104,23 @@ describe('send pipeline: dispatch, back-pressure and fenced batches', () => {
     expect(failed.status).toBe('FAILED');
     expect(failed.failureReason).toContain('did not confirm the message after 2 dispatches');
     expect(agent.all('dispatchMessages')).toHaveLength(2);
+
+    // The worker was only slow: its word that the message went out beats our giving up.
+    agent.report([
+      {
+        sessionId: session.id,
+        epoch: session.epoch,
+        event: { case: 'messageSent', value: { messageId: queued.id, whatsappMessageId: '3EB0LATE' } },
+      },
+    ]);
+    await harness.settle();
+    const sent = await message(queued.id);
+    expect([sent.status, sent.whatsappMessageId, sent.failureReason, sent.failedAt]).toEqual([
+      'SENT',
+      '3EB0LATE',
+      '',
+      null,
+    ]);
   });
 
   it('dispatches what the old worker never confirmed to the new one when the session moves, same id, new epoch', async () => {

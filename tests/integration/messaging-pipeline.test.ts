@@ -38,6 +38,8 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
   beforeAll(async () => {
     cp = await startControlPlane({
       env: {
+        // The pipeline alone; the governor's pacing has its own tests.
+        SEND_GOVERNOR: 'off',
         HEARTBEAT_INTERVAL_MS: '250',
         LEASE_TTL_MS: '1500',
         SWEEP_INTERVAL_MS: '100',

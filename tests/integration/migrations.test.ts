@@ -17,7 +17,7 @@ describe('database migrations', () => {
       const dataDir = kind === 'pglite' ? mkdtempSync(join(tmpdir(), 'sb-mig-')) : undefined;
       const target: DatabaseTarget = database
         ? { kind: 'postgresql', url: database.url, poolMax: 2 }
-        : { kind: 'pglite', dataDir: dataDir as string };
+        : { kind: 'pglite', dataDir: join(dataDir as string, 'db') };
       const db = await openDatabase(target, entities, logger);
       try {
         expect((await migrate(db, logger)).length).toBeGreaterThan(0);

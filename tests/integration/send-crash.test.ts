@@ -35,6 +35,8 @@ const COMMON = {
   MESSAGE_DISPATCH_TIMEOUT_MS: '2000',
   MESSAGE_DISPATCH_MAX_ATTEMPTS: '10',
   MESSAGE_SWEEP_INTERVAL_MS: '200',
+  // Crash safety of the pipeline, not the governor's pacing (its own tests cover that).
+  SEND_GOVERNOR: 'off',
 };
 
 const MESSAGES = 1_000;
