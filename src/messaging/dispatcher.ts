@@ -170,7 +170,7 @@ export class Dispatcher implements DispatchWakeups {
         (m) => m.dispatched_at !== null && m.dispatch_attempts >= this.config.dispatchMaxAttempts,
       );
       const candidates = claimed.filter((m) => !tooMany.includes(m));
-      const decisions = await this.decide(candidates, now);
+      const decisions = await this.decide(candidates, now, tx);
       const released = candidates.filter((m) => decisions.get(m.id)?.release === true);
       const held = [...decisions.values()].filter((d) => !d.release);
       if (held.length > 0) {
@@ -203,7 +203,11 @@ export class Dispatcher implements DispatchWakeups {
   }
 
   /** Asks the gate, session by session, keeping each session's messages in order. */
-  private async decide(candidates: readonly Claimed[], now: Date): Promise<Map<string, DispatchDecision>> {
+  private async decide(
+    candidates: readonly Claimed[],
+    now: Date,
+    tx: EntityManager,
+  ): Promise<Map<string, DispatchDecision>> {
     const bySession = new Map<string, DispatchCandidate[]>();
     for (const m of candidates) {
       const list = bySession.get(m.session_id) ?? [];
@@ -218,7 +222,7 @@ export class Dispatcher implements DispatchWakeups {
     }
     const decisions = new Map<string, DispatchDecision>();
     for (const [sessionId, list] of bySession) {
-      for (const decision of await this.deps.gate.decide(sessionId, list, now))
+      for (const decision of await this.deps.gate.decide(sessionId, list, now, tx))
         decisions.set(decision.messageId, decision);
     }
     return decisions;

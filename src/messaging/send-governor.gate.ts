@@ -79,7 +79,7 @@ export function createSendGovernor(deps: SendGovernorDependencies): SendGovernor
 
 class SessionGovernors implements SendGovernor {
   readonly gate: DispatchGate = {
-    decide: (sessionId, candidates, now) => this.enqueue(sessionId, candidates, now),
+    decide: (sessionId, candidates, now, tx) => this.enqueue(sessionId, candidates, now, tx),
   };
   private readonly idleMs: number;
   private readonly refreshMs: number;
@@ -114,10 +114,15 @@ class SessionGovernors implements SendGovernor {
     await unsubscribe?.();
   }
 
-  private enqueue(sessionId: string, candidates: readonly DispatchCandidate[], now: Date): Promise<DispatchDecision[]> {
+  private enqueue(
+    sessionId: string,
+    candidates: readonly DispatchCandidate[],
+    now: Date,
+    tx: EntityManager | undefined,
+  ): Promise<DispatchDecision[]> {
     if (candidates.length === 0) return Promise.resolve([]);
     const previous = this.queues.get(sessionId) ?? Promise.resolve();
-    const run = () => this.decide(sessionId, candidates, now);
+    const run = () => this.decide(sessionId, candidates, now, tx);
     const next = previous.then(run, run);
     this.queues.set(sessionId, next);
     const forget = () => {
@@ -131,10 +136,11 @@ class SessionGovernors implements SendGovernor {
     sessionId: string,
     candidates: readonly DispatchCandidate[],
     now: Date,
+    tx: EntityManager | undefined,
   ): Promise<DispatchDecision[]> {
     const nowMs = now.getTime();
     await this.subscribe();
-    const em = this.deps.orm.em.fork();
+    const em = tx ?? this.deps.orm.em.fork();
     let entry = this.entries.get(sessionId);
     if (!entry || nowMs - entry.usedAt > this.idleMs || nowMs - entry.loadedAt > this.refreshMs) {
       entry = await this.load(em, sessionId, candidates, nowMs);
@@ -200,12 +206,11 @@ class SessionGovernors implements SendGovernor {
     ];
     if (ask.length === 0) return;
     const forms = [...new Set(ask.flatMap(chatForms))];
-    const rows = await em
-      .getConnection()
-      .execute<{ chat: string }[]>(
-        `select distinct "chat" from "message" where "session_id" = ? and "direction" = 'INBOUND' and "chat" in (${forms.map(() => '?').join(', ')})`,
-        [sessionId, ...forms],
-      );
+    const rows = await read<{ chat: string }>(
+      em,
+      `select distinct "chat" from "message" where "session_id" = ? and "direction" = 'INBOUND' and "chat" in (${forms.map(() => '?').join(', ')})`,
+      [sessionId, ...forms],
+    );
     for (const row of rows) entry.known.add(chatKey(row.chat));
     for (const chat of ask) if (!entry.known.has(chatKey(chat))) entry.unknownAt.set(chatKey(chat), nowMs);
   }
@@ -216,12 +221,11 @@ class SessionGovernors implements SendGovernor {
     candidates: readonly DispatchCandidate[],
     nowMs: number,
   ): Promise<Entry> {
-    const [session] = await em
-      .getConnection()
-      .execute<SessionRow[]>(
-        `select s."tenant_id", s."linked_at", s."send_policy", t."plan" from "session" s join "tenant" t on t."id" = s."tenant_id" where s."id" = ?`,
-        [sessionId],
-      );
+    const [session] = await read<SessionRow>(
+      em,
+      `select s."tenant_id", s."linked_at", s."send_policy", t."plan" from "session" s join "tenant" t on t."id" = s."tenant_id" where s."id" = ?`,
+      [sessionId],
+    );
     if (!session) throw DomainError.notFound('session', sessionId);
     const stored =
       typeof session.send_policy === 'string'
@@ -264,16 +268,22 @@ class SessionGovernors implements SendGovernor {
     const windowMs = Math.max((policy.newRecipientBurst + 1) * policy.newRecipientIntervalSeconds * 1000, 2 * 60_000);
     // A message counts from when it was handed to a worker (or, sent before the pipeline stamped that, when it was sent).
     const sentAt = `coalesce("dispatched_at", "sent_at")`;
-    const connection = em.getConnection();
-    const [counted] = await connection.execute<{ n: string | number }[]>(
+    const [counted] = await read<{ n: string | number }>(
+      em,
       `select count(*) as "n" from "message" where "session_id" = ? and "direction" = 'OUTBOUND' and ${sentAt} >= ?`,
       [sessionId, new Date(todayStart)],
     );
-    const rows = await connection.execute<{ chat: string; at: Date | string }[]>(
+    const rows = await read<{ chat: string; at: Date | string }>(
+      em,
       `select "chat", ${sentAt} as "at" from "message" where "session_id" = ? and "direction" = 'OUTBOUND' and ${sentAt} >= ? and ${sentAt} <= ? order by ${sentAt} desc limit ${SEED_ROWS}`,
       [sessionId, new Date(nowMs - windowMs), new Date(nowMs)],
     );
     const recent = rows.map((row) => ({ chat: row.chat, at: new Date(row.at).getTime() })).reverse();
     return { sentToday: Number(counted?.n ?? 0), recent };
   }
+}
+
+/** A read on `em`'s transaction when it has one (the dispatcher's), else on the pool. */
+function read<T>(em: EntityManager, sql: string, params: unknown[]): Promise<T[]> {
+  return em.getConnection().execute<T[]>(sql, params, 'all', em.getTransactionContext());
 }

@@ -176,6 +176,59 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
     expect(answered.unread_count).toBe(0);
   });
 
+  it('shows a send and a reply through the API: ListMessages newest first, ListChats, ListEvents, refused to another tenant', async () => {
+    const peer = '+15550006666';
+    const { json: sent } = await call(tenant.accessToken, 'MessageService/SendText', {
+      sessionId,
+      to: peer,
+      text: 'history out',
+    });
+    const outbound = sent.message as JsonMessage;
+    await eventually(async () => ((await getMessage(outbound.id)).status === 'MESSAGE_STATUS_READ' ? true : undefined));
+    const { json: injected } = await call(tenant.accessToken, 'SandboxService/InjectInbound', {
+      sessionId,
+      from: peer,
+      text: 'history in',
+    });
+    const inboundWa = injected.whatsappMessageId as string;
+
+    const listed = await eventually(async () => {
+      const { json } = await call(tenant.accessToken, 'MessageService/ListMessages', { sessionId, pageSize: 2 });
+      const messages = (json.messages ?? []) as (JsonMessage & { text: string; direction: string })[];
+      return messages[0]?.whatsappMessageId === inboundWa ? messages : undefined;
+    });
+    expect(listed.map((m) => [m.direction, m.text, m.status])).toEqual([
+      ['MESSAGE_DIRECTION_INBOUND', 'history in', 'MESSAGE_STATUS_RECEIVED'],
+      ['MESSAGE_DIRECTION_OUTBOUND', 'history out', 'MESSAGE_STATUS_READ'],
+    ]);
+
+    const { json: chats } = await call(tenant.accessToken, 'MessageService/ListChats', { sessionId });
+    const listedChats = (chats.chats ?? []) as { chat: string; lastMessage?: { text: string } }[];
+    expect(listedChats[0]?.lastMessage?.text).toBe('history in');
+
+    const { json: log } = await call(tenant.accessToken, 'EventService/ListEvents', {
+      types: ['message.'],
+      sessionId,
+      pageSize: 1000,
+    });
+    const events = (log.events ?? []) as { type: string; message?: JsonMessage & { text: string } }[];
+    const about = (text: string) => events.filter((e) => e.message?.text === text).map((e) => e.type);
+    expect(about('history out')).toEqual(['message.queued', 'message.status', 'message.status', 'message.status']);
+    expect(about('history in')).toEqual(['message.received']);
+
+    // None of it is another tenant's to read.
+    for (const [path, body] of [
+      ['MessageService/ListMessages', { sessionId }],
+      ['MessageService/ListChats', { sessionId }],
+      ['MessageService/GetMessage', { messageId: outbound.id }],
+    ] as const) {
+      const refused = await call(other.accessToken, path, body);
+      expect(refused.status, path).toBe(404);
+    }
+    const { json: theirs } = await call(other.accessToken, 'EventService/ListEvents', { pageSize: 1000 });
+    expect(theirs.events ?? []).toEqual([]);
+  });
+
   it("refuses another tenant's session and message ids", async () => {
     const sent = await call(tenant.accessToken, 'MessageService/SendText', {
       sessionId,
