@@ -5,6 +5,7 @@ import { requireTenant } from '../identity/api-key.service.js';
 import type { Principal } from '../identity/principal.js';
 import { SessionRepository } from '../sessions/session.repository.js';
 import { Chat, Message, type MessageDirection, type MessageStatus } from './message.entity.js';
+import { chatId } from './chat-id.js';
 
 /** What ListMessages filters on; every field optional but the session. */
 export interface MessageQuery {
@@ -54,7 +55,7 @@ export class MessageHistory {
     const pageSize = normalisePageSize(query.pageSize, MESSAGE_PAGE);
     const before = decodeMessageToken(query.pageToken);
     const where: FilterQuery<Message> = { tenantId, sessionId: query.sessionId };
-    if (query.chat) where.chat = query.chat;
+    if (query.chat) where.chat = chatId(query.chat);
     if (query.direction) where.direction = query.direction;
     if (query.statuses && query.statuses.length > 0) where.status = { $in: [...query.statuses] };
     if (query.createdAfter || query.createdBefore) {

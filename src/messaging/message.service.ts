@@ -3,6 +3,7 @@ import { requireTenant } from '../identity/api-key.service.js';
 import type { Principal } from '../identity/principal.js';
 import type { EventLog } from '../events/event-log.js';
 import type { Clock } from '../../lib/clock.js';
+import { chatId } from './chat-id.js';
 import { DomainError } from '../../lib/errors.js';
 import type { Message } from './message.entity.js';
 import { MessageRepository } from './message.repository.js';
@@ -62,6 +63,7 @@ export class MessageService {
     input: { sessionId: string; to: string; text: string; idempotencyKey: string },
   ): Promise<Message> {
     const route = await this.deps.sessions.routeForSend(em, requireTenant(principal), input.sessionId);
+    input = { ...input, to: chatId(input.to) };
     const given = input.idempotencyKey.trim();
     if (given) {
       const earlier = await this.byKey(em, route.sessionId, given);

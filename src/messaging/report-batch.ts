@@ -1,4 +1,5 @@
 import type { MessageStatus } from './message.entity.js';
+import { chatId } from './chat-id.js';
 
 /**
  * Pure preparation of a batch of message reports (no I/O): what each
@@ -114,7 +115,7 @@ export function prepareBatch(reports: readonly MessageReport[], newId: () => str
           tenant_id: report.tenantId,
           session_id: sessionId,
           wa: event.messageId,
-          chat: event.from,
+          chat: chatId(event.from),
           text: event.text,
           at,
         });

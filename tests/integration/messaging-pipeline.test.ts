@@ -111,7 +111,7 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
       .getConnection()
       .execute<{ last_message_id: string; unread_count: number }[]>(
         `select "last_message_id", "unread_count" from "chat" where "session_id" = ? and "chat" = ?`,
-        [sessionId, '+15550004444'],
+        [sessionId, '15550004444@s.whatsapp.net'],
       );
     expect(chat?.last_message_id).toBe(queued.id);
   });
@@ -136,7 +136,8 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
   });
 
   it('stores an inbound message once with a message.received event; the chat counts it unread until the session sends', async () => {
-    // The chat is the sender as WhatsApp names it; the reply below goes to that same id.
+    // The chat is the sender as WhatsApp names it; the reply below is addressed by phone number
+    // and is the same chat (one spelling for a person, whichever way a message goes).
     const phone = '+15550007777';
     const from = '15550007777@s.whatsapp.net';
     const chat = async () => {
@@ -167,7 +168,7 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
     ]);
     expect(unread?.last_message_id).toBe(received[1]?.data.id);
 
-    const reply = await call(tenant.accessToken, 'MessageService/SendText', { sessionId, to: from, text: 'here!' });
+    const reply = await call(tenant.accessToken, 'MessageService/SendText', { sessionId, to: phone, text: 'here!' });
     const replyId = (reply.json.message as JsonMessage).id;
     const answered = await eventually(async () => {
       const row = await chat();
@@ -203,8 +204,15 @@ describe('send pipeline (PostgreSQL + Redis + sandbox agent)', () => {
     ]);
 
     const { json: chats } = await call(tenant.accessToken, 'MessageService/ListChats', { sessionId });
-    const listedChats = (chats.chats ?? []) as { chat: string; lastMessage?: { text: string } }[];
-    expect(listedChats[0]?.lastMessage?.text).toBe('history in');
+    const listedChats = (chats.chats ?? []) as { chat: string; unreadCount?: number; lastMessage?: { text: string } }[];
+    // One chat for the person, whether we wrote to "+1555…" or they wrote from "1555…@s.whatsapp.net".
+    expect(listedChats.filter((c) => c.chat === '15550006666@s.whatsapp.net')).toEqual([
+      expect.objectContaining({ unreadCount: 1, lastMessage: expect.objectContaining({ text: 'history in' }) }),
+    ]);
+    expect(listedChats.some((c) => c.chat.startsWith('+'))).toBe(false);
+    // The history filters by chat in either spelling.
+    const { json: byPhone } = await call(tenant.accessToken, 'MessageService/ListMessages', { sessionId, chat: peer });
+    expect(((byPhone.messages ?? []) as { text: string }[]).map((m) => m.text)).toEqual(['history in', 'history out']);
 
     const { json: log } = await call(tenant.accessToken, 'EventService/ListEvents', {
       types: ['message.'],
