@@ -5,6 +5,16 @@ export type MessageDirection = 'OUTBOUND' | 'INBOUND';
 /** How far a message got; inbound messages are RECEIVED. */
 export type MessageStatus = 'QUEUED' | 'SENT' | 'DELIVERED' | 'READ' | 'FAILED' | 'RECEIVED';
 
+/** Outbound statuses only move forward, to a higher rank; FAILED ends a message. */
+export const STATUS_RANK: Readonly<Record<MessageStatus, number>> = {
+  QUEUED: 0,
+  SENT: 1,
+  DELIVERED: 2,
+  READ: 3,
+  FAILED: 4,
+  RECEIVED: 0,
+};
+
 /**
  * One message through a session, with its delivery status. The hot paths
  * (accepting, dispatching, applying receipts) write it with plain SQL

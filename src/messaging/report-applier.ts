@@ -1,6 +1,6 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { EventAnnouncement, EventLog, NewEvent } from '../events/event-log.js';
-import type { Message, MessageStatus } from './message.entity.js';
+import { STATUS_RANK, type Message, type MessageStatus } from './message.entity.js';
 import type { MessageJson } from './message.service.js';
 import { query, records, rowToMessage, STATUS_RANK_SQL, type MessageRow } from './message.sql.js';
 import type { MessagingConfig } from './messaging.config.js';
@@ -81,8 +81,6 @@ const CHATS = (
         "last_activity_at" = greatest("chat"."last_activity_at", excluded."last_activity_at"),
         "unread_count" = ${unread}`;
 
-const RANK: Record<MessageStatus, number> = { QUEUED: 0, SENT: 1, DELIVERED: 2, READ: 3, FAILED: 4, RECEIVED: 0 };
-
 /**
  * Applies a batch of message reports in the caller's transaction: one
  * statement per kind of change, however many reports (sent, failed,
@@ -116,10 +114,11 @@ export class MessageReportApplier {
       const reached = new Map(batch.receipts.map((r) => [`${r.session_id} ${r.wa}`, r.reached]));
       for (const row of rows) {
         const message = rowToMessage(row);
-        const old = RANK[row.old_status as MessageStatus] ?? 0;
+        const old = STATUS_RANK[row.old_status as MessageStatus] ?? 0;
         // One event per status the message moved through, each showing the message as it was then.
         for (const status of reached.get(`${message.sessionId} ${message.whatsappMessageId ?? ''}`) ?? []) {
-          if (RANK[status] > old && RANK[status] <= RANK[message.status]) statusEvent(asOf(message, status));
+          if (STATUS_RANK[status] > old && STATUS_RANK[status] <= STATUS_RANK[message.status])
+            statusEvent(asOf(message, status));
         }
       }
     }
@@ -221,7 +220,7 @@ function asOf(message: Message, status: MessageStatus): Message {
   return {
     ...message,
     status,
-    readAt: RANK[status] >= RANK.READ ? message.readAt : null,
-    deliveredAt: RANK[status] >= RANK.DELIVERED ? message.deliveredAt : null,
+    readAt: STATUS_RANK[status] >= STATUS_RANK.READ ? message.readAt : null,
+    deliveredAt: STATUS_RANK[status] >= STATUS_RANK.DELIVERED ? message.deliveredAt : null,
   };
 }

@@ -1,4 +1,4 @@
-import type { MessageStatus } from './message.entity.js';
+import { STATUS_RANK, type MessageStatus } from './message.entity.js';
 import { chatId } from './chat-id.js';
 
 /**
@@ -26,7 +26,8 @@ const RETRYABLE = new Set(['UNAVAILABLE', 'RESOURCE_EXHAUSTED']);
 
 const earliest = (a: string | null, b: string) => (a === null || b < a ? b : a);
 
-const RECEIPT_RANK: Partial<Record<MessageStatus, number>> = { SENT: 1, DELIVERED: 2, READ: 3, FAILED: 4 };
+/** What a worker may report about an outbound message. */
+const RECEIPT_STATUSES: readonly MessageStatus[] = ['SENT', 'DELIVERED', 'READ', 'FAILED'];
 
 /** The receipts of one message in a batch, merged: the furthest status, and when each stage was reached. */
 export interface MergedReceipt {
@@ -80,7 +81,7 @@ export function prepareBatch(reports: readonly MessageReport[], newId: () => str
         });
         break;
       case 'messageStatus': {
-        const status = (Object.keys(RECEIPT_RANK) as MessageStatus[]).find((s) => s === event.status);
+        const status = RECEIPT_STATUSES.find((s) => s === event.status);
         if (!status) break; // a status workers may report that no outbound message takes (ignored)
         const key = `${sessionId} ${event.messageId}`;
         const merged = receipts.get(key) ?? {
@@ -94,7 +95,7 @@ export function prepareBatch(reports: readonly MessageReport[], newId: () => str
           read_at: null,
           failed_at: null,
         };
-        const rank = RECEIPT_RANK[status] ?? 0;
+        const rank = STATUS_RANK[status];
         if (!merged.reached.includes(status)) merged.reached.push(status);
         if (rank > merged.rank) {
           merged.rank = rank;
@@ -124,7 +125,7 @@ export function prepareBatch(reports: readonly MessageReport[], newId: () => str
   });
   batch.receipts = [...receipts.values()].map((r) => ({
     ...r,
-    reached: r.reached.sort((a, b) => (RECEIPT_RANK[a] ?? 0) - (RECEIPT_RANK[b] ?? 0)),
+    reached: r.reached.sort((a, b) => STATUS_RANK[a] - STATUS_RANK[b]),
   }));
   return batch;
 }
